@@ -1,0 +1,20 @@
+import { z } from 'zod';
+import { TrainOptionsSchema } from './train-options.ts';
+
+/**
+ * What the Train step hands the worker (Step Functions input, `RUN_SPEC` environment variable, or CLI flags).
+ * Everything else (shard keys, output keys) follows from core/s3-layout.ts.
+ */
+export const RunSpecSchema = z
+  .object({
+    runId: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/),
+    bucket: z.string().min(3),
+    dataset: z.string().min(1),
+    /** Base checkpoint URI when train.json sets none. */
+    baseModel: z.string().optional(),
+    /** Options after merging train.json over deployment defaults. */
+    options: TrainOptionsSchema.default({}),
+  })
+  .strict();
+
+export type RunSpec = z.infer<typeof RunSpecSchema>;

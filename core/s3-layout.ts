@@ -1,0 +1,39 @@
+/**
+ * The bucket layout, in one place: every writer and reader of the pipeline builds its keys here.
+ *
+ *   datasets/<name>/captions.csv, datasets/<name>/train.json, datasets/<name>/<images...>
+ *   runs/<runId>/validation.json
+ *   runs/<runId>/shards/shard-<00000>.rsshard
+ *   runs/<runId>/checkpoints/step-<n>/{model.safetensors, optimizer.safetensors, trainer.json}
+ *   runs/<runId>/checkpoints/latest.json
+ *   runs/<runId>/final/{model.safetensors, image_encoder.onnx, text_encoder.onnx, metrics.json, *.svg, README.md}
+ *   models/<name>/latest.json
+ */
+export const DATASETS = 'datasets';
+export const CAPTIONS_FILE = 'captions.csv';
+export const TRAIN_OPTIONS_FILE = 'train.json';
+
+export const datasetPrefix = (name: string): string => `${DATASETS}/${name}`;
+export const captionsKey = (name: string): string => `${datasetPrefix(name)}/${CAPTIONS_FILE}`;
+export const trainOptionsKey = (name: string): string => `${datasetPrefix(name)}/${TRAIN_OPTIONS_FILE}`;
+export const imageKey = (name: string, filename: string): string => `${datasetPrefix(name)}/${filename}`;
+
+/** `datasets/<name>/captions.csv` -> `<name>`; undefined for any other key. */
+export function datasetOfCaptionsKey(key: string): string | undefined {
+  const m = /^datasets\/([^/]+)\/captions\.csv$/.exec(key);
+  return m?.[1];
+}
+
+export const runPrefix = (runId: string): string => `runs/${runId}`;
+export const validationKey = (runId: string): string => `${runPrefix(runId)}/validation.json`;
+export const shardsPrefix = (runId: string): string => `${runPrefix(runId)}/shards`;
+export const shardName = (index: number): string => `shard-${String(index).padStart(5, '0')}.rsshard`;
+export const shardKey = (runId: string, index: number): string => `${shardsPrefix(runId)}/${shardName(index)}`;
+
+/** Relative to a run's output root (a run prefix in S3 or a local `--out` folder). */
+export const CHECKPOINTS = 'checkpoints';
+export const LATEST_CHECKPOINT = `${CHECKPOINTS}/latest.json`;
+export const checkpointDir = (step: number): string => `${CHECKPOINTS}/step-${step}`;
+export const FINAL = 'final';
+
+export const modelLatestKey = (dataset: string): string => `models/${dataset}/latest.json`;

@@ -1,0 +1,228 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import {
+  CopyObjectCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  NoSuchKey,
+  NotFound,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { makeS3Client } from './s3-client.ts';
+
+export interface ObjectInfo {
+  /** Key relative to the store's root, always with `/` separators. */
+  key: string;
+  size: number;
+  etag?: string;
+}
+
+/**
+ * The one storage abstraction of the project: a root that is either an S3 prefix or a local folder.
+ * Every writer publishes atomically (temporary key, then rename/copy), so a reader never sees half an object.
+ */
+export interface ObjectStore {
+  readonly uri: string;
+  get(key: string): Promise<Uint8Array>;
+  /** undefined when the object does not exist. */
+  tryGet(key: string): Promise<Uint8Array | undefined>;
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** Every object under `prefix` (relative keys), paginated for the caller. */
+  list(prefix?: string): Promise<ObjectInfo[]>;
+  /** Atomic publish: written to a temporary key first, then moved into place. */
+  put(key: string, body: Uint8Array | string): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** A store rooted below this one. */
+  child(prefix: string): ObjectStore;
+}
+
+export const TMP_SEGMENT = '_tmp';
+
+function cleanKey(key: string): string {
+  const k = key.replace(/^\/+/, '');
+  if (k.split('/').some((p) => p === '..')) throw new Error(`key escapes its store: ${key}`);
+  return k;
+}
+
+function joinKey(prefix: string, key: string): string {
+  if (!prefix) return key;
+  return prefix.endsWith('/') ? prefix + key : `${prefix}/${key}`;
+}
+
+export class S3Store implements ObjectStore {
+  constructor(
+    readonly bucket: string,
+    readonly prefix: string,
+    readonly client: S3Client = makeS3Client(),
+  ) {}
+
+  get uri(): string {
+    return `s3://${this.bucket}/${this.prefix}`;
+  }
+
+  private full(key: string): string {
+    return joinKey(this.prefix, cleanKey(key));
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    const got = await this.tryGet(key);
+    if (!got) throw new Error(`object not found: ${this.uri.replace(/\/$/, '')}/${key}`);
+    return got;
+  }
+
+  async tryGet(key: string): Promise<Uint8Array | undefined> {
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key) }));
+      return await res.Body!.transformToByteArray();
+    } catch (e) {
+      if (e instanceof NoSuchKey || (e as { name?: string }).name === 'NoSuchKey') return undefined;
+      throw e;
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key) }));
+      return { key, size: res.ContentLength ?? 0, etag: res.ETag };
+    } catch (e) {
+      const name = (e as { name?: string }).name;
+      if (e instanceof NotFound || name === 'NotFound' || name === 'NoSuchKey') return undefined;
+      throw e;
+    }
+  }
+
+  async list(prefix = ''): Promise<ObjectInfo[]> {
+    const out: ObjectInfo[] = [];
+    const base = this.prefix ? (this.prefix.endsWith('/') ? this.prefix : `${this.prefix}/`) : '';
+    let token: string | undefined;
+    do {
+      const res = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base + cleanKey(prefix), ContinuationToken: token }),
+      );
+      for (const o of res.Contents ?? []) {
+        out.push({ key: o.Key!.slice(base.length), size: o.Size ?? 0, etag: o.ETag });
+      }
+      token = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+
+  async put(key: string, body: Uint8Array | string): Promise<void> {
+    const finalKey = this.full(key);
+    const tmpKey = joinKey(this.prefix, `${TMP_SEGMENT}/${randomUUID()}/${cleanKey(key).split('/').pop()}`);
+    await new Upload({ client: this.client, params: { Bucket: this.bucket, Key: tmpKey, Body: body } }).done();
+    try {
+      await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: finalKey,
+          CopySource: `${this.bucket}/${tmpKey.split('/').map(encodeURIComponent).join('/')}`,
+        }),
+      );
+    } finally {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: tmpKey }));
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key) }));
+  }
+
+  child(prefix: string): ObjectStore {
+    return new S3Store(this.bucket, joinKey(this.prefix, cleanKey(prefix)), this.client);
+  }
+}
+
+export class FsStore implements ObjectStore {
+  readonly root: string;
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  get uri(): string {
+    return this.root;
+  }
+
+  private path(key: string): string {
+    return join(this.root, ...cleanKey(key).split('/'));
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    const got = await this.tryGet(key);
+    if (!got) throw new Error(`file not found: ${this.path(key)}`);
+    return got;
+  }
+
+  async tryGet(key: string): Promise<Uint8Array | undefined> {
+    try {
+      return new Uint8Array(await readFile(this.path(key)));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const s = await stat(this.path(key));
+      return s.isFile() ? { key, size: s.size } : undefined;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async list(prefix = ''): Promise<ObjectInfo[]> {
+    const out: ObjectInfo[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw e;
+      }
+      for (const ent of entries) {
+        const p = join(dir, ent.name);
+        if (ent.isDirectory()) await walk(p);
+        else if (ent.isFile()) {
+          const key = relative(this.root, p).split(sep).join('/');
+          if (key.startsWith(prefix) && !key.startsWith(`${TMP_SEGMENT}/`)) out.push({ key, size: (await stat(p)).size });
+        }
+      }
+    };
+    await walk(this.root);
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async put(key: string, body: Uint8Array | string): Promise<void> {
+    const target = this.path(key);
+    await mkdir(dirname(target), { recursive: true });
+    const tmp = `${target}.${randomUUID()}.tmp`;
+    await writeFile(tmp, body);
+    await rename(tmp, target);
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.path(key), { force: true });
+  }
+
+  child(prefix: string): ObjectStore {
+    return new FsStore(this.path(prefix));
+  }
+}
+
+/** `s3://bucket/prefix` or a local folder. */
+export function openStore(location: string, client?: S3Client): ObjectStore {
+  const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(location);
+  if (m) return new S3Store(m[1]!, m[2]!.replace(/\/+$/, ''), client);
+  return new FsStore(location);
+}
+
+export function sha256Hex(bytes: Uint8Array | string): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}

@@ -1,0 +1,56 @@
+import { z } from 'zod';
+
+/**
+ * `datasets/<name>/train.json`: what a dataset owner may override. Unset hyper-parameters take the recipe of
+ * the model's family (worker/train/recipe.ts), so one file holds each default.
+ */
+export const TrainOptionsSchema = z
+  .object({
+    /** open_clip model-config name (worker/models/configs/<name>.json). */
+    model: z.string().min(1).optional(),
+    /** Base checkpoint URI (s3://... or a local path); `latest` continues from models/<dataset>/latest.json. */
+    init: z.string().min(1).optional(),
+    epochs: z.number().int().positive().optional(),
+    maxSteps: z.number().int().positive().optional(),
+    batchSize: z.number().int().positive().optional(),
+    accumulate: z.number().int().positive().optional(),
+    lr: z.number().positive().optional(),
+    warmupSteps: z.number().int().nonnegative().optional(),
+    weightDecay: z.number().nonnegative().optional(),
+    beta1: z.number().min(0).max(1).optional(),
+    beta2: z.number().min(0).max(1).optional(),
+    eps: z.number().positive().optional(),
+    gradClip: z.number().nonnegative().optional(),
+    seed: z.number().int().nonnegative().optional(),
+    checkpointEvery: z.number().int().positive().optional(),
+    /** Regular expressions over parameter names to keep frozen. */
+    freeze: z.array(z.string()).optional(),
+    freezeBnStats: z.boolean().optional(),
+    augment: z
+      .object({
+        randomResizedCrop: z.boolean().optional(),
+        dihedral: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
+    /** Zero-based band indices for multi-band TIFF/GeoTIFF, in R,G,B order (default [0,1,2]). */
+    bands: z.array(z.number().int().nonnegative()).length(3).optional(),
+    /** Fractions for the hash split when the CSV has no `split` column. */
+    split: z
+      .object({ train: z.number().min(0), val: z.number().min(0), test: z.number().min(0) })
+      .strict()
+      .optional(),
+    validation: z
+      .object({
+        /** `fail`: any bad row fails the run; `skip`: bad rows are dropped while under maxBadFraction. */
+        policy: z.enum(['fail', 'skip']).optional(),
+        maxBadFraction: z.number().min(0).max(1).optional(),
+      })
+      .strict()
+      .optional(),
+    /** Rows per shard. */
+    shardSize: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export type TrainOptions = z.infer<typeof TrainOptionsSchema>;

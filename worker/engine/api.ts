@@ -1,0 +1,95 @@
+/**
+ * The contract between the training loop (worker/train) and the engine (worker/engine + worker/models).
+ * The loop owns data, schedule, evaluation and checkpoints; the engine owns graphs and sessions.
+ */
+import type { StateDict } from '../tensor.ts';
+
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
+
+/** open_clip's model-config JSON (worker/models/configs/*.json). `vision_cfg.layers` as a list selects ModifiedResNet. */
+export interface ClipModelConfig {
+  embed_dim: number;
+  quick_gelu?: boolean;
+  vision_cfg: {
+    image_size: number;
+    layers: number | number[];
+    width: number;
+    head_width?: number;
+    patch_size?: number | null;
+    mlp_ratio?: number;
+  };
+  text_cfg: {
+    context_length: number;
+    vocab_size: number;
+    width: number;
+    heads: number;
+    layers: number;
+  };
+}
+
+export interface OptimizerHyper {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Global-norm clipping threshold; 0 disables clipping. */
+  gradClip: number;
+}
+
+export interface TrainerOptions {
+  config: ClipModelConfig;
+  /** Initial parameters (and BatchNorm buffers), open_clip names. */
+  init: StateDict;
+  /** Micro-batch size: rows per forward/backward. */
+  batchSize: number;
+  /** Micro-batches accumulated into one optimizer step (default 1). */
+  accumulate?: number;
+  hyper: OptimizerHyper;
+  /** Regular expressions over parameter names; matching parameters are not updated. */
+  freeze?: string[];
+  /** Keep BatchNorm running statistics fixed and normalise with them (open_clip --lock-image-freeze-bn-stats). */
+  freezeBnStats?: boolean;
+  ep?: ExecutionProvider;
+  /** Optimizer steps per session.run (ONNX Loop) on CPU/CUDA. */
+  stepsPerRun?: number;
+  /** Continue from a saved optimizer state (resume). */
+  optimizer?: OptimizerState;
+}
+
+/** One micro-batch: images normalised with CLIP mean/std, NCHW float32 [B,3,S,S]; tokens int32 [B,77]. */
+export interface Batch {
+  images: Float32Array;
+  tokens: Int32Array;
+}
+
+export interface StepInput {
+  /** `accumulate` micro-batches. */
+  micro: Batch[];
+  lr: number;
+}
+
+export interface StepResult {
+  loss: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** exp(logit_scale) after the step. */
+  logitScale: number;
+}
+
+export interface OptimizerState {
+  /** Number of optimizer steps taken (AdamW bias correction). */
+  step: number;
+  m: StateDict;
+  v: StateDict;
+}
+
+export interface ClipTrainer {
+  /** Runs the given optimizer steps in order (grouped into Loop runs where possible). */
+  train(steps: StepInput[]): Promise<StepResult[]>;
+  /** L2-normalised embeddings [n, embed_dim] with the current parameters, in evaluation mode. */
+  encodeImages(images: Float32Array, n: number): Promise<Float32Array>;
+  encodeTexts(tokens: Int32Array, n: number): Promise<Float32Array>;
+  /** Current parameters and buffers (open_clip names) and optimizer state. */
+  snapshot(): Promise<{ params: StateDict; optimizer: OptimizerState }>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,10 @@
+/** A float32 host tensor, row-major. Checkpoints, the engine and the exporters all speak this. */
+export interface HostTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Parameters and buffers by open_clip's state-dict key (e.g. `visual.conv1.weight`). */
+export type StateDict = Map<string, HostTensor>;
+
+export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
