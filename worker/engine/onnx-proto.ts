@@ -1,0 +1,193 @@
+/**
+ * A minimal protobuf encoder for the parts of onnx.proto the engine emits. Field numbers follow onnx/onnx.proto
+ * (proto2, so repeated scalars are written unpacked). Encoding only: the engine never reads ONNX back.
+ */
+
+export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
+export type DataType = (typeof DataType)[keyof typeof DataType];
+
+export interface TensorProto {
+  name: string;
+  dims: readonly number[];
+  dataType: DataType;
+  /** Little-endian bytes; absent when the data lives in an external file. */
+  rawData?: Uint8Array;
+  external?: { location: string; offset: number; length: number };
+}
+
+export interface ValueInfoProto {
+  name: string;
+  elemType: DataType;
+  shape: readonly number[];
+}
+
+export type AttributeProto =
+  | { name: string; kind: 'int'; value: number }
+  | { name: string; kind: 'float'; value: number }
+  | { name: string; kind: 'string'; value: string }
+  | { name: string; kind: 'ints'; value: readonly number[] }
+  | { name: string; kind: 'floats'; value: readonly number[] }
+  | { name: string; kind: 'tensor'; value: TensorProto }
+  | { name: string; kind: 'graph'; value: GraphProto };
+
+export interface NodeProto {
+  opType: string;
+  inputs: readonly string[];
+  outputs: readonly string[];
+  name?: string;
+  domain?: string;
+  attributes: readonly AttributeProto[];
+}
+
+export interface GraphProto {
+  name: string;
+  nodes: readonly NodeProto[];
+  initializers: readonly TensorProto[];
+  inputs: readonly ValueInfoProto[];
+  outputs: readonly ValueInfoProto[];
+}
+
+export interface ModelProto {
+  irVersion: number;
+  opsets: readonly { domain: string; version: number }[];
+  producerName: string;
+  graph: GraphProto;
+}
+
+const WIRE_VARINT = 0;
+const WIRE_FIXED32 = 5;
+const WIRE_BYTES = 2;
+
+const utf8 = new TextEncoder();
+
+/** Appends protobuf fields; nested messages are encoded to bytes first, then written length-delimited. */
+class Writer {
+  private chunks: Uint8Array[] = [];
+  private scratch: number[] = [];
+
+  private flushScratch(): void {
+    if (this.scratch.length) {
+      this.chunks.push(Uint8Array.from(this.scratch));
+      this.scratch = [];
+    }
+  }
+
+  private varint(v: number | bigint): void {
+    // int64 fields: negatives are written as their 64-bit two's complement (10 bytes).
+    let n = BigInt.asUintN(64, BigInt(v));
+    while (n >= 0x80n) {
+      this.scratch.push(Number(n & 0x7fn) | 0x80);
+      n >>= 7n;
+    }
+    this.scratch.push(Number(n));
+  }
+
+  private tag(field: number, wire: number): void {
+    this.varint((field << 3) | wire);
+  }
+
+  int(field: number, v: number): this {
+    this.tag(field, WIRE_VARINT);
+    this.varint(v);
+    return this;
+  }
+
+  float(field: number, v: number): this {
+    this.tag(field, WIRE_FIXED32);
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setFloat32(0, v, true);
+    this.scratch.push(...b);
+    return this;
+  }
+
+  bytes(field: number, b: Uint8Array): this {
+    this.tag(field, WIRE_BYTES);
+    this.varint(b.length);
+    this.flushScratch();
+    this.chunks.push(b);
+    return this;
+  }
+
+  string(field: number, s: string): this {
+    return this.bytes(field, utf8.encode(s));
+  }
+
+  finish(): Uint8Array {
+    this.flushScratch();
+    const total = this.chunks.reduce((a, c) => a + c.length, 0);
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const c of this.chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  }
+}
+
+function tensor(t: TensorProto): Uint8Array {
+  const w = new Writer();
+  for (const d of t.dims) w.int(1, d);
+  w.int(2, t.dataType).string(8, t.name);
+  if (t.rawData) w.bytes(9, t.rawData);
+  if (t.external) {
+    const entry = (k: string, v: string) => new Writer().string(1, k).string(2, v).finish();
+    w.bytes(13, entry('location', t.external.location));
+    w.bytes(13, entry('offset', String(t.external.offset)));
+    w.bytes(13, entry('length', String(t.external.length)));
+    w.int(14, 1); // data_location = EXTERNAL
+  }
+  return w.finish();
+}
+
+function valueInfo(v: ValueInfoProto): Uint8Array {
+  const shape = new Writer();
+  for (const d of v.shape) shape.bytes(1, new Writer().int(1, d).finish());
+  const tensorType = new Writer().int(1, v.elemType).bytes(2, shape.finish()).finish();
+  const type = new Writer().bytes(1, tensorType).finish();
+  return new Writer().string(1, v.name).bytes(2, type).finish();
+}
+
+const ATTR_TYPE = { float: 1, int: 2, string: 3, tensor: 4, graph: 5, floats: 6, ints: 7 } as const;
+
+function attribute(a: AttributeProto): Uint8Array {
+  const w = new Writer().string(1, a.name).int(20, ATTR_TYPE[a.kind]);
+  switch (a.kind) {
+    case 'float': return w.float(2, a.value).finish();
+    case 'int': return w.int(3, a.value).finish();
+    case 'string': return w.string(4, a.value).finish();
+    case 'tensor': return w.bytes(5, tensor(a.value)).finish();
+    case 'graph': return w.bytes(6, graph(a.value)).finish();
+    case 'floats': for (const f of a.value) w.float(7, f); return w.finish();
+    case 'ints': for (const i of a.value) w.int(8, i); return w.finish();
+  }
+}
+
+function node(n: NodeProto): Uint8Array {
+  const w = new Writer();
+  for (const i of n.inputs) w.string(1, i);
+  for (const o of n.outputs) w.string(2, o);
+  if (n.name) w.string(3, n.name);
+  w.string(4, n.opType);
+  for (const a of n.attributes) w.bytes(5, attribute(a));
+  if (n.domain) w.string(7, n.domain);
+  return w.finish();
+}
+
+export function graph(g: GraphProto): Uint8Array {
+  const w = new Writer();
+  for (const n of g.nodes) w.bytes(1, node(n));
+  w.string(2, g.name);
+  for (const t of g.initializers) w.bytes(5, tensor(t));
+  for (const v of g.inputs) w.bytes(11, valueInfo(v));
+  for (const v of g.outputs) w.bytes(12, valueInfo(v));
+  return w.finish();
+}
+
+export function encodeModel(m: ModelProto): Uint8Array {
+  const w = new Writer().int(1, m.irVersion);
+  w.string(2, m.producerName);
+  w.bytes(7, graph(m.graph));
+  for (const o of m.opsets) w.bytes(8, new Writer().string(1, o.domain).int(2, o.version).finish());
+  return w.finish();
+}
