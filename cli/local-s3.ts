@@ -1,0 +1,91 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { startFauxqs, type FauxqsServer } from 'fauxqs';
+import { CAPTIONS_FILE } from '../core/s3-layout.ts';
+import { makeS3Client } from '../core/s3-client.ts';
+import { openStore, type ObjectStore } from '../core/store.ts';
+import type { Progress } from './progress.ts';
+
+/** An S3 API server inside this process, on loopback only, that the real handlers and the worker reach through the SDK. */
+export interface LocalS3 {
+  endpoint: string;
+  bucket: string;
+  server: FauxqsServer;
+  /** The bucket root as an ObjectStore. */
+  store: ObjectStore;
+  /** Stops the server and restores the environment it changed. */
+  stop(): Promise<void>;
+}
+
+/** What the SDK needs to talk to the loopback server; credentials are dummies (the server checks none). */
+const SDK_ENV = ['AWS_ENDPOINT_URL_S3', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION'] as const;
+
+export async function startLocalS3(bucket = 'rsclip-local'): Promise<LocalS3> {
+  const server = await startFauxqs({ host: '127.0.0.1', port: 0, logger: false, messageSpies: { bufferSize: 10_000 } });
+  // An IP endpoint, not `localhost`: with a host name the SDK would address `<bucket>.localhost`.
+  const endpoint = `http://127.0.0.1:${server.port}`;
+  const saved = Object.fromEntries(SDK_ENV.map((k) => [k, process.env[k]]));
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL_S3: endpoint,
+    AWS_ACCESS_KEY_ID: 'local',
+    AWS_SECRET_ACCESS_KEY: 'local',
+    AWS_REGION: 'us-east-1',
+  });
+  delete process.env.AWS_SESSION_TOKEN;
+  const client = makeS3Client();
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  return {
+    endpoint,
+    bucket,
+    server,
+    store: openStore(`s3://${bucket}/`, client),
+    async stop() {
+      client.destroy();
+      await server.stop();
+      for (const k of SDK_ENV) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+    },
+  };
+}
+
+/** Files under `dir` as `/`-separated relative keys, skipping hidden files and folders (`.DS_Store`, `.git`). */
+export async function listFolder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const ent of await readdir(d, { withFileTypes: true })) {
+      if (ent.name.startsWith('.')) continue;
+      const p = join(d, ent.name);
+      if (ent.isDirectory()) await walk(p);
+      else if (ent.isFile()) out.push(relative(dir, p).split(sep).join('/'));
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+/**
+ * Uploads a local dataset folder under `store` the way a user would: images first, captions.csv last, because
+ * writing captions.csv is what starts a run.
+ */
+export async function uploadFolder(store: ObjectStore, dir: string, progress?: Progress, concurrency = 8): Promise<string[]> {
+  const files = await listFolder(dir);
+  const images = files.filter((f) => f !== CAPTIONS_FILE);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < images.length) {
+      const key = images[next++]!;
+      await store.put(key, await readFile(join(dir, ...key.split('/'))));
+      progress?.tick();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, images.length) }, worker));
+  if (files.includes(CAPTIONS_FILE)) {
+    await store.put(CAPTIONS_FILE, await readFile(join(dir, CAPTIONS_FILE)));
+    progress?.tick();
+  }
+  progress?.done();
+  return files;
+}

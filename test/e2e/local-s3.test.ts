@@ -1,0 +1,49 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startLocalS3, uploadFolder } from '../../cli/local-s3.ts';
+import { S3Store } from '../../core/store.ts';
+
+let dir = '';
+afterAll(async () => dir && rm(dir, { recursive: true, force: true }));
+
+describe('local S3 server', () => {
+  it('serves the SDK on loopback, uploads a folder with captions.csv last, and restores the environment', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'rsclip-local-s3-'));
+    await mkdir(join(dir, 'img', 'sub'), { recursive: true });
+    await writeFile(join(dir, 'captions.csv'), 'filename,caption\nimg/a.png,one\n');
+    await writeFile(join(dir, 'img', 'a.png'), new Uint8Array([1, 2, 3]));
+    await writeFile(join(dir, 'img', 'sub', 'b.png'), new Uint8Array(70_000).fill(7));
+    await writeFile(join(dir, '.DS_Store'), 'junk');
+    const before = process.env.AWS_ENDPOINT_URL_S3;
+
+    const s3 = await startLocalS3('test-bucket');
+    try {
+      expect(s3.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(process.env.AWS_ENDPOINT_URL_S3).toBe(s3.endpoint);
+      const dataset = s3.store.child('datasets/tiny');
+      const uploaded = await uploadFolder(dataset, dir);
+      expect(uploaded).toEqual(['captions.csv', 'img/a.png', 'img/sub/b.png']);
+
+      // A fresh client built from the environment (as the handlers do) sees the same objects.
+      const fresh = new S3Store('test-bucket', '');
+      expect((await fresh.list('datasets/')).map((o) => o.key)).toEqual([
+        'datasets/tiny/captions.csv',
+        'datasets/tiny/img/a.png',
+        'datasets/tiny/img/sub/b.png',
+      ]);
+      expect(await fresh.get('datasets/tiny/img/sub/b.png')).toEqual(new Uint8Array(70_000).fill(7));
+
+      const created = s3.server.spy
+        .getAllMessages()
+        .filter((m) => m.service === 's3' && m.key.startsWith('datasets/') && !m.key.includes('/_tmp/') && (m.status === 'uploaded' || m.status === 'copied'))
+        .map((m) => (m as { key: string }).key);
+      expect(created.at(-1)).toBe('datasets/tiny/captions.csv');
+      expect(new Set(created)).toEqual(new Set(['datasets/tiny/img/a.png', 'datasets/tiny/img/sub/b.png', 'datasets/tiny/captions.csv']));
+    } finally {
+      await s3.stop();
+    }
+    expect(process.env.AWS_ENDPOINT_URL_S3).toBe(before);
+  });
+});
