@@ -1,0 +1,74 @@
+import { App, Duration } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import { Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { PipelineStack } from './pipeline-stack.ts';
+import type { PipelineProps } from './pipeline.ts';
+import { parseStage, stageProps } from './stage.ts';
+
+export const STACK_NAME = 'Rsclip';
+
+export interface CreateAppOptions {
+  /** Context as `-c key=value` would give it (strings), plus anything App accepts. */
+  context?: Record<string, unknown>;
+  outdir?: string;
+  /** Skip esbuild bundling (tests and the local runner only read the template). */
+  skipBundling?: boolean;
+}
+
+/**
+ * The app of `cdk synth`/`cdk deploy`, the tests and the local runner: one stack, cdk-nag at every synth.
+ * Context keys (all optional): stage (aws|local), baseModelUri, notificationEmail, gpuInstanceTypes
+ * (comma-separated), spot (true|false), maxVcpus, retrainSchedule (an EventBridge rate/cron expression) with
+ * retrainDatasets (comma-separated).
+ */
+export function createApp(options: CreateAppOptions = {}): { app: App; stack: PipelineStack } {
+  const app = new App({
+    outdir: options.outdir,
+    context: { ...options.context, ...(options.skipBundling ? { 'aws:cdk:bundling-stacks': [] } : {}) },
+  });
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  const stack = new PipelineStack(app, STACK_NAME, {
+    pipeline: pipelineProps((key) => app.node.tryGetContext(key)),
+    env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
+    description: 'rsclip: S3 datasets -> validate -> shard -> GPU fine-tuning -> published CLIP model',
+  });
+  return { app, stack };
+}
+
+function pipelineProps(context: (key: string) => unknown): PipelineProps {
+  const props = stageProps(parseStage(context('stage')));
+  const text = (key: string): string | undefined => {
+    const v = context(key);
+    if (v === undefined || v === null || v === '') return undefined;
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+      throw new Error(`context "${key}" must be a string`);
+    }
+    return String(v);
+  };
+  const list = (key: string): string[] | undefined => text(key)?.split(',').map((s) => s.trim()).filter(Boolean);
+
+  const instanceTypes = list('gpuInstanceTypes');
+  const spot = text('spot');
+  const maxVcpus = text('maxVcpus');
+  if (spot !== undefined && spot !== 'true' && spot !== 'false') throw new Error('context "spot" must be true or false');
+  if (maxVcpus !== undefined && !/^[1-9]\d*$/.test(maxVcpus)) throw new Error('context "maxVcpus" must be a positive integer');
+  const gpu = props.gpu && {
+    ...props.gpu,
+    ...(instanceTypes ? { instanceTypes: instanceTypes.map((t) => new ec2.InstanceType(t)) } : {}),
+    ...(spot ? { spot: spot === 'true' } : {}),
+    ...(maxVcpus ? { maxvCpus: Number(maxVcpus) } : {}),
+  };
+  const schedule = text('retrainSchedule');
+  const datasets = list('retrainDatasets');
+  if (schedule && !datasets?.length) throw new Error('context "retrainSchedule" needs "retrainDatasets"');
+  return {
+    ...props,
+    gpu,
+    baseModelUri: text('baseModelUri') ?? props.baseModelUri,
+    notificationEmail: text('notificationEmail'),
+    ...(schedule && datasets ? { retrain: { schedule: events.Schedule.expression(schedule), datasets } } : {}),
+    trainTimeout: text('trainTimeoutHours') ? Duration.hours(Number(text('trainTimeoutHours'))) : props.trainTimeout,
+  };
+}

@@ -1,0 +1,105 @@
+import { Duration, Size } from 'aws-cdk-lib';
+import * as batch from 'aws-cdk-lib/aws-batch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import type { DataBucket } from './data-bucket.ts';
+import { REPO_ROOT } from './node-function.ts';
+
+export interface GpuComputeProps {
+  /** GPU instance types Batch may launch, e.g. g5.xlarge, g6.xlarge. */
+  instanceTypes: ec2.InstanceType[];
+  /** Spot (SPOT_PRICE_CAPACITY_OPTIMIZED; reclaims are retried and resume from the last checkpoint) or on-demand. */
+  spot: boolean;
+  maxvCpus: number;
+  /** Per job; must fit the smallest instance type after the ECS agent's share. */
+  vcpus?: number;
+  memory?: Size;
+  /** Job attempts in total; only spot reclaims are retried. */
+  attempts?: number;
+  /** NAT gateways for the private subnets (image pulls, S3 goes through a gateway endpoint). */
+  natGateways?: number;
+}
+
+export interface GpuWorkerProps extends GpuComputeProps {
+  data: DataBucket;
+  logRetentionDays: logs.RetentionDays;
+  /** Batch kills the job after this; the state machine's Train timeout is a little longer. */
+  jobTimeout: Duration;
+}
+
+/** A Batch job queue on a managed EC2 GPU compute environment that scales to zero, and the worker's job definition. */
+export class GpuWorker extends Construct {
+  readonly vpc: ec2.Vpc;
+  readonly queue: batch.JobQueue;
+  readonly jobDefinition: batch.EcsJobDefinition;
+  readonly jobRole: iam.Role;
+
+  constructor(scope: Construct, id: string, props: GpuWorkerProps) {
+    super(scope, id);
+    this.vpc = new ec2.Vpc(this, 'Vpc', {
+      maxAzs: 3,
+      natGateways: props.natGateways ?? 1,
+      subnetConfiguration: [
+        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+        { name: 'workers', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 20 },
+      ],
+      gatewayEndpoints: { S3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
+    });
+    this.vpc.addFlowLog('FlowLog', {
+      destination: ec2.FlowLogDestination.toCloudWatchLogs(
+        new logs.LogGroup(this, 'FlowLogs', { retention: props.logRetentionDays }),
+      ),
+    });
+
+    const computeEnvironment = new batch.ManagedEc2EcsComputeEnvironment(this, 'ComputeEnvironment', {
+      vpc: this.vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      instanceTypes: props.instanceTypes,
+      useOptimalInstanceClasses: false,
+      images: [{ imageType: batch.EcsMachineImageType.ECS_AL2023_NVIDIA }],
+      minvCpus: 0,
+      maxvCpus: props.maxvCpus,
+      spot: props.spot,
+      allocationStrategy: props.spot
+        ? batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
+        : batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
+      replaceComputeEnvironment: true,
+    });
+    this.queue = new batch.JobQueue(this, 'Queue', {
+      computeEnvironments: [{ computeEnvironment, order: 1 }],
+    });
+
+    this.jobRole = new iam.Role(this, 'JobRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+    // Reads the dataset and shards, resumes from and prunes its checkpoints, reads a previous model for `init: latest`.
+    props.data.grantPrefixes(this.jobRole, { read: ['datasets', 'runs', 'models'], write: ['runs'], delete: ['runs'] });
+
+    this.jobDefinition = new batch.EcsJobDefinition(this, 'TrainJob', {
+      container: new batch.EcsEc2ContainerDefinition(this, 'Worker', {
+        // Build context is the repository root (the worker imports core/); /.dockerignore trims it.
+        image: ecs.ContainerImage.fromAsset(REPO_ROOT, {
+          file: 'worker/Dockerfile',
+          exclude: ['node_modules', 'cdk.out', '.git', 'out', '.tmp'],
+        }),
+        cpu: props.vcpus ?? 4,
+        memory: props.memory ?? Size.gibibytes(14),
+        gpu: 1,
+        jobRole: this.jobRole,
+        logging: ecs.LogDrivers.awsLogs({
+          streamPrefix: 'train',
+          logGroup: new logs.LogGroup(this, 'JobLogs', { retention: props.logRetentionDays }),
+        }),
+      }),
+      timeout: props.jobTimeout,
+      retryAttempts: props.attempts ?? 5,
+      // The worker resumes from runs/<runId>/checkpoints/latest.json, so a reclaimed spot host costs little;
+      // any other failure is a real one and ends the job.
+      retryStrategies: [
+        batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+        batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onReason: '*' })),
+      ],
+    });
+  }
+}

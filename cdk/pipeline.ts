@@ -1,0 +1,93 @@
+import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { DataBucket } from './data-bucket.ts';
+import { GpuWorker, type GpuComputeProps } from './gpu-compute.ts';
+import { IngestFunctions } from './ingest-functions.ts';
+import type { StageName } from './stage.ts';
+import { Trigger, type RetrainSchedule } from './trigger.ts';
+import { Workflow, type TrainTarget } from './workflow.ts';
+
+export interface PipelineProps {
+  stage: StageName;
+  /** Required for stage `aws`; ignored for `local` (Train is an Activity there). */
+  gpu?: GpuComputeProps;
+  /** Checkpoint URI a run starts from when its train.json sets no `init`. */
+  baseModelUri?: string;
+  notificationEmail?: string;
+  lambdaArchitecture: lambda.Architecture;
+  logRetentionDays: logs.RetentionDays;
+  removalPolicy: RemovalPolicy;
+  /** Days an overwritten or deleted object version is kept (default 30). */
+  noncurrentVersionDays?: number;
+  retrain?: RetrainSchedule;
+  /** Shard Lambdas at once (default 16). */
+  shardConcurrency?: number;
+  /** Percentage of shards that may fail without failing the run (default 0). */
+  toleratedShardFailurePercent?: number;
+  /** Longest a training job may run (default 12 h). */
+  trainTimeout?: Duration;
+}
+
+/** The whole pipeline: bucket, trigger, Lambda steps, GPU worker (or Activity) and the state machine. */
+export class Pipeline extends Construct {
+  readonly data: DataBucket;
+  readonly functions: IngestFunctions;
+  readonly workflow: Workflow;
+  readonly trigger: Trigger;
+  readonly gpu?: GpuWorker;
+  readonly trainActivity?: sfn.Activity;
+
+  constructor(scope: Construct, id: string, props: PipelineProps) {
+    super(scope, id);
+    const trainTimeout = props.trainTimeout ?? Duration.hours(12);
+    const common = { architecture: props.lambdaArchitecture, logRetentionDays: props.logRetentionDays };
+    this.data = new DataBucket(this, 'Data', {
+      removalPolicy: props.removalPolicy,
+      noncurrentVersionDays: props.noncurrentVersionDays ?? 30,
+    });
+    this.functions = new IngestFunctions(this, 'Steps', { data: this.data, ...common });
+
+    let train: TrainTarget;
+    if (props.stage === 'local') {
+      this.trainActivity = new sfn.Activity(this, 'TrainActivity');
+      train = { kind: 'activity', activity: this.trainActivity };
+    } else {
+      if (!props.gpu) throw new Error('Pipeline: stage "aws" needs gpu props (instance types, spot, max vCPUs)');
+      this.gpu = new GpuWorker(this, 'Gpu', {
+        ...props.gpu,
+        data: this.data,
+        logRetentionDays: props.logRetentionDays,
+        jobTimeout: trainTimeout,
+      });
+      train = { kind: 'batch', queue: this.gpu.queue, jobDefinition: this.gpu.jobDefinition };
+    }
+
+    this.workflow = new Workflow(this, 'Workflow', {
+      data: this.data,
+      functions: this.functions,
+      train,
+      baseModelUri: props.baseModelUri,
+      notificationEmail: props.notificationEmail,
+      shardConcurrency: props.shardConcurrency ?? 16,
+      toleratedShardFailurePercent: props.toleratedShardFailurePercent ?? 0,
+      // Batch's own timeout fires first, so the state machine sees the job's failure reason.
+      trainTimeout: trainTimeout.plus(Duration.minutes(15)),
+      logRetentionDays: props.logRetentionDays,
+    });
+    this.trigger = new Trigger(this, 'Trigger', {
+      data: this.data,
+      stateMachine: this.workflow.stateMachine,
+      retrain: props.retrain,
+      ...common,
+    });
+
+    new CfnOutput(this, 'BucketName', { key: 'BucketName', value: this.data.bucket.bucketName });
+    new CfnOutput(this, 'StateMachineArn', { key: 'StateMachineArn', value: this.workflow.stateMachine.stateMachineArn });
+    if (this.trainActivity) {
+      new CfnOutput(this, 'TrainActivityArn', { key: 'TrainActivityArn', value: this.trainActivity.activityArn });
+    }
+  }
+}

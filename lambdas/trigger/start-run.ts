@@ -1,0 +1,25 @@
+import { runFor } from './run-id.ts';
+
+/** StartExecution; rejects with an error named `ExecutionAlreadyExists` when the name was used before. */
+export type StartExecution = (name: string, input: string) => Promise<void>;
+
+export type StartResult =
+  | { status: 'started' | 'duplicate'; runId: string; key: string }
+  | { status: 'ignored'; key: string };
+
+export async function startRun(
+  start: StartExecution,
+  bucket: string,
+  key: string,
+  version: string,
+): Promise<StartResult> {
+  const run = runFor(bucket, key, version);
+  if (!run) return { status: 'ignored', key };
+  try {
+    await start(run.name, JSON.stringify(run.input));
+    return { status: 'started', runId: run.input.runId, key };
+  } catch (e) {
+    if ((e as { name?: string }).name === 'ExecutionAlreadyExists') return { status: 'duplicate', runId: run.input.runId, key };
+    throw e;
+  }
+}
