@@ -1,0 +1,74 @@
+import { readFile, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { modelLatestKey } from '../../core/s3-layout.ts';
+import { openStore, type ObjectStore } from '../../core/store.ts';
+import { loadStateDict } from '../checkpoint/load.ts';
+import type { ClipModelConfig } from '../engine/api.ts';
+import { loadModelConfig, modelConfigNames } from '../models/config.ts';
+import { initParams } from '../models/init.ts';
+import type { StateDict } from '../tensor.ts';
+
+/**
+ * Where a run's starting weights come from: `random:<config>` (open_clip's random init, for tests and demos),
+ * a checkpoint at an s3:// URI or a local path (RemoteCLIP/open_clip .pt or .safetensors), or `latest`: the
+ * model models/<dataset>/latest.json points at.
+ */
+export const RANDOM_PREFIX = 'random:';
+export const LATEST = 'latest';
+/** Larger than any CLIP checkpoint in use (ViT-L/14 fp32 is ~1.7 GB); refuses to buffer anything bigger. */
+export const MAX_CHECKPOINT_BYTES = 4 * 1024 ** 3;
+
+export interface ModelChoice {
+  /** Config name (or path) for loadModelConfig. */
+  name: string;
+  config: ClipModelConfig;
+}
+
+/**
+ * The model config: an explicit one (CLI --config, train.json "model"), else the one `random:<name>` names,
+ * else the longest known config name inside the checkpoint's file name (RemoteCLIP-ViT-B-32.pt -> ViT-B-32),
+ * else ViT-B-32, RemoteCLIP's default.
+ */
+export function chooseModel(base: string, explicit?: string): ModelChoice {
+  let name = explicit;
+  if (!name && base.startsWith(RANDOM_PREFIX)) name = base.slice(RANDOM_PREFIX.length);
+  if (!name) {
+    const file = basename(base);
+    name = modelConfigNames()
+      .filter((n) => file.includes(n))
+      .sort((a, b) => b.length - a.length)[0];
+  }
+  name ??= 'ViT-B-32';
+  return { name, config: loadModelConfig(name) };
+}
+
+async function readBounded(uri: string): Promise<Uint8Array> {
+  const m = /^(s3:\/\/.+)\/([^/]+)$/.exec(uri);
+  if (m) {
+    const store = openStore(m[1]!);
+    const info = await store.head(m[2]!);
+    if (!info) throw new Error(`base model not found: ${uri}`);
+    if (info.size > MAX_CHECKPOINT_BYTES) throw new Error(`${uri}: ${info.size} bytes exceeds the ${MAX_CHECKPOINT_BYTES}-byte checkpoint limit`);
+    return store.get(m[2]!);
+  }
+  const s = await stat(uri).catch(() => undefined);
+  if (!s?.isFile()) throw new Error(`base model not found: ${uri}`);
+  if (s.size > MAX_CHECKPOINT_BYTES) throw new Error(`${uri}: ${s.size} bytes exceeds the ${MAX_CHECKPOINT_BYTES}-byte checkpoint limit`);
+  return new Uint8Array(await readFile(uri));
+}
+
+/** The model key models/<dataset>/latest.json names, as a URI inside `bucket`. */
+export async function latestModelUri(bucket: ObjectStore, dataset: string): Promise<string> {
+  const key = modelLatestKey(dataset);
+  const bytes = await bucket.tryGet(key);
+  if (!bytes) throw new Error(`init "latest": ${bucket.uri.replace(/\/$/, '')}/${key} does not exist (no model published for ${dataset} yet)`);
+  const model = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { model?: unknown }).model;
+  if (typeof model !== 'string' || !model) throw new Error(`${key}: has no "model" key`);
+  const root = bucket.uri.replace(/\/$/, '');
+  return `${root}/${model}`;
+}
+
+export async function loadBaseModel(base: string, config: ClipModelConfig, seed: number): Promise<StateDict> {
+  if (base.startsWith(RANDOM_PREFIX)) return initParams(config, seed);
+  return loadStateDict(await readBounded(base), base);
+}

@@ -1,0 +1,100 @@
+import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
+import { FINAL, runPrefix, shardsPrefix } from '../../core/s3-layout.ts';
+import { openStore, type ObjectStore } from '../../core/store.ts';
+import type { ExecutionProvider } from '../engine/api.ts';
+import { LATEST, chooseModel, latestModelUri, loadBaseModel } from './base-model.ts';
+import { jsonLinesTo, type Logger } from './log.ts';
+import { runLoop, type CreateTrainer, type TrainJob } from './loop.ts';
+import type { RetrievalMetrics } from './metrics.ts';
+import { publishFinal, type Published } from './publish.ts';
+import { resolveRecipe } from './recipe.ts';
+
+/** What the Train task returns to Step Functions. */
+export interface TrainOutput {
+  runId: string;
+  steps: number;
+  /** Key prefix of the published directory in the bucket: runs/<runId>/final/. */
+  finalPrefix: string;
+  sha256: string;
+  before: RetrievalMetrics;
+  after: RetrievalMetrics;
+}
+
+export interface TrainDescription {
+  dataset: string;
+  baseModel: string;
+  modelName: string;
+}
+
+async function defaultCreateTrainer(): Promise<CreateTrainer> {
+  return (await import('../engine/trainer.ts')).createTrainer;
+}
+
+/** Trains (resuming when a checkpoint exists), then publishes final/. Shared by `rsclip train` and runTraining. */
+export async function trainAndPublish(job: TrainJob, about: TrainDescription, createTrainer?: CreateTrainer): Promise<Published> {
+  const result = await runLoop(job, createTrainer ?? (await defaultCreateTrainer()));
+  try {
+    const { params } = await result.trainer.snapshot();
+    const published = await publishFinal(job.out, params, {
+      ...about,
+      config: job.config,
+      recipe: job.recipe,
+      plan: result.plan,
+      steps: result.state.step,
+      evalSplit: result.evalSplit,
+      history: result.state.history,
+      evals: result.state.evals,
+      best: result.state.best,
+      test: result.test,
+    });
+    job.log({ event: 'published', finalPrefix: published.finalPrefix, sha256: published.sha256 });
+    return published;
+  } finally {
+    await result.trainer.close();
+  }
+}
+
+export interface RunDeps {
+  /** The bucket's root; defaults to s3://<spec.bucket>. */
+  bucket?: ObjectStore;
+  createTrainer?: CreateTrainer;
+  log?: Logger;
+  ep?: ExecutionProvider;
+}
+
+/**
+ * The Train task: shards from runs/<runId>/shards/, checkpoints and final/ under runs/<runId>/. Restarting it
+ * with the same spec resumes from the latest checkpoint.
+ */
+export async function runTraining(input: RunSpec, deps: RunDeps = {}): Promise<TrainOutput> {
+  const spec = RunSpecSchema.parse(input);
+  const bucket = deps.bucket ?? openStore(`s3://${spec.bucket}`);
+  const o = spec.options;
+  let base = o.init ?? spec.baseModel;
+  if (!base) throw new Error(`run ${spec.runId}: no base model (set "init" in train.json or the deployment's baseModel)`);
+  if (base === LATEST) base = await latestModelUri(bucket, spec.dataset);
+  const model = chooseModel(base, o.model);
+  const recipe = resolveRecipe(model.config, o);
+  const out = bucket.child(runPrefix(spec.runId));
+  const published = await trainAndPublish(
+    {
+      shards: bucket.child(shardsPrefix(spec.runId)),
+      out,
+      config: model.config,
+      recipe,
+      loadBase: () => loadBaseModel(base, model.config, recipe.seed),
+      ep: deps.ep ?? (process.env.RSCLIP_EP as ExecutionProvider | undefined),
+      log: deps.log ?? jsonLinesTo(process.stderr),
+    },
+    { dataset: spec.dataset, baseModel: base, modelName: model.name },
+    deps.createTrainer,
+  );
+  return {
+    runId: spec.runId,
+    steps: published.metrics.steps,
+    finalPrefix: `${runPrefix(spec.runId)}/${FINAL}/`,
+    sha256: published.sha256,
+    before: published.metrics.before,
+    after: published.metrics.after,
+  };
+}
