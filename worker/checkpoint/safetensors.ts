@@ -1,5 +1,6 @@
 import { endianness } from 'node:os';
 import type { StateDict } from '../tensor.ts';
+import { CheckpointError } from './errors.ts';
 import { f16ToF32, bf16ToF32 } from './half.ts';
 
 /** The safetensors format (https://github.com/huggingface/safetensors): u64 LE header length, JSON header, byte buffer. */
@@ -20,12 +21,6 @@ const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I
 const METADATA_KEY = '__metadata__';
 
 if (endianness() !== 'LE') throw new Error('checkpoint I/O assumes a little-endian host');
-
-class SafetensorsError extends Error {
-  constructor(source: string, reason: string) {
-    super(`${source}: not a valid safetensors file: ${reason}`);
-  }
-}
 
 /** A fresh, aligned copy of bytes[begin, end), so typed arrays can view it whatever the file offset. */
 function alignedCopy(bytes: Uint8Array, begin: number, end: number): ArrayBuffer {
@@ -64,7 +59,7 @@ interface HeaderEntry {
 
 function parseHeader(bytes: Uint8Array, source: string): { entries: HeaderEntry[]; dataStart: number } {
   function fail(reason: string): never {
-    throw new SafetensorsError(source, reason);
+    throw new CheckpointError(source, `not a valid safetensors file: ${reason}`);
   }
   if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
   const headerLen = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
@@ -78,7 +73,7 @@ function parseHeader(bytes: Uint8Array, source: string): { entries: HeaderEntry[
     if (!json.startsWith('{')) fail('header does not start with "{"');
     header = JSON.parse(json);
   } catch (e) {
-    if (e instanceof SafetensorsError) throw e;
+    if (e instanceof CheckpointError) throw e;
     fail(`header is not UTF-8 JSON (${(e as Error).message})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');

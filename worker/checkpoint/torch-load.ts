@@ -1,0 +1,226 @@
+import type { HostTensor } from '../tensor.ts';
+import { CheckpointError } from './errors.ts';
+import { bf16ToF32, f16ToF32 } from './half.ts';
+import { ZipArchive } from './torch-zip.ts';
+import { PyDict, PyGlobal, PyList, PyObject, PyTuple, type PyValue, typeName, unpickle } from './unpickle.ts';
+
+/**
+ * torch's zip checkpoint format (`torch.save` since 1.6): `<top>/data.pkl` is a pickle whose tensors point,
+ * through persistent ids, at raw storages `<top>/data/<key>`. Tensors are assembled lazily, so an optimizer
+ * state stored next to the weights is never decoded.
+ */
+
+/** data.pkl of a ViT-L-14 state dict is ~100 KB; an optimizer state adds little more. */
+export const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
+
+interface StorageType {
+  bytes: number;
+  decode(raw: Uint8Array): Float32Array;
+}
+
+const copy = (raw: Uint8Array): ArrayBuffer => raw.slice().buffer;
+const fromInts = (xs: ArrayLike<number | bigint>): Float32Array => Float32Array.from(xs, Number);
+
+const STORAGE_TYPES: Record<string, StorageType> = {
+  FloatStorage: { bytes: 4, decode: (r) => new Float32Array(copy(r)) },
+  HalfStorage: { bytes: 2, decode: (r) => f16ToF32(new Uint16Array(copy(r))) },
+  BFloat16Storage: { bytes: 2, decode: (r) => bf16ToF32(new Uint16Array(copy(r))) },
+  DoubleStorage: { bytes: 8, decode: (r) => Float32Array.from(new Float64Array(copy(r))) },
+  // StateDict is float32: integer buffers (BatchNorm `num_batches_tracked`) become their float32 values.
+  LongStorage: { bytes: 8, decode: (r) => fromInts(new BigInt64Array(copy(r))) },
+  IntStorage: { bytes: 4, decode: (r) => fromInts(new Int32Array(copy(r))) },
+  ByteStorage: { bytes: 1, decode: (r) => Float32Array.from(r) },
+  BoolStorage: { bytes: 1, decode: (r) => Float32Array.from(r, (b) => (b ? 1 : 0)) },
+};
+
+export class TorchStorage extends PyObject {
+  readonly typeName = 'torch storage';
+  constructor(
+    readonly type: string,
+    readonly key: string,
+    readonly numel: number,
+  ) {
+    super();
+  }
+}
+
+export class TorchTensor extends PyObject {
+  readonly typeName = 'torch.Tensor';
+  constructor(
+    readonly storage: TorchStorage,
+    readonly offset: number,
+    readonly size: number[],
+    readonly stride: number[],
+    private readonly archive: TorchArchive,
+  ) {
+    super();
+  }
+
+  /** A row-major float32 copy (views that share a storage each get their own data). */
+  toHost(name: string): HostTensor {
+    return this.archive.materialize(this, name);
+  }
+}
+
+function ints(v: PyValue, what: string, fail: (r: string) => never): number[] {
+  if (!(v instanceof PyTuple) || !v.items.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0)) {
+    return fail(`${what} must be a tuple of non-negative ints, got ${typeName(v)}`);
+  }
+  return v.items as number[];
+}
+
+class TorchArchive {
+  private readonly cache = new Map<string, Float32Array>();
+  private readonly storages = new Map<string, TorchStorage>();
+  private outputBudget: number;
+  readonly top: string;
+  private readonly bigEndian: boolean;
+
+  constructor(
+    private readonly zip: ZipArchive,
+    readonly source: string,
+  ) {
+    const first = zip.names[0];
+    const slash = first?.indexOf('/') ?? -1;
+    if (!first || slash <= 0) this.fail(`not a torch checkpoint: first entry ${JSON.stringify(first ?? '')} is not inside a top folder`);
+    this.top = first.slice(0, slash);
+    this.bigEndian = this.readByteorder();
+    // Views and half-precision upcasts may legitimately produce more than the archive holds, but not absurdly more.
+    this.outputBudget = 4 * zip.byteLength + (1 << 20);
+  }
+
+  fail(reason: string): never {
+    throw new CheckpointError(this.source, reason);
+  }
+
+  private readByteorder(): boolean {
+    const name = `${this.top}/byteorder`;
+    if (!this.zip.has(name)) return false;
+    const order = Buffer.from(this.zip.read(name, 16)).toString('latin1').trim();
+    if (order !== 'little' && order !== 'big') this.fail(`${name} says ${JSON.stringify(order)}, expected "little" or "big"`);
+    return order === 'big';
+  }
+
+  unpickle(): PyValue {
+    const name = `${this.top}/data.pkl`;
+    if (!this.zip.has(name)) this.fail(`not a torch checkpoint: ${name} is missing`);
+    return unpickle(this.zip.read(name, MAX_PICKLE_BYTES), {
+      source: `${this.source} (${name})`,
+      globals: this.globals(),
+      persistentLoad: (pid) => this.persistentLoad(pid),
+    });
+  }
+
+  private globals(): Map<string, PyGlobal> {
+    const fail = (r: string): never => this.fail(r);
+    const list: PyGlobal[] = [
+      new PyGlobal('collections', 'OrderedDict', (args) => {
+        const d = new PyDict();
+        if (args.length === 0) return d;
+        const [pairs] = args;
+        if (args.length !== 1 || !(pairs instanceof PyList)) return fail('OrderedDict(...) takes no arguments or a list of pairs');
+        for (const p of pairs.items) {
+          if (!(p instanceof PyTuple) || p.items.length !== 2 || typeof p.items[0] !== 'string') return fail('OrderedDict pair is not (str, value)');
+          d.map.set(p.items[0], p.items[1]!);
+        }
+        return d;
+      }),
+      new PyGlobal('torch._utils', '_rebuild_tensor_v2', (args) => {
+        const [storage, offset, size, stride] = args;
+        if (args.length < 6 || args.length > 7) return fail(`_rebuild_tensor_v2 takes 6 or 7 arguments, got ${args.length}`);
+        if (!(storage instanceof TorchStorage)) return fail(`_rebuild_tensor_v2 storage is a ${typeName(storage!)}`);
+        if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) return fail('_rebuild_tensor_v2 storage_offset is not a non-negative int');
+        const shape = ints(size!, 'tensor size', fail);
+        const strides = ints(stride!, 'tensor stride', fail);
+        if (shape.length !== strides.length) return fail(`tensor size ${JSON.stringify(shape)} and stride ${JSON.stringify(strides)} differ in length`);
+        return new TorchTensor(storage, offset, shape, strides, this);
+      }),
+      new PyGlobal('torch._utils', '_rebuild_parameter', (args) => {
+        if (args.length !== 3 || !(args[0] instanceof TorchTensor)) return fail('_rebuild_parameter takes (tensor, requires_grad, hooks)');
+        return args[0];
+      }),
+      ...Object.keys(STORAGE_TYPES).map((t) => new PyGlobal('torch', t)),
+    ];
+    return new Map(list.map((g) => [g.qualname, g]));
+  }
+
+  private persistentLoad(pid: PyValue): TorchStorage {
+    const [tag, type, key, , numel] = pid instanceof PyTuple ? pid.items : [];
+    if (!(pid instanceof PyTuple) || pid.items.length !== 5 || tag !== 'storage') this.fail("persistent id is not ('storage', type, key, location, numel)");
+    if (!(type instanceof PyGlobal) || type.module !== 'torch' || !(type.name in STORAGE_TYPES)) this.fail(`storage type ${typeName(type!)} is not supported`);
+    if (typeof key !== 'string' || !/^[\w.-]{1,64}$/.test(key)) this.fail(`storage key ${JSON.stringify(key)} is not a plain name`);
+    if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0) this.fail(`storage ${key} has an invalid element count`);
+    const seen = this.storages.get(key);
+    if (seen && (seen.type !== type.name || seen.numel !== numel)) this.fail(`storage ${key} is declared twice with different types or sizes`);
+    const s = seen ?? new TorchStorage(type.name, key, numel);
+    this.storages.set(key, s);
+    return s;
+  }
+
+  private storageData(s: TorchStorage): Float32Array {
+    const hit = this.cache.get(s.key);
+    if (hit) return hit;
+    const name = `${this.top}/data/${s.key}`;
+    if (!this.zip.has(name)) this.fail(`storage entry ${name} is missing`);
+    const type = STORAGE_TYPES[s.type]!;
+    const want = s.numel * type.bytes;
+    const size = this.zip.entry(name)!.size;
+    if (size !== want) this.fail(`storage ${name} holds ${size} bytes, but ${s.numel} ${s.type} elements need ${want}`);
+    let raw = this.zip.read(name, want);
+    if (this.bigEndian && type.bytes > 1) {
+      raw = raw.slice();
+      const b = Buffer.from(raw.buffer, raw.byteOffset, raw.length);
+      if (type.bytes === 2) b.swap16();
+      else if (type.bytes === 4) b.swap32();
+      else b.swap64();
+    }
+    const data = type.decode(raw);
+    this.cache.set(s.key, data);
+    return data;
+  }
+
+  materialize(t: TorchTensor, name: string): HostTensor {
+    const { size, stride, offset, storage } = t;
+    const n = size.reduce((a, b) => a * b, 1);
+    const desc = `tensor ${name} (size ${JSON.stringify(size)}, stride ${JSON.stringify(stride)}, offset ${offset})`;
+    if (n > 0) {
+      const last = size.reduce((acc, d, i) => acc + (d - 1) * stride[i]!, offset);
+      if (last >= storage.numel) this.fail(`${desc} reaches element ${last} of storage ${storage.key}, which has ${storage.numel}`);
+    }
+    if (4 * n > this.outputBudget) this.fail(`${desc} would need more memory than the checkpoint can justify`);
+    this.outputBudget -= 4 * n;
+    const src = this.storageData(storage);
+    return { shape: [...size], data: gather(src, offset, size, stride, n) };
+  }
+}
+
+/** Copies a strided view out of its storage into row-major order. */
+function gather(src: Float32Array, offset: number, size: number[], stride: number[], n: number): Float32Array {
+  let contiguous = true;
+  for (let i = size.length - 1, expect = 1; i >= 0; i--) {
+    if (size[i] !== 1 && stride[i] !== expect) contiguous = false;
+    expect *= size[i]!;
+  }
+  if (contiguous) return src.slice(offset, offset + n);
+  const out = new Float32Array(n);
+  const rank = size.length;
+  const idx = new Array<number>(rank).fill(0);
+  const inner = size[rank - 1]!;
+  const innerStride = stride[rank - 1]!;
+  for (let o = 0, base = offset; o < n; ) {
+    for (let j = 0; j < inner; j++) out[o++] = src[base + j * innerStride]!;
+    // Advance the outer indices like an odometer.
+    for (let d = rank - 2; d >= 0; d--) {
+      base += stride[d]!;
+      if (++idx[d]! < size[d]!) break;
+      base -= stride[d]! * size[d]!;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+/** Unpickles a torch zip checkpoint; tensors in the result are TorchTensor (call toHost to read them). */
+export function readTorchZip(bytes: Uint8Array, source: string): PyValue {
+  return new TorchArchive(new ZipArchive(bytes, source), source).unpickle();
+}

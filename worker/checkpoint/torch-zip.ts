@@ -1,0 +1,205 @@
+import { inflateRawSync } from 'node:zlib';
+import { CheckpointError } from './errors.ts';
+
+/**
+ * A bounded ZIP reader for torch checkpoints: central directory (ZIP64 when a field overflows), stored and
+ * deflate entries. Every offset and size is checked against the archive before it is used, and an entry's
+ * uncompressed size is checked against a limit before anything is allocated or inflated.
+ * CRC-32 is not checked: torch can write archives without it (`set_crc32_options`), and the run
+ * records a SHA-256 of what it loaded.
+ */
+
+export interface ZipEntry {
+  name: string;
+  method: number;
+  compressedSize: number;
+  size: number;
+  /** Offset of the entry's local header; the data follows the local header's own name and extra field. */
+  localHeaderOffset: number;
+}
+
+const SIG_LOCAL = 0x04034b50;
+const SIG_CENTRAL = 0x02014b50;
+const SIG_EOCD = 0x06054b50;
+const SIG_ZIP64_EOCD = 0x06064b50;
+const SIG_ZIP64_LOCATOR = 0x07064b50;
+const EOCD_BYTES = 22;
+const MAX_COMMENT = 0xffff;
+const METHOD_STORED = 0;
+const METHOD_DEFLATE = 8;
+const FLAG_ENCRYPTED = 1;
+
+export class ZipArchive {
+  /** Entry names in central-directory order. */
+  readonly names: string[];
+  private readonly entries: Map<string, ZipEntry>;
+  /** Where entry data must end: the start of the central directory. */
+  private readonly dataEnd: number;
+
+  constructor(
+    private readonly bytes: Uint8Array,
+    readonly source: string,
+  ) {
+    const dir = locateDirectory(bytes, source);
+    this.entries = readCentralDirectory(bytes, dir, source);
+    this.dataEnd = dir.offset;
+    this.names = [...this.entries.keys()];
+  }
+
+  get byteLength(): number {
+    return this.bytes.length;
+  }
+
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  entry(name: string): ZipEntry | undefined {
+    return this.entries.get(name);
+  }
+
+  /** The entry's bytes (a view for stored entries); refuses before allocating if it is larger than maxBytes. */
+  read(name: string, maxBytes: number): Uint8Array {
+    const e = this.entries.get(name);
+    if (!e) throw new CheckpointError(this.source, `entry ${name} is missing`);
+    if (e.size > maxBytes) throw new CheckpointError(this.source, `entry ${name} is ${e.size} bytes, over the ${maxBytes}-byte limit`);
+    const start = dataStart(this.bytes, e, this.dataEnd, this.source);
+    const raw = this.bytes.subarray(start, start + e.compressedSize);
+    if (e.method === METHOD_STORED) return raw;
+    let out: Buffer;
+    try {
+      out = inflateRawSync(raw, { maxOutputLength: Math.max(e.size, 1) });
+    } catch (err) {
+      throw new CheckpointError(this.source, `entry ${name} does not inflate to its declared ${e.size} bytes (${(err as Error).message})`);
+    }
+    if (out.length !== e.size) throw new CheckpointError(this.source, `entry ${name} inflates to ${out.length} bytes, declared ${e.size}`);
+    return new Uint8Array(out.buffer, out.byteOffset, out.length);
+  }
+}
+
+function view(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function findEocd(bytes: Uint8Array, source: string): number {
+  const dv = view(bytes);
+  const lowest = Math.max(0, bytes.length - EOCD_BYTES - MAX_COMMENT);
+  for (let p = bytes.length - EOCD_BYTES; p >= lowest; p--) {
+    if (dv.getUint32(p, true) === SIG_EOCD && p + EOCD_BYTES + dv.getUint16(p + 20, true) <= bytes.length) return p;
+  }
+  throw new CheckpointError(source, 'not a ZIP archive (no end-of-central-directory record; truncated or not a torch checkpoint)');
+}
+
+interface Directory {
+  count: number;
+  offset: number;
+  size: number;
+}
+
+function u64(dv: DataView, at: number, what: string, source: string): number {
+  const v = dv.getBigUint64(at, true);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new CheckpointError(source, `${what} ${v} is out of range`);
+  return Number(v);
+}
+
+function locateDirectory(bytes: Uint8Array, source: string): Directory {
+  const dv = view(bytes);
+  const eocd = findEocd(bytes, source);
+  if (dv.getUint16(eocd + 4, true) !== 0 || dv.getUint16(eocd + 6, true) !== 0) {
+    throw new CheckpointError(source, 'multi-disk ZIP archives are not supported');
+  }
+  let dir: Directory = { count: dv.getUint16(eocd + 10, true), size: dv.getUint32(eocd + 12, true), offset: dv.getUint32(eocd + 16, true) };
+  let dirEnd = eocd;
+  const overflowed = dir.count === 0xffff || dir.size === 0xffffffff || dir.offset === 0xffffffff;
+  const loc = eocd - 20;
+  if (overflowed || (loc >= 0 && dv.getUint32(loc, true) === SIG_ZIP64_LOCATOR)) {
+    if (loc < 0 || dv.getUint32(loc, true) !== SIG_ZIP64_LOCATOR) throw new CheckpointError(source, 'ZIP64 end-of-central-directory locator is missing');
+    const rec = u64(dv, loc + 8, 'ZIP64 record offset', source);
+    if (rec + 56 > loc || dv.getUint32(rec, true) !== SIG_ZIP64_EOCD) throw new CheckpointError(source, 'ZIP64 end-of-central-directory record is missing or corrupt');
+    dir = {
+      count: u64(dv, rec + 32, 'entry count', source),
+      size: u64(dv, rec + 40, 'central directory size', source),
+      offset: u64(dv, rec + 48, 'central directory offset', source),
+    };
+    dirEnd = rec;
+  }
+  if (dir.offset + dir.size > dirEnd) throw new CheckpointError(source, 'central directory lies outside the archive (truncated file?)');
+  // Each central record is at least 46 bytes, which bounds the count before anything is allocated.
+  if (dir.count * 46 > dir.size) throw new CheckpointError(source, `central directory of ${dir.size} bytes cannot hold ${dir.count} entries`);
+  return dir;
+}
+
+/** Fills the fields a ZIP64 extra block overrides (only those stored as 0xffffffff, in this order). */
+function applyZip64Extra(e: ZipEntry, extra: DataView, source: string): void {
+  for (let p = 0; p + 4 <= extra.byteLength; ) {
+    const id = extra.getUint16(p, true);
+    const len = extra.getUint16(p + 2, true);
+    if (p + 4 + len > extra.byteLength) throw new CheckpointError(source, `entry ${e.name} has a truncated extra field`);
+    if (id === 0x0001) {
+      let q = p + 4;
+      const take = (what: string): number => {
+        if (q + 8 > p + 4 + len) throw new CheckpointError(source, `entry ${e.name} has a short ZIP64 extra field`);
+        const v = u64(extra, q, what, source);
+        q += 8;
+        return v;
+      };
+      if (e.size === 0xffffffff) e.size = take('size');
+      if (e.compressedSize === 0xffffffff) e.compressedSize = take('compressed size');
+      if (e.localHeaderOffset === 0xffffffff) e.localHeaderOffset = take('local header offset');
+    }
+    p += 4 + len;
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function readCentralDirectory(bytes: Uint8Array, dir: Directory, source: string): Map<string, ZipEntry> {
+  const dv = view(bytes);
+  const end = dir.offset + dir.size;
+  const entries = new Map<string, ZipEntry>();
+  let p = dir.offset;
+  for (let i = 0; i < dir.count; i++) {
+    if (p + 46 > end || dv.getUint32(p, true) !== SIG_CENTRAL) throw new CheckpointError(source, `central directory record ${i} is corrupt`);
+    const flags = dv.getUint16(p + 8, true);
+    const nameLen = dv.getUint16(p + 28, true);
+    const extraLen = dv.getUint16(p + 30, true);
+    const commentLen = dv.getUint16(p + 32, true);
+    if (p + 46 + nameLen + extraLen + commentLen > end) throw new CheckpointError(source, `central directory record ${i} runs past the directory`);
+    let name: string;
+    try {
+      name = utf8.decode(bytes.subarray(p + 46, p + 46 + nameLen));
+    } catch {
+      throw new CheckpointError(source, `central directory record ${i} has a name that is not UTF-8`);
+    }
+    const e: ZipEntry = {
+      name,
+      method: dv.getUint16(p + 10, true),
+      compressedSize: dv.getUint32(p + 20, true),
+      size: dv.getUint32(p + 24, true),
+      localHeaderOffset: dv.getUint32(p + 42, true),
+    };
+    applyZip64Extra(e, new DataView(bytes.buffer, bytes.byteOffset + p + 46 + nameLen, extraLen), source);
+    if (flags & FLAG_ENCRYPTED) throw new CheckpointError(source, `entry ${name} is encrypted`);
+    if (e.method !== METHOD_STORED && e.method !== METHOD_DEFLATE) throw new CheckpointError(source, `entry ${name} uses compression method ${e.method} (only stored and deflate are supported)`);
+    if (e.method === METHOD_STORED && e.compressedSize !== e.size) throw new CheckpointError(source, `stored entry ${name} has different compressed and uncompressed sizes`);
+    if (e.localHeaderOffset + 30 + e.compressedSize > dir.offset) throw new CheckpointError(source, `entry ${name} lies outside the archive data`);
+    if (entries.has(name)) throw new CheckpointError(source, `entry ${name} appears twice`);
+    entries.set(name, e);
+    p += 46 + nameLen + extraLen + commentLen;
+  }
+  return entries;
+}
+
+/** Offset of the entry's data, from its local header (whose extra field may differ from the central one: torch pads it). */
+function dataStart(bytes: Uint8Array, e: ZipEntry, dataEnd: number, source: string): number {
+  const dv = view(bytes);
+  const p = e.localHeaderOffset;
+  if (p + 30 > dataEnd || dv.getUint32(p, true) !== SIG_LOCAL) throw new CheckpointError(source, `local header of entry ${e.name} is corrupt`);
+  const start = p + 30 + dv.getUint16(p + 26, true) + dv.getUint16(p + 28, true);
+  if (start + e.compressedSize > dataEnd) throw new CheckpointError(source, `entry ${e.name} runs into the central directory`);
+  return start;
+}
+
+/** True when the bytes start like a ZIP archive (a local file header). */
+export const looksLikeZip = (bytes: Uint8Array): boolean =>
+  bytes.length >= 4 && view(bytes).getUint32(0, true) === SIG_LOCAL;
