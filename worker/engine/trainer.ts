@@ -1,0 +1,194 @@
+/**
+ * The engine side of training (api.ts ClipTrainer): holds parameters, AdamW moments and buffers on the host between
+ * runs, drives the fused training-step model (K steps per run where the provider has Loop kernels) and separate
+ * encoder models that read the current parameters.
+ */
+import type { Batch, ClipTrainer, OptimizerState, StepInput, StepResult, TrainerOptions } from './api.ts';
+import { buildEncoderGraph, towerParamNames, type Tower } from './export.ts';
+import { frozenMatcher } from './optimizer.ts';
+import { openSession, type EngineSession, type HostArray } from './session.ts';
+import { buildTrainGraph, names, type TrainGraph } from './train-graph.ts';
+import { clipBuffers, clipParams } from '../models/clip.ts';
+import { textDims } from '../models/config.ts';
+import type { ParamSpec } from '../models/spec.ts';
+import { numel, type StateDict } from '../tensor.ts';
+
+/** Rows per encoder run: a fixed shape, the last chunk padded. */
+const ENCODE_CHUNK = 32;
+
+type Arrays = Map<string, Float32Array>;
+
+function checkState(what: string, specs: ParamSpec[], dict: StateDict): Arrays {
+  const out: Arrays = new Map();
+  for (const s of specs) {
+    const t = dict.get(s.name);
+    if (!t) throw new Error(`${what} lacks ${s.name}`);
+    if (t.shape.join() !== s.shape.join() || t.data.length !== numel(s.shape)) {
+      throw new Error(`${what}: ${s.name} has shape [${t.shape}], the model config needs [${s.shape}]`);
+    }
+    // Own copies: their buffers are handed to the session thread on every run.
+    out.set(s.name, t.data.slice());
+  }
+  return out;
+}
+
+const toDict = (specs: ParamSpec[], arrays: Arrays): StateDict =>
+  new Map(specs.map((s) => [s.name, { shape: [...s.shape], data: arrays.get(s.name)!.slice() }]));
+
+export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> {
+  const { config, batchSize } = opts;
+  const accumulate = opts.accumulate ?? 1;
+  const ep = opts.ep ?? 'cpu';
+  // The WebGPU provider has no Loop kernel: one step per run there.
+  const stepsPerRun = ep === 'webgpu' ? 1 : Math.max(1, opts.stepsPerRun ?? 1);
+  const paramSpecs = clipParams(config);
+  const bufferSpecs = clipBuffers(config);
+  const isFrozen = frozenMatcher(opts.freeze);
+  for (const pattern of opts.freeze ?? []) {
+    if (!paramSpecs.some((p) => new RegExp(pattern).test(p.name))) throw new Error(`freeze pattern ${JSON.stringify(pattern)} matches no parameter`);
+  }
+  const trainedSpecs = paramSpecs.filter((p) => !isFrozen(p.name));
+  const params = checkState('initial parameters', paramSpecs, opts.init);
+  const buffers = checkState('initial parameters', bufferSpecs, opts.init);
+  const m = opts.optimizer ? checkState('optimizer state m', trainedSpecs, opts.optimizer.m) : zeros(trainedSpecs);
+  const v = opts.optimizer ? checkState('optimizer state v', trainedSpecs, opts.optimizer.v) : zeros(trainedSpecs);
+  let step = opts.optimizer?.step ?? 0;
+  const size = config.vision_cfg.image_size;
+  const context = textDims(config).context;
+  const imageLen = batchSize * 3 * size * size;
+  const tokenLen = batchSize * context;
+
+  const trainSessions = new Map<number, Promise<{ graph: TrainGraph; session: EngineSession }>>();
+  const trainSession = (k: number) => {
+    let s = trainSessions.get(k);
+    if (!s) {
+      s = (async () => {
+        const graph = buildTrainGraph({ config, batchSize, accumulate, stepsPerRun: k, hyper: opts.hyper, isFrozen });
+        return { graph, session: await openSession(graph.model, { ep }) };
+      })();
+      trainSessions.set(k, s);
+    }
+    return s;
+  };
+  const encoders = new Map<Tower, Promise<EngineSession>>();
+  const encoder = (tower: Tower) => {
+    let s = encoders.get(tower);
+    if (!s) {
+      s = openSession(buildEncoderGraph(config, tower, { batch: ENCODE_CHUNK }), { ep });
+      encoders.set(tower, s);
+    }
+    return s;
+  };
+  // A failed run has handed its state buffers to the session thread; nothing after it can be trusted.
+  let broken: Error | undefined;
+
+  function checkStep(s: StepInput, i: number): void {
+    if (s.micro.length !== accumulate) throw new Error(`step ${i}: ${s.micro.length} micro-batches, the trainer accumulates ${accumulate}`);
+    if (!(Number.isFinite(s.lr) && s.lr >= 0)) throw new Error(`step ${i}: learning rate ${s.lr} is not a finite number >= 0`);
+    s.micro.forEach((b: Batch, j) => {
+      if (b.images.length !== imageLen) throw new Error(`step ${i} micro-batch ${j}: ${b.images.length} pixel values, expected ${imageLen} ([${batchSize},3,${size},${size}])`);
+      if (b.tokens.length !== tokenLen) throw new Error(`step ${i} micro-batch ${j}: ${b.tokens.length} tokens, expected ${tokenLen} ([${batchSize},${context}])`);
+    });
+  }
+
+  async function runChunk(chunk: StepInput[]): Promise<StepResult[]> {
+    const k = chunk.length;
+    const { graph, session } = await trainSession(k);
+    const images = new Float32Array(k * accumulate * imageLen);
+    const tokens = new BigInt64Array(k * accumulate * tokenLen);
+    chunk.forEach((s, i) =>
+      s.micro.forEach((b, j) => {
+        const at = i * accumulate + j;
+        images.set(b.images, at * imageLen);
+        for (let t = 0; t < tokenLen; t++) tokens[at * tokenLen + t] = BigInt(b.tokens[t]);
+      }),
+    );
+    const feeds: Record<string, HostArray> = {
+      images: { data: images, dims: [k, accumulate, batchSize, 3, size, size] },
+      tokens: { data: tokens, dims: [k, accumulate, batchSize, context] },
+      lr: { data: Float64Array.from(chunk, (s) => s.lr), dims: [k] },
+      step: { data: Float64Array.of(step), dims: [] },
+    };
+    for (const p of graph.trained) {
+      feeds[names.param(p.name)] = { data: params.get(p.name)!, dims: p.shape };
+      feeds[names.m(p.name)] = { data: m.get(p.name)!, dims: p.shape };
+      feeds[names.v(p.name)] = { data: v.get(p.name)!, dims: p.shape };
+    }
+    // Frozen parameters are not returned, so the thread gets copies of them.
+    for (const p of graph.frozen) feeds[names.param(p.name)] = { data: params.get(p.name)!.slice(), dims: p.shape };
+    for (const b of graph.buffers) feeds[names.buffer(b.name)] = { data: buffers.get(b.name)!, dims: b.shape };
+    let out: Record<string, HostArray>;
+    try {
+      out = await session.run(feeds, undefined, { transfer: true });
+    } catch (err) {
+      broken = err as Error;
+      throw err;
+    }
+    for (const p of graph.trained) {
+      params.set(p.name, out[names.newParam(p.name)].data as Float32Array);
+      m.set(p.name, out[names.newM(p.name)].data as Float32Array);
+      v.set(p.name, out[names.newV(p.name)].data as Float32Array);
+    }
+    for (const b of graph.buffers) buffers.set(b.name, out[names.newBuffer(b.name)].data as Float32Array);
+    step += k;
+    const [loss, gradNorm, logitScale] = ['loss', 'grad_norm', 'logit_scale'].map((n) => out[n].data as Float32Array);
+    return chunk.map((_, i) => ({ loss: loss[i], gradNorm: gradNorm[i], logitScale: logitScale[i] }));
+  }
+
+  async function encode(tower: Tower, input: Float32Array | Int32Array, n: number): Promise<Float32Array> {
+    if (broken) throw new Error(`trainer is unusable after a failed step: ${broken.message}`);
+    const session = await encoder(tower);
+    const per = tower === 'image' ? 3 * size * size : context;
+    if (input.length !== n * per) throw new Error(`encode ${tower}: ${input.length} values for ${n} rows of ${per}`);
+    const feeds: Record<string, HostArray> = {};
+    for (const name of towerParamNames(config, tower)) {
+      const spec = (paramSpecs.find((p) => p.name === name) ?? bufferSpecs.find((p) => p.name === name))!;
+      feeds[names.param(name)] = { data: (params.get(name) ?? buffers.get(name))!, dims: spec.shape };
+    }
+    const embed = config.embed_dim;
+    const result = new Float32Array(n * embed);
+    for (let at = 0; at < n; at += ENCODE_CHUNK) {
+      const rows = Math.min(ENCODE_CHUNK, n - at);
+      const dims = [ENCODE_CHUNK, ...(tower === 'image' ? [3, size, size] : [context])];
+      const chunk = input.subarray(at * per, (at + rows) * per);
+      const data = tower === 'image' ? new Float32Array(ENCODE_CHUNK * per) : new BigInt64Array(ENCODE_CHUNK * per);
+      if (data instanceof Float32Array) data.set(chunk as Float32Array);
+      else chunk.forEach((t, i) => (data[i] = BigInt(t)));
+      const out = await session.run({ ...feeds, [tower]: { data, dims } }, ['embedding']);
+      result.set((out.embedding.data as Float32Array).subarray(0, rows * embed), at * embed);
+    }
+    return result;
+  }
+
+  return {
+    async train(steps) {
+      if (broken) throw new Error(`trainer is unusable after a failed step: ${broken.message}`);
+      steps.forEach(checkStep);
+      const results: StepResult[] = [];
+      let i = 0;
+      // Full Loop runs first; a remainder shorter than K runs one step at a time (one more model, not one per length).
+      while (steps.length - i >= stepsPerRun) {
+        results.push(...(await runChunk(steps.slice(i, i + stepsPerRun))));
+        i += stepsPerRun;
+      }
+      for (; i < steps.length; i++) results.push(...(await runChunk([steps[i]])));
+      return results;
+    },
+    encodeImages: (images, n) => encode('image', images, n),
+    encodeTexts: (tokens, n) => encode('text', tokens, n),
+    async snapshot() {
+      if (broken) throw new Error(`trainer is unusable after a failed step: ${broken.message}`);
+      const state: StateDict = new Map([...toDict(paramSpecs, params), ...toDict(bufferSpecs, buffers)]);
+      const optimizer: OptimizerState = { step, m: toDict(trainedSpecs, m), v: toDict(trainedSpecs, v) };
+      return { params: state, optimizer };
+    },
+    async close() {
+      const all = [...trainSessions.values()].map(async (s) => (await s).session);
+      await Promise.all([...all, ...encoders.values()].map(async (s) => (await s).close()));
+    },
+  };
+}
+
+function zeros(specs: ParamSpec[]): Arrays {
+  return new Map(specs.map((s) => [s.name, new Float32Array(numel(s.shape))]));
+}

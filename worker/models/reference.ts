@@ -1,0 +1,385 @@
+/**
+ * Conformance against an open_clip reference folder (the test/fixtures/open_clip-tiny format: config.json,
+ * model.pt / model.safetensors, preprocess.safetensors, tokens.json, forward.json, grads.safetensors,
+ * step1/step3.safetensors, steps.json, tolerances.json). Each stage reports its worst error beside its tolerance.
+ * Stages are a list so other towers can add theirs (e.g. train-mode forward and BatchNorm buffers for ResNets).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ClipModelConfig, ClipTrainer } from '../engine/api.ts';
+import { openSession } from '../engine/session.ts';
+import { createTrainer } from '../engine/trainer.ts';
+import { names } from '../engine/train-graph.ts';
+import { readSafetensors, readSafetensorsF32, type SafetensorsEntry } from '../checkpoint/safetensors.ts';
+import type { StateDict } from '../tensor.ts';
+import { clipBuffers, clipParams } from './clip.ts';
+import { parseModelConfig } from './config.ts';
+import { buildProbeGraph, gradName, PROBE_OUTPUTS } from './probe.ts';
+
+export interface StageResult {
+  stage: string;
+  worst: number;
+  tolerance: number;
+  ok: boolean;
+  /** Where the worst error was (tensor name, case index) or why the stage was skipped. */
+  detail?: string;
+  skipped?: boolean;
+}
+
+/** Everything the stages read, loaded once. */
+export interface ReferenceFolder {
+  dir: string;
+  config: ClipModelConfig;
+  params: StateDict;
+  tolerances: Record<string, unknown>;
+  pixels: Float32Array;
+  n: number;
+  tokens: number[][];
+  forward: Record<string, unknown>;
+  steps: Record<string, unknown>;
+  read(file: string): Map<string, SafetensorsEntry>;
+}
+
+const DEFAULT_TOLERANCES: Record<string, Record<string, number>> = {
+  forward: { abs: 1e-4 },
+  loss: { abs: 1e-5 },
+  grads: { rel_l2: 1e-4, abs: 1e-4 },
+  step1: { abs: 2e-5 },
+  step3: { abs: 2e-5 },
+  step_losses: { abs: 1e-5 },
+  preprocess_uint8: { mean_abs: 1, max_abs: 4 },
+};
+
+export function tolerance(ref: ReferenceFolder, stage: string, metric: string, tensor?: string): number | undefined {
+  const entry = ref.tolerances[stage] as Record<string, unknown> | undefined;
+  const override = tensor ? (entry?.overrides as Record<string, Record<string, number>> | undefined)?.[tensor]?.[metric] : undefined;
+  const value = override ?? entry?.[metric] ?? DEFAULT_TOLERANCES[stage]?.[metric];
+  return typeof value === 'number' ? value : undefined;
+}
+
+const readJson = (file: string): Record<string, unknown> => JSON.parse(readFileSync(file, 'utf8'));
+
+/** The folder's checkpoint: model.pt through the checkpoint loader when it exists, else model.safetensors. */
+async function loadParams(dir: string): Promise<StateDict> {
+  const loader = await optionalModule<{ loadStateDict(b: Uint8Array, s: string): StateDict }>('../checkpoint/load.ts');
+  const pt = join(dir, 'model.pt');
+  if (loader && existsSync(pt)) return loader.loadStateDict(readFileSync(pt), pt);
+  const st = join(dir, 'model.safetensors');
+  if (!existsSync(st)) throw new Error(`${dir}: no model.safetensors (and no checkpoint loader for model.pt yet)`);
+  return readSafetensorsF32(readFileSync(st), st);
+}
+
+/** Modules other teams deliver; a stage that needs a missing one is reported as skipped. */
+export async function optionalModule<T>(relative: string): Promise<T | undefined> {
+  const url = new URL(relative, import.meta.url);
+  if (!existsSync(url)) return undefined;
+  return (await import(url.href)) as T;
+}
+
+export async function openReference(dir: string): Promise<ReferenceFolder> {
+  for (const f of ['config.json', 'preprocess.safetensors', 'tokens.json', 'forward.json', 'steps.json']) {
+    if (!existsSync(join(dir, f))) throw new Error(`${dir}: not an open_clip reference folder (missing ${f})`);
+  }
+  const config = parseModelConfig(readJson(join(dir, 'config.json')), join(dir, 'config.json'));
+  const read = (file: string) => readSafetensors(readFileSync(join(dir, file)), join(dir, file));
+  const pre = read('preprocess.safetensors').get('pixel_values');
+  if (!pre) throw new Error(`${dir}/preprocess.safetensors: no pixel_values`);
+  const tokens = (readJson(join(dir, 'tokens.json')).tokens as number[][]) ?? [];
+  return {
+    dir,
+    config,
+    params: await loadParams(dir),
+    tolerances: existsSync(join(dir, 'tolerances.json')) ? readJson(join(dir, 'tolerances.json')) : {},
+    pixels: pre.data as Float32Array,
+    n: pre.shape[0],
+    tokens,
+    forward: readJson(join(dir, 'forward.json')),
+    steps: readJson(join(dir, 'steps.json')),
+    read,
+  };
+}
+
+/** Running maximum of |a-b| and the sums behind ||a-b|| / ||b||. */
+class Diff {
+  maxAbs = 0;
+  diffSq = 0;
+  refSq = 0;
+  add(ours: number, ref: number): void {
+    const d = Math.abs(ours - ref);
+    if (!(d <= this.maxAbs)) this.maxAbs = Number.isNaN(d) ? Infinity : d;
+    this.diffSq += (ours - ref) ** 2;
+    this.refSq += ref * ref;
+  }
+  get relL2(): number {
+    return this.refSq > 0 ? Math.sqrt(this.diffSq / this.refSq) : this.diffSq > 0 ? Infinity : 0;
+  }
+}
+
+/**
+ * Compares a dense tensor of ours with a reference entry that may be stored compacted (`<name>:rows` +
+ * `<name>:values`, optionally `:sample_rows`/`:sample_values`). With `zeroElsewhere`, rows the reference omits
+ * are known to be exactly zero (gradient files); otherwise they are not compared (parameter files).
+ */
+function compareEntry(ours: Float32Array, name: string, ref: Map<string, SafetensorsEntry>, zeroElsewhere: boolean): Diff | undefined {
+  const d = new Diff();
+  const dense = ref.get(name);
+  if (dense) {
+    const r = dense.data as Float32Array;
+    for (let i = 0; i < r.length; i++) d.add(ours[i], r[i]);
+    return d;
+  }
+  const rows = ref.get(`${name}:rows`);
+  if (!rows) return undefined;
+  const values = ref.get(`${name}:values`)!.data as Float32Array;
+  const width = values.length / rows.data.length;
+  const seen = new Set<number>();
+  const compareRows = (ids: BigInt64Array, vals: Float32Array) =>
+    ids.forEach((id, i) => {
+      const row = Number(id);
+      seen.add(row);
+      for (let j = 0; j < width; j++) d.add(ours[row * width + j], vals[i * width + j]);
+    });
+  compareRows(rows.data as BigInt64Array, values);
+  const sample = ref.get(`${name}:sample_rows`);
+  if (sample) compareRows(sample.data as BigInt64Array, ref.get(`${name}:sample_values`)!.data as Float32Array);
+  if (zeroElsewhere) {
+    for (let row = 0; row < ours.length / width; row++) {
+      if (seen.has(row)) continue;
+      for (let j = 0; j < width; j++) d.add(ours[row * width + j], 0);
+    }
+  }
+  return d;
+}
+
+const result = (stage: string, worst: number, tol: number | undefined, detail?: string): StageResult => ({
+  stage,
+  worst,
+  tolerance: tol ?? 0,
+  ok: worst <= (tol ?? 0),
+  detail,
+});
+
+const skipped = (stage: string, why: string): StageResult => ({ stage, worst: 0, tolerance: 0, ok: true, skipped: true, detail: why });
+
+/** The model's inputs and the probe graph's outputs, computed once and shared by the forward/loss/grad stages. */
+export async function runProbe(ref: ReferenceFolder, params: StateDict = ref.params): Promise<Record<string, Float32Array>> {
+  const session = await openSession(buildProbeGraph(ref.config, ref.n), { threads: 1 });
+  try {
+    const feeds: Record<string, { data: Float32Array | BigInt64Array; dims: number[] }> = {};
+    for (const p of clipParams(ref.config)) feeds[names.param(p.name)] = tensorOf(params, p.name);
+    for (const b of clipBuffers(ref.config)) feeds[names.buffer(b.name)] = tensorOf(params, b.name);
+    const s = ref.config.vision_cfg.image_size;
+    feeds.images = { data: ref.pixels.slice(), dims: [ref.n, 3, s, s] };
+    feeds.tokens = { data: BigInt64Array.from(ref.tokens.flat(), BigInt), dims: [ref.n, ref.tokens[0].length] };
+    const out = await session.run(feeds);
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
+  } finally {
+    await session.close();
+  }
+}
+
+function tensorOf(params: StateDict, name: string): { data: Float32Array; dims: number[] } {
+  const t = params.get(name);
+  if (!t) throw new Error(`checkpoint has no ${name}`);
+  return { data: t.data.slice(), dims: t.shape };
+}
+
+function forwardStages(ref: ReferenceFolder, out: Record<string, Float32Array>): StageResult[] {
+  let worst = 0;
+  let where = '';
+  for (const key of PROBE_OUTPUTS) {
+    if (key === 'loss') continue;
+    const expected = ref.forward[key];
+    if (expected === undefined) continue;
+    const flat = [expected].flat(3) as number[];
+    flat.forEach((v, i) => {
+      const d = Math.abs(out[key][i] - v);
+      if (!(d <= worst)) [worst, where] = [Number.isNaN(d) ? Infinity : d, key];
+    });
+  }
+  const lossErr = Math.abs(out.loss[0] - (ref.forward.loss as number));
+  return [
+    result('forward', worst, tolerance(ref, 'forward', 'abs'), where),
+    result('loss', Number.isNaN(lossErr) ? Infinity : lossErr, tolerance(ref, 'loss', 'abs')),
+  ];
+}
+
+function gradStages(ref: ReferenceFolder, out: Record<string, Float32Array>): StageResult[] {
+  const grads = ref.read('grads.safetensors');
+  let worstRel = 0;
+  let worstAbs = 0;
+  let relAt = '';
+  let absAt = '';
+  let ratioRel = 0;
+  let ratioAbs = 0;
+  const missing: string[] = [];
+  for (const p of clipParams(ref.config)) {
+    const ours = out[gradName(p.name)] ?? new Float32Array(p.shape.reduce((a, b) => a * b, 1));
+    const d = compareEntry(ours, p.name, grads, true);
+    if (!d) {
+      missing.push(p.name);
+      continue;
+    }
+    // Per-tensor overrides: track the worst error relative to each tensor's own tolerance.
+    const tr = tolerance(ref, 'grads', 'rel_l2', p.name) ?? 0;
+    const ta = tolerance(ref, 'grads', 'abs', p.name) ?? 0;
+    if (d.relL2 / tr > ratioRel || Number.isNaN(d.relL2)) [ratioRel, worstRel, relAt] = [d.relL2 / tr, d.relL2, p.name];
+    if (d.maxAbs / ta > ratioAbs) [ratioAbs, worstAbs, absAt] = [d.maxAbs / ta, d.maxAbs, p.name];
+  }
+  if (missing.length) return [result('grads', Infinity, 0, `reference lacks ${missing.join(', ')}`)];
+  return [
+    { ...result('grads.rel_l2', worstRel, tolerance(ref, 'grads', 'rel_l2', relAt), relAt), ok: ratioRel <= 1 },
+    { ...result('grads.abs', worstAbs, tolerance(ref, 'grads', 'abs', absAt), absAt), ok: ratioAbs <= 1 },
+  ];
+}
+
+/** Parameters after k steps against step<k>.safetensors: max abs and, where toleranced, the global update rel-L2. */
+function paramStage(ref: ReferenceFolder, stage: string, params: StateDict): StageResult[] {
+  const file = ref.read(`${stage}.safetensors`);
+  let worst = 0;
+  let where = '';
+  const update = new Diff();
+  for (const p of clipParams(ref.config)) {
+    const ours = params.get(p.name)!.data;
+    const d = compareEntry(ours, p.name, file, false);
+    if (!d) return [result(stage, Infinity, 0, `${stage}.safetensors lacks ${p.name}`)];
+    if (!(d.maxAbs <= worst)) [worst, where] = [d.maxAbs, p.name];
+    const initial = ref.params.get(p.name)!.data;
+    // ||ours - ref|| / ||ref - initial||, over the elements the file holds.
+    const refUpdate = compareEntry(initial, p.name, file, false)!;
+    update.diffSq += d.diffSq;
+    update.refSq += refUpdate.diffSq;
+  }
+  const out = [result(stage, worst, tolerance(ref, stage, 'abs'), where)];
+  const tr = tolerance(ref, stage, 'global_update_rel_l2');
+  if (tr !== undefined) out.push(result(`${stage}.global_update_rel_l2`, update.relL2, tr));
+  return out;
+}
+
+function hyperOf(ref: ReferenceFolder) {
+  const s = ref.steps as { lr: number; betas: [number, number]; eps: number; weight_decay: number; grad_clip_norm: number };
+  return { lr: s.lr, hyper: { beta1: s.betas[0], beta2: s.betas[1], eps: s.eps, weightDecay: s.weight_decay, gradClip: s.grad_clip_norm } };
+}
+
+/** Runs the folder's optimizer steps through the trainer (same batch every step, as the generator does). */
+async function stepStages(ref: ReferenceFolder): Promise<StageResult[]> {
+  const { lr, hyper } = hyperOf(ref);
+  const losses = ref.steps.losses as number[];
+  const trainer: ClipTrainer = await createTrainer({
+    config: ref.config,
+    init: ref.params,
+    batchSize: ref.n,
+    hyper,
+    stepsPerRun: 1,
+  });
+  try {
+    const batch = { images: ref.pixels, tokens: Int32Array.from(ref.tokens.flat()) };
+    const step = { micro: [batch], lr };
+    const results = [...(await trainer.train([step]))];
+    const out = paramStage(ref, 'step1', (await trainer.snapshot()).params);
+    results.push(...(await trainer.train(losses.slice(1).map(() => step))));
+    const after = (await trainer.snapshot()).params;
+    out.push(...paramStage(ref, `step${losses.length}`, after));
+    const lossErr = Math.max(...results.map((r, i) => Math.abs(r.loss - losses[i])));
+    out.push(result('step_losses', lossErr, tolerance(ref, 'step_losses', 'abs')));
+    const lastLoss = ref.steps.loss_after_last_step;
+    if (typeof lastLoss === 'number') {
+      const probe = await runProbe(ref, after);
+      const err = Math.abs(probe.loss[0] - lastLoss);
+      out.push(result('after_last_step', err, tolerance(ref, 'after_last_step', 'abs') ?? tolerance(ref, 'step_losses', 'abs')));
+    }
+    return out;
+  } finally {
+    await trainer.close();
+  }
+}
+
+async function tokenizerStage(ref: ReferenceFolder): Promise<StageResult> {
+  const tok = await optionalModule<{ tokenize(text: string, contextLength?: number): Int32Array }>('../../core/tokenizer/index.ts');
+  if (!tok) return skipped('tokens', 'core/tokenizer/index.ts not present');
+  const tokensJson = readJson(join(ref.dir, 'tokens.json'));
+  const cases: { text: string; ids: number[] }[] = (tokensJson.captions as string[]).map((text, i) => ({ text, ids: ref.tokens[i] }));
+  const extra = join(ref.dir, 'tokenizer_cases.json');
+  if (existsSync(extra)) {
+    const parsed = JSON.parse(readFileSync(extra, 'utf8'));
+    cases.push(...(Array.isArray(parsed) ? parsed : parsed.cases));
+  }
+  let bad = 0;
+  let first = '';
+  for (const c of cases) {
+    const ids = tok.tokenize(c.text, c.ids.length);
+    if (ids.length !== c.ids.length || c.ids.some((v, i) => ids[i] !== v)) {
+      bad++;
+      first ||= JSON.stringify(c.text).slice(0, 60);
+    }
+  }
+  return result('tokens', bad, 0, bad ? `${bad}/${cases.length} differ, first ${first}` : `${cases.length} strings`);
+}
+
+async function preprocessStage(ref: ReferenceFolder): Promise<StageResult[]> {
+  const pre = await optionalModule<{ preprocessImage(b: Uint8Array, o: { size: number; source?: string }): Promise<Uint8Array> }>(
+    '../../core/preprocess.ts',
+  );
+  if (!pre) return [skipped('preprocess', 'core/preprocess.ts not present')];
+  const expected = ref.read('preprocess.safetensors').get('pixels_uint8_hwc');
+  const csv = join(ref.dir, 'images', 'captions.csv');
+  if (!expected || !existsSync(csv)) return [skipped('preprocess', 'no pixels_uint8_hwc or images/captions.csv')];
+  const files = readFileSync(csv, 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.trim())
+    .map((l) => l.split(',')[0]);
+  const size = ref.config.vision_cfg.image_size;
+  const per = size * size * 3;
+  let sum = 0;
+  let max = 0;
+  for (let i = 0; i < files.length; i++) {
+    const file = join(ref.dir, 'images', files[i]);
+    const ours = await pre.preprocessImage(readFileSync(file), { size, source: file });
+    const want = (expected.data as Uint8Array).subarray(i * per, (i + 1) * per);
+    for (let j = 0; j < per; j++) {
+      const d = Math.abs(ours[j] - want[j]);
+      sum += d;
+      max = Math.max(max, d);
+    }
+  }
+  return [
+    result('preprocess.mean_abs', sum / (files.length * per), tolerance(ref, 'preprocess_uint8', 'mean_abs')),
+    result('preprocess.max_abs', max, tolerance(ref, 'preprocess_uint8', 'max_abs')),
+  ];
+}
+
+/** One check: a name and what it produces; `verifyReference` runs them in order. */
+export interface Stage {
+  name: string;
+  run(ref: ReferenceFolder, probe: () => Promise<Record<string, Float32Array>>): Promise<StageResult[]>;
+}
+
+export const STAGES: Stage[] = [
+  { name: 'tokens', run: async (ref) => [await tokenizerStage(ref)] },
+  { name: 'preprocess', run: (ref) => preprocessStage(ref) },
+  { name: 'forward', run: async (ref, probe) => forwardStages(ref, await probe()) },
+  { name: 'grads', run: async (ref, probe) => gradStages(ref, await probe()) },
+  { name: 'steps', run: (ref) => stepStages(ref) },
+];
+
+export async function verifyReference(dir: string, onStage?: (r: StageResult) => void, stages: Stage[] = STAGES): Promise<StageResult[]> {
+  const ref = await openReference(dir);
+  let cached: Promise<Record<string, Float32Array>> | undefined;
+  const probe = () => (cached ??= runProbe(ref));
+  const all: StageResult[] = [];
+  for (const stage of stages) {
+    let results: StageResult[];
+    try {
+      results = await stage.run(ref, probe);
+    } catch (err) {
+      results = [{ stage: stage.name, worst: Infinity, tolerance: 0, ok: false, detail: (err as Error).message }];
+    }
+    for (const r of results) {
+      all.push(r);
+      onStage?.(r);
+    }
+  }
+  return all;
+}
+
