@@ -1,0 +1,145 @@
+/**
+ * onnxruntime-node sessions in a worker_thread: InferenceSession.run is a synchronous native call that would
+ * otherwise freeze the caller's event loop for the whole training step. One persistent thread per session.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { transformSync } from 'esbuild';
+import type { ExecutionProvider } from './api.ts';
+
+export interface HostArray {
+  data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | boolean[];
+  dims: number[];
+  /** A Uint8Array holding ONNX bool values (bool outputs come back this way). */
+  bool?: true;
+}
+
+export interface SessionOptions {
+  ep?: ExecutionProvider;
+  /** intraOpNumThreads; onnxruntime's default (all cores) when absent. */
+  threads?: number;
+  /** 'basic' for float64 graphs: level 'all' fuses into contrib ops that lack double kernels. Default 'all'. */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+export interface RunOptions {
+  /** Hand the feeds' buffers to the session thread instead of copying them; the caller's arrays become detached. */
+  transfer?: boolean;
+}
+
+export interface EngineSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  /** Runs the model; all outputs when `outputs` is absent. Output buffers are transferred, not copied. */
+  run(feeds: Record<string, HostArray>, outputs?: string[], opts?: RunOptions): Promise<Record<string, HostArray>>;
+  close(): Promise<void>;
+}
+
+/** What the thread receives as workerData. */
+export interface SessionInit {
+  model: Uint8Array | string;
+  ep: ExecutionProvider;
+  threads?: number;
+  optimization: NonNullable<SessionOptions['optimization']>;
+}
+export type ThreadRequest =
+  | { kind: 'run'; id: number; feeds: Record<string, HostArray>; outputs?: string[] }
+  | { kind: 'close' };
+export type ThreadReply =
+  | { kind: 'ready'; inputs: string[]; outputs: string[] }
+  | { kind: 'result'; id: number; results: Record<string, HostArray> }
+  | { kind: 'failed'; id: number; message: string }
+  | { kind: 'closed' };
+
+const THREAD_SOURCE = fileURLToPath(new URL('./session-thread.ts', import.meta.url));
+let threadCode: string | undefined;
+
+/**
+ * The thread's code: session-thread.ts as CommonJS with types stripped by esbuild (tsx's own transformer), because
+ * Node 20 workers do not inherit tsx's loader. Its requires resolve from its own location.
+ */
+function threadScript(): string {
+  threadCode ??= transformSync(readFileSync(THREAD_SOURCE, 'utf8'), { loader: 'ts', format: 'cjs', target: 'node20' }).code;
+  return `((require) => {\n${threadCode}\n})(require('node:module').createRequire(${JSON.stringify(THREAD_SOURCE)}));`;
+}
+
+/** Opens `model` (ONNX bytes, or a path when its initializers live in an external data file). */
+export async function openSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<EngineSession> {
+  const init: SessionInit = { model, ep: opts.ep ?? 'cpu', threads: opts.threads, optimization: opts.optimization ?? 'all' };
+  const worker = new Worker(threadScript(), { eval: true, workerData: init });
+  const pending = new Map<number, { resolve: (r: Record<string, HostArray>) => void; reject: (e: Error) => void }>();
+  let nextId = 0;
+  let dead: Error | undefined;
+  let onClosed: (() => void) | undefined;
+
+  const ready = new Promise<{ inputs: string[]; outputs: string[] }>((resolve, reject) => {
+    const fail = (e: Error) => {
+      dead = e;
+      reject(e);
+      for (const p of pending.values()) p.reject(e);
+      pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => {
+      if (onClosed) onClosed();
+      else fail(new Error(`session thread exited (code ${code})`));
+    });
+    worker.on('message', (m: ThreadReply) => {
+      if (m.kind === 'ready') resolve(m);
+      else if (m.kind === 'closed') void worker.terminate();
+      else if (m.kind === 'failed' && m.id === -1) fail(new Error(m.message));
+      else {
+        const p = pending.get(m.id);
+        pending.delete(m.id);
+        if (m.kind === 'result') p?.resolve(m.results);
+        else p?.reject(new Error(`session.run: ${m.message}`));
+      }
+    });
+  });
+  let names: { inputs: string[]; outputs: string[] };
+  try {
+    names = await ready;
+  } catch (e) {
+    await worker.terminate();
+    throw e;
+  }
+
+  return {
+    inputNames: names.inputs,
+    outputNames: names.outputs,
+    run(feeds, outputs, runOpts = {}) {
+      if (dead) return Promise.reject(dead);
+      const id = nextId++;
+      const transfer = runOpts.transfer
+        ? [...new Set(Object.values(feeds).flatMap((f) => (Array.isArray(f.data) ? [] : [f.data.buffer as ArrayBuffer])))]
+        : [];
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        worker.postMessage({ kind: 'run', id, feeds, outputs } satisfies ThreadRequest, transfer);
+      });
+    },
+    close() {
+      if (dead) return Promise.resolve();
+      dead = new Error('session is closed');
+      return new Promise<void>((resolve) => {
+        onClosed = resolve;
+        worker.postMessage({ kind: 'close' } satisfies ThreadRequest);
+      });
+    },
+  };
+}
+
+/** Opens, runs once (all outputs) and closes: for tests and one-off checks. */
+export async function runOnce(
+  model: Uint8Array | string,
+  feeds: Record<string, HostArray>,
+  opts: SessionOptions = {},
+): Promise<Record<string, HostArray>> {
+  const session = await openSession(model, opts);
+  try {
+    return await session.run(feeds);
+  } finally {
+    await session.close();
+  }
+}
