@@ -63,7 +63,7 @@ const readJson = (file: string): Record<string, unknown> => JSON.parse(readFileS
 async function loadParams(dir: string): Promise<StateDict> {
   const loader = await optionalModule<{ loadStateDict(b: Uint8Array, s: string): StateDict }>('../checkpoint/load.ts');
   const pt = join(dir, 'model.pt');
-  if (loader && existsSync(pt)) return loader.loadStateDict(readFileSync(pt), pt);
+  if (loader && existsSync(pt)) return loader.loadStateDict(new Uint8Array(readFileSync(pt)), pt);
   const st = join(dir, 'model.safetensors');
   if (!existsSync(st)) throw new Error(`${dir}: no model.safetensors (and no checkpoint loader for model.pt yet)`);
   return readSafetensorsF32(readFileSync(st), st);
