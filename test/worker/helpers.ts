@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { encodeShard, type Shard, type Split } from '../../core/shard-format.ts';
 import { FsStore, type ObjectStore } from '../../core/store.ts';
 import { shardName } from '../../core/s3-layout.ts';
+import { tokenizeAll } from '../../core/tokenizer/index.ts';
+import { makeRng } from '../../cli/demo-data/rng.ts';
+import { SCENES } from '../../cli/demo-data/scenes.ts';
 
 export function tempDir(prefix: string): { path: string; cleanup: () => void } {
   const path = mkdtempSync(join(tmpdir(), `rsclip-${prefix}-`));
@@ -72,4 +75,27 @@ export async function writeShards(store: ObjectStore, shards: Shard[], prefix = 
 
 export function fsStore(path: string): FsStore {
   return new FsStore(path);
+}
+
+/**
+ * Land-cover tiles from the demo generator (cli/demo-data), tokenised with the real tokenizer, split into shards:
+ * `val` images per class go to the val split, the rest train.
+ */
+export function sceneShards(opts: { perClass: number; valPerClass: number; size: number; shards: number; seed?: number }): Shard[] {
+  const rng = makeRng(opts.seed ?? 11);
+  const images: SyntheticImage[] = [];
+  for (const scene of SCENES) {
+    for (let i = 0; i < opts.perClass; i++) {
+      const { rgb, captions } = scene.sample(rng, opts.size);
+      images.push({
+        id: `${scene.label}-${i}.png`,
+        split: i < opts.valPerClass ? 'val' : 'train',
+        label: scene.label,
+        captions,
+        paint: (y, x, c) => rgb[(y * opts.size + x) * 3 + c]!,
+      });
+    }
+  }
+  const per = Math.ceil(images.length / opts.shards);
+  return Array.from({ length: opts.shards }, (_, s) => makeShard(opts.size, images.slice(s * per, (s + 1) * per), (t) => tokenizeAll(t)));
 }

@@ -1,5 +1,6 @@
 import { decodeShard, type Shard, type Split } from '../../core/shard-format.ts';
 import type { ObjectStore } from '../../core/store.ts';
+import { TrainInputError } from '../train/errors.ts';
 import { Rng } from './rng.ts';
 
 /**
@@ -33,7 +34,14 @@ export async function listShardKeys(store: ObjectStore): Promise<string[]> {
 }
 
 export async function loadShard(store: ObjectStore, key: string): Promise<Shard> {
-  return decodeShard(await store.get(key), `${store.uri.replace(/\/$/, '')}/${key}`);
+  const where = `${store.uri.replace(/\/$/, '')}/${key}`;
+  const bytes = await store.tryGet(key);
+  if (!bytes) throw new TrainInputError(`${where}: shard disappeared during the run`);
+  try {
+    return decodeShard(bytes, where);
+  } catch (e) {
+    throw new TrainInputError((e as Error).message);
+  }
 }
 
 /** Yields the shards `keys[order[i]]` in turn, fetching the next one while the caller works on the current. */
@@ -60,7 +68,7 @@ export async function* prefetchShards(
 
 export async function indexShards(store: ObjectStore, keys?: string[]): Promise<ShardIndex> {
   const all = keys ?? (await listShardKeys(store));
-  if (all.length === 0) throw new Error(`no ${SHARD_SUFFIX} files under ${store.uri}`);
+  if (all.length === 0) throw new TrainInputError(`no ${SHARD_SUFFIX} files under ${store.uri}`);
   const rows: Record<Split, number>[] = [];
   const totals = emptyCounts();
   const labelSets: Record<Split, Set<string>> = { train: new Set(), val: new Set(), test: new Set() };
@@ -68,7 +76,7 @@ export async function indexShards(store: ObjectStore, keys?: string[]): Promise<
   for await (const { index, shard } of prefetchShards(store, all, all.map((_, i) => i))) {
     if (imageSize === 0) imageSize = shard.imageSize;
     else if (shard.imageSize !== imageSize) {
-      throw new Error(`${all[index]}: image size ${shard.imageSize} differs from the other shards' ${imageSize}`);
+      throw new TrainInputError(`${all[index]}: image size ${shard.imageSize} differs from the other shards' ${imageSize}`);
     }
     const counts = emptyCounts();
     for (let r = 0; r < shard.captions.length; r++) counts[shard.splits[shard.captionImage[r]!]!]++;

@@ -7,6 +7,7 @@ import type { ClipModelConfig } from '../engine/api.ts';
 import { loadModelConfig, modelConfigNames } from '../models/config.ts';
 import { initParams } from '../models/init.ts';
 import type { StateDict } from '../tensor.ts';
+import { TrainInputError } from './errors.ts';
 
 /**
  * Where a run's starting weights come from: `random:<config>` (open_clip's random init, for tests and demos),
@@ -39,7 +40,11 @@ export function chooseModel(base: string, explicit?: string): ModelChoice {
       .sort((a, b) => b.length - a.length)[0];
   }
   name ??= 'ViT-B-32';
-  return { name, config: loadModelConfig(name) };
+  try {
+    return { name, config: loadModelConfig(name) };
+  } catch (e) {
+    throw new TrainInputError((e as Error).message);
+  }
 }
 
 async function readBounded(uri: string): Promise<Uint8Array> {
@@ -47,13 +52,13 @@ async function readBounded(uri: string): Promise<Uint8Array> {
   if (m) {
     const store = openStore(m[1]!);
     const info = await store.head(m[2]!);
-    if (!info) throw new Error(`base model not found: ${uri}`);
-    if (info.size > MAX_CHECKPOINT_BYTES) throw new Error(`${uri}: ${info.size} bytes exceeds the ${MAX_CHECKPOINT_BYTES}-byte checkpoint limit`);
+    if (!info) throw new TrainInputError(`base model not found: ${uri}`);
+    if (info.size > MAX_CHECKPOINT_BYTES) throw new TrainInputError(`${uri}: ${info.size} bytes exceeds the ${MAX_CHECKPOINT_BYTES}-byte checkpoint limit`);
     return store.get(m[2]!);
   }
   const s = await stat(uri).catch(() => undefined);
-  if (!s?.isFile()) throw new Error(`base model not found: ${uri}`);
-  if (s.size > MAX_CHECKPOINT_BYTES) throw new Error(`${uri}: ${s.size} bytes exceeds the ${MAX_CHECKPOINT_BYTES}-byte checkpoint limit`);
+  if (!s?.isFile()) throw new TrainInputError(`base model not found: ${uri}`);
+  if (s.size > MAX_CHECKPOINT_BYTES) throw new TrainInputError(`${uri}: ${s.size} bytes exceeds the ${MAX_CHECKPOINT_BYTES}-byte checkpoint limit`);
   return new Uint8Array(await readFile(uri));
 }
 
@@ -61,14 +66,19 @@ async function readBounded(uri: string): Promise<Uint8Array> {
 export async function latestModelUri(bucket: ObjectStore, dataset: string): Promise<string> {
   const key = modelLatestKey(dataset);
   const bytes = await bucket.tryGet(key);
-  if (!bytes) throw new Error(`init "latest": ${bucket.uri.replace(/\/$/, '')}/${key} does not exist (no model published for ${dataset} yet)`);
+  if (!bytes) throw new TrainInputError(`init "latest": ${bucket.uri.replace(/\/$/, '')}/${key} does not exist (no model published for ${dataset} yet)`);
   const model = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { model?: unknown }).model;
-  if (typeof model !== 'string' || !model) throw new Error(`${key}: has no "model" key`);
+  if (typeof model !== 'string' || !model) throw new TrainInputError(`${key}: has no "model" key`);
   const root = bucket.uri.replace(/\/$/, '');
   return `${root}/${model}`;
 }
 
 export async function loadBaseModel(base: string, config: ClipModelConfig, seed: number): Promise<StateDict> {
   if (base.startsWith(RANDOM_PREFIX)) return initParams(config, seed);
-  return loadStateDict(await readBounded(base), base);
+  const bytes = await readBounded(base);
+  try {
+    return loadStateDict(bytes, base);
+  } catch (e) {
+    throw new TrainInputError((e as Error).message);
+  }
 }

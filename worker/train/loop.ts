@@ -7,6 +7,7 @@ import type { Batch, ClipModelConfig, ClipTrainer, ExecutionProvider, StepInput,
 import type { StateDict } from '../tensor.ts';
 import { loadLatestCheckpoint, saveCheckpoint, type Checkpoint, type EvalRecord, type TrainerState } from './checkpoints.ts';
 import { evaluateSplit } from './evaluate.ts';
+import { TrainInputError } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { RetrievalMetrics } from './metrics.ts';
 import { checkpointDir } from '../../core/s3-layout.ts';
@@ -105,7 +106,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
   const valStore = job.valShards ?? job.shards;
   const size = job.config.vision_cfg.image_size;
   if (index.imageSize !== size) {
-    throw new Error(`shards under ${job.shards.uri} hold ${index.imageSize}px images but the model expects ${size}px`);
+    throw new TrainInputError(`shards under ${job.shards.uri} hold ${index.imageSize}px images but the model expects ${size}px`);
   }
   const plan = planSteps(recipe, index.totals.train);
   const perRun = stepsPerRun(job.config, plan, recipe.accumulate);
@@ -117,7 +118,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
   if (resumed) {
     const differs = fingerprintDiff(resumed.state.fingerprint, fingerprint);
     if (differs.length) {
-      throw new Error(
+      throw new TrainInputError(
         `${job.out.uri}: its checkpoint was made with different settings (${differs.join(', ')}); use a new output location or the same settings`,
       );
     }

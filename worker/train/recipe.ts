@@ -2,6 +2,7 @@ import type { TrainOptions } from '../../core/train-options.ts';
 import type { AugmentOptions } from '../data/augment.ts';
 import type { ClipModelConfig, OptimizerHyper } from '../engine/api.ts';
 import { isVit } from '../models/config.ts';
+import { TrainInputError } from './errors.ts';
 
 /**
  * The fine-tuning recipes, in one table: RemoteCLIP's for ViT towers (lr 4e-5, batch 256, AdamW 0.9/0.98,
@@ -100,10 +101,10 @@ export interface StepPlan {
 }
 
 export function planSteps(r: ResolvedRecipe, trainRows: number): StepPlan {
-  if (trainRows === 0) throw new Error('the shards hold no train-split rows');
+  if (trainRows === 0) throw new TrainInputError('the shards hold no train-split rows');
   const batchSize = Math.max(1, Math.min(r.batchSize, Math.floor(trainRows / r.accumulate)));
   const stepsPerEpoch = Math.floor(trainRows / (batchSize * r.accumulate));
-  if (stepsPerEpoch === 0) throw new Error(`${trainRows} train rows cannot fill one step of ${r.accumulate} micro-batches`);
+  if (stepsPerEpoch === 0) throw new TrainInputError(`${trainRows} train rows cannot fill one step of ${r.accumulate} micro-batches`);
   const byEpochs = r.epochs === undefined ? Infinity : r.epochs * stepsPerEpoch;
   const totalSteps = Math.min(byEpochs, r.maxSteps ?? Infinity);
   const epochs = Math.ceil(totalSteps / stepsPerEpoch);

@@ -1,0 +1,150 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { TrainOptionsSchema, type TrainOptions } from '../../core/train-options.ts';
+import { openStore } from '../../core/store.ts';
+import type { ExecutionProvider } from '../../worker/engine/api.ts';
+import { chooseModel, loadBaseModel } from '../../worker/train/base-model.ts';
+import { TrainInputError } from '../../worker/train/errors.ts';
+import { jsonLinesTo } from '../../worker/train/log.ts';
+import { resolveRecipe } from '../../worker/train/recipe.ts';
+import { trainAndPublish } from '../../worker/train/run.ts';
+import { UserError, type Command } from '../command.ts';
+import { createProgress } from '../progress.ts';
+
+const USAGE =
+  'train --shards <dir|s3://...> --model <checkpoint|random:ViT-tiny> --out <dir|s3://...> [--config <name|json>] ' +
+  '[--val-shards <dir|s3://...>] [--options train.json] [--epochs N] [--max-steps N] [--batch-size N] [--accumulate N] ' +
+  '[--lr X] [--warmup-steps N] [--seed S] [--checkpoint-every N] [--no-augment] [--ep cpu|cuda|webgpu]';
+
+const EPS: readonly ExecutionProvider[] = ['cpu', 'cuda', 'webgpu'];
+
+export function numberFlag(name: string, v: string | undefined, integer: boolean): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UserError(`--${name} must be ${integer ? 'an integer' : 'a number'}, got '${v}'`);
+  return n;
+}
+
+export function epFlag(v: string | undefined): ExecutionProvider | undefined {
+  if (v !== undefined && !EPS.includes(v as ExecutionProvider)) throw new UserError(`--ep must be one of ${EPS.join(', ')}, got '${v}'`);
+  return v as ExecutionProvider | undefined;
+}
+
+export function parseFlags<T extends Record<string, { type: 'string' | 'boolean' }>>(argv: string[], options: T, usage: string) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new UserError(`${(e as Error).message}\nusage: ${usage}`);
+  }
+}
+
+async function optionsFile(path: string | undefined): Promise<TrainOptions> {
+  if (!path) return {};
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (e) {
+    throw new UserError(`${path}: ${(e as Error).message}`);
+  }
+  const parsed = TrainOptionsSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new UserError(`${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+const command: Command = {
+  summary: 'fine-tune a CLIP model on shards (resumes from <out>/checkpoints/latest.json), publish <out>/final/',
+  async run(argv) {
+    const f = parseFlags(
+      argv,
+      {
+        shards: { type: 'string' },
+        'val-shards': { type: 'string' },
+        model: { type: 'string' },
+        config: { type: 'string' },
+        out: { type: 'string' },
+        options: { type: 'string' },
+        epochs: { type: 'string' },
+        'max-steps': { type: 'string' },
+        'batch-size': { type: 'string' },
+        accumulate: { type: 'string' },
+        lr: { type: 'string' },
+        'warmup-steps': { type: 'string' },
+        seed: { type: 'string' },
+        'checkpoint-every': { type: 'string' },
+        'no-augment': { type: 'boolean' },
+        ep: { type: 'string' },
+      },
+      USAGE,
+    );
+    if (!f.shards || !f.model || !f.out) throw new UserError(`--shards, --model and --out are required\nusage: ${USAGE}`);
+    const flags: TrainOptions = {
+      epochs: numberFlag('epochs', f.epochs, true),
+      maxSteps: numberFlag('max-steps', f['max-steps'], true),
+      batchSize: numberFlag('batch-size', f['batch-size'], true),
+      accumulate: numberFlag('accumulate', f.accumulate, true),
+      lr: numberFlag('lr', f.lr, false),
+      warmupSteps: numberFlag('warmup-steps', f['warmup-steps'], true),
+      seed: numberFlag('seed', f.seed, true),
+      checkpointEvery: numberFlag('checkpoint-every', f['checkpoint-every'], true),
+      ...(f['no-augment'] ? { augment: { randomResizedCrop: false, dihedral: false } } : {}),
+    };
+    const merged = { ...(await optionsFile(f.options)), ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
+    const checked = TrainOptionsSchema.safeParse(merged);
+    if (!checked.success) {
+      const issue = checked.error.issues[0]!;
+      throw new UserError(`option ${issue.path.join('.')}: ${issue.message}`);
+    }
+    const options = checked.data;
+    return userErrors(() =>
+      train({ shards: f.shards!, valShards: f['val-shards'], model: f.model!, config: f.config, out: f.out!, ep: epFlag(f.ep) }, options),
+    );
+  },
+};
+
+/** Input problems found while training (TrainInputError) become one-line user errors. */
+export async function userErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof TrainInputError) throw new UserError(e.message);
+    throw e;
+  }
+}
+
+interface TrainArgs {
+  shards: string;
+  valShards?: string;
+  model: string;
+  config?: string;
+  out: string;
+  ep?: ExecutionProvider;
+}
+
+async function train(a: TrainArgs, options: TrainOptions): Promise<number> {
+  const model = chooseModel(a.model, a.config ?? options.model);
+  const recipe = resolveRecipe(model.config, options);
+  const published = await trainAndPublish(
+    {
+      shards: openStore(a.shards),
+      valShards: a.valShards ? openStore(a.valShards) : undefined,
+      out: openStore(a.out),
+      config: model.config,
+      recipe,
+      loadBase: () => loadBaseModel(a.model, model.config, recipe.seed),
+      ep: a.ep,
+      log: jsonLinesTo(process.stderr),
+      progress: process.stderr.isTTY ? (label, total) => createProgress(label, total) : undefined,
+    },
+    { dataset: a.shards, baseModel: a.model, modelName: model.name },
+  );
+  const m = published.metrics;
+  console.log(
+    JSON.stringify({ steps: m.steps, final_model: published.model, sha256: published.sha256, before: m.before.mean_recall, after: m.after.mean_recall }),
+  );
+  return 0;
+}
+
+export default command;
