@@ -64,7 +64,8 @@ export class TorchTensor extends PyObject {
 
 function ints(v: PyValue, what: string, fail: (r: string) => never): number[] {
   if (!(v instanceof PyTuple) || !v.items.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0)) {
-    return fail(`${what} must be a tuple of non-negative ints, got ${typeName(v)}`);
+    const shown = v instanceof PyTuple ? `(${v.items.map((x) => (typeof x === 'number' ? x : typeName(x))).join(', ')})` : typeName(v);
+    return fail(`${what} must be a tuple of non-negative ints, got ${shown}`);
   }
   return v.items as number[];
 }
