@@ -1,0 +1,244 @@
+import sharp, { type Metadata } from 'sharp';
+import { crop, resizeBicubic, resizeNearest, type Raster, type Window } from './preprocess/pillow-resample.ts';
+
+/**
+ * One image -> the uint8 HWC [S,S,3] that open_clip's eval transform feeds to ToTensor:
+ * torchvision Resize(S) (shorter side to S, bicubic) + CenterCrop(S) + convert("RGB"), with Pillow 9.4's
+ * arithmetic (core/preprocess/pillow-resample.ts). Decoding is sharp (libvips), with EXIF auto-orientation,
+ * embedded ICC profiles ignored (Pillow ignores them too) and a pixel limit against decompression bombs.
+ *
+ * 8-bit images with 1-4 channels follow Pillow exactly: grey is resized as one channel and copied, alpha is
+ * premultiplied for the resize and then dropped (Image.resize on "RGBA"/"LA" + convert("RGB")), palette and
+ * 1-bit images use NEAREST. 16-bit images and images with more than 4 bands (multi-band TIFF/GeoTIFF) take
+ * three bands (`bands`, default 0,1,2; a grey image uses its one band three times) and, when 16-bit, stretch
+ * the 2nd..98th percentile of those bands together onto 0..255.
+ */
+export interface PreprocessOptions {
+  /** Output side S. */
+  size: number;
+  /** Zero-based band indices (R,G,B) for 16-bit and multi-band images. */
+  bands?: number[];
+  maxPixels?: number;
+  /** Names the image in errors (file name, S3 key, CSV line). */
+  source?: string;
+}
+
+/** 8192 x 8192: a large aerial tile, and 256 MB decoded as RGBA. */
+export const DEFAULT_MAX_PIXELS = 8192 * 8192;
+/** Sentinel-2 has 13 bands; hyperspectral cubes are out of scope. */
+const MAX_BANDS = 64;
+/** Bounds a decoded multi-band image (pixels x bands x 2 bytes). */
+const MAX_DECODED_BYTES = 1024 * 1024 * 1024;
+export const SUPPORTED_FORMATS = ['jpeg', 'png', 'webp', 'tiff', 'gif'] as const;
+const STRETCH_LOW = 0.02;
+const STRETCH_HIGH = 0.98;
+
+export class ImageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ImageError';
+  }
+}
+
+export interface ImageProbe {
+  format: string;
+  /** After EXIF orientation. */
+  width: number;
+  height: number;
+  channels: number;
+  depth: string;
+  /** libvips interpretation (b-w, grey16, srgb, rgb16, cmyk...). */
+  space: string;
+  /** Decoded through the band path (16-bit or more than 4 bands). */
+  multiband: boolean;
+  /** Palette or 1-bit: Pillow resizes these with NEAREST. */
+  nearest: boolean;
+}
+
+function firstLine(e: unknown): string {
+  return String((e as Error).message ?? e).split('\n')[0]!.trim();
+}
+
+/**
+ * Reads only the header (works on the first bytes of a file for most formats) and checks format, pixel count,
+ * sample depth and band choice. Throws ImageError naming `source`.
+ */
+export async function probeImage(bytes: Uint8Array, opts: Omit<PreprocessOptions, 'size'>): Promise<ImageProbe> {
+  const source = opts.source ?? '<image>';
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false, limitInputChannels: MAX_BANDS }).metadata();
+  } catch (e) {
+    throw new ImageError(`${source}: not a readable image (${firstLine(e)})`);
+  }
+  if (!(SUPPORTED_FORMATS as readonly string[]).includes(meta.format)) {
+    throw new ImageError(`${source}: unsupported image format '${meta.format}' (supported: ${SUPPORTED_FORMATS.join(', ')})`);
+  }
+  const { width, height } = meta.autoOrient ?? meta;
+  if (!(width > 0 && height > 0)) throw new ImageError(`${source}: image has no pixels`);
+  const pixels = width * height;
+  if (pixels > maxPixels) {
+    throw new ImageError(`${source}: image is ${width} x ${height} = ${pixels} pixels, over the limit of ${maxPixels}`);
+  }
+  if (meta.depth !== 'uchar' && meta.depth !== 'ushort') {
+    throw new ImageError(`${source}: unsupported sample format '${meta.depth}' (8- or 16-bit integers only)`);
+  }
+  const multiband = meta.depth === 'ushort' || meta.channels > 4;
+  if (multiband) {
+    if (pixels * meta.channels * 2 > MAX_DECODED_BYTES) {
+      throw new ImageError(`${source}: ${width} x ${height} x ${meta.channels} bands is too large to decode`);
+    }
+    bandChoice(opts.bands, meta.channels, source);
+  }
+  const nearest = meta.isPalette || meta.bitsPerSample === 1;
+  return { format: meta.format, width, height, channels: meta.channels, depth: meta.depth, space: meta.space, multiband, nearest };
+}
+
+function bandChoice(bands: number[] | undefined, channels: number, source: string): number[] {
+  const chosen = bands ?? (channels >= 3 ? [0, 1, 2] : [0, 0, 0]);
+  for (const b of chosen) {
+    if (b >= channels) throw new ImageError(`${source}: band ${b} requested but the image has ${channels} band(s)`);
+  }
+  return chosen;
+}
+
+/** torchvision Resize(S) + CenterCrop(S) geometry for a w x h image. */
+export function resizeWindow(width: number, height: number, size: number): Window {
+  const [short, long] = width <= height ? [width, height] : [height, width];
+  // Python int() truncates S*long/short, computed in doubles as here.
+  const newLong = Math.trunc((size * long) / short);
+  const [outWidth, outHeight] = short === size ? [width, height] : width <= height ? [size, newLong] : [newLong, size];
+  return {
+    outWidth,
+    outHeight,
+    x0: roundHalfEven((outWidth - size) / 2),
+    y0: roundHalfEven((outHeight - size) / 2),
+    width: size,
+    height: size,
+  };
+}
+
+/** Python's round(): ties to even. */
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions): Promise<Uint8Array> {
+  const source = opts.source ?? '<image>';
+  const probe = await probeImage(bytes, opts);
+  const win = resizeWindow(probe.width, probe.height, opts.size);
+  const input = sharp(bytes, {
+    limitInputPixels: opts.maxPixels ?? DEFAULT_MAX_PIXELS,
+    limitInputChannels: MAX_BANDS,
+    ignoreIcc: true,
+  }).autoOrient();
+  try {
+    if (probe.multiband) {
+      // Converting within the image's own family keeps every band; crossing families would add or drop some.
+      const grey = probe.space === 'b-w' || probe.space === 'grey16';
+      const { data, info } = await input
+        .toColourspace(grey ? 'grey16' : 'rgb16')
+        .raw({ depth: 'ushort' })
+        .toBuffer({ resolveWithObject: true });
+      const u16 = new Uint16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+      const rgb = threeBands(u16, info.channels, bandChoice(opts.bands, info.channels, source), probe.depth === 'ushort');
+      const raster = { data: rgb, width: info.width, height: info.height, channels: 3 };
+      return resizeBicubic(raster, win).data;
+    }
+    const { data, info } = await input.raw().toBuffer({ resolveWithObject: true });
+    const raster: Raster = { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: info.channels };
+    return toRgb(resample(raster, win, probe.nearest));
+  } catch (e) {
+    if (e instanceof ImageError) throw e;
+    throw new ImageError(`${source}: cannot decode image (${firstLine(e)})`);
+  }
+}
+
+function resample(src: Raster, win: Window, nearest: boolean): Raster {
+  const alpha = src.channels === 2 || src.channels === 4;
+  if (win.outWidth === src.width && win.outHeight === src.height) return crop(src, win.x0, win.y0, win.width, win.height);
+  // Pillow converts palette images to RGB(A) after the resize, which drops transparency without premultiplying.
+  if (nearest) return resizeNearest(src, win);
+  if (!alpha) return resizeBicubic(src, win);
+  return unpremultiply(resizeBicubic(premultiply(src), win));
+}
+
+/** Pillow RGBA -> RGBa (and LA -> La): MULDIV255 per colour channel. */
+function premultiply(src: Raster): Raster {
+  const c = src.channels;
+  const out = src.data.slice();
+  for (let p = 0; p < out.length; p += c) {
+    const a = out[p + c - 1]!;
+    for (let ch = 0; ch < c - 1; ch++) {
+      const t = out[p + ch]! * a + 128;
+      out[p + ch] = ((t >> 8) + t) >> 8;
+    }
+  }
+  return { ...src, data: out };
+}
+
+/** Pillow RGBa -> RGBA: 255 * v / alpha (integer division), alpha 0 and 255 left alone. */
+function unpremultiply(src: Raster): Raster {
+  const c = src.channels;
+  const out = src.data;
+  for (let p = 0; p < out.length; p += c) {
+    const a = out[p + c - 1]!;
+    if (a === 0 || a === 255) continue;
+    for (let ch = 0; ch < c - 1; ch++) out[p + ch] = Math.min(255, Math.trunc((255 * out[p + ch]!) / a));
+  }
+  return src;
+}
+
+/** Drops alpha and copies a grey channel to R, G and B (Pillow convert("RGB")). */
+function toRgb(src: Raster): Uint8Array {
+  const c = src.channels;
+  if (c === 3) return src.data;
+  const n = src.width * src.height;
+  const out = new Uint8Array(n * 3);
+  const grey = c <= 2;
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < 3; ch++) out[i * 3 + ch] = src.data[i * c + (grey ? 0 : ch)]!;
+  }
+  return out;
+}
+
+/**
+ * Three chosen bands of a 16-bit raster as 8-bit. 8-bit sources come through libvips as v * 257 and go back
+ * exactly; 16-bit sources are stretched from their joint 2nd..98th percentile to 0..255.
+ */
+function threeBands(u16: Uint16Array, channels: number, bands: number[], sixteenBit: boolean): Uint8Array {
+  const n = u16.length / channels;
+  const out = new Uint8Array(n * 3);
+  if (!sixteenBit) {
+    for (let i = 0; i < n; i++) for (let k = 0; k < 3; k++) out[i * 3 + k] = u16[i * channels + bands[k]!]! / 257;
+    return out;
+  }
+  const hist = new Uint32Array(65536);
+  for (let i = 0; i < n; i++) for (let k = 0; k < 3; k++) hist[u16[i * channels + bands[k]!]!]!++;
+  const total = n * 3;
+  const lo = valueAtRank(hist, Math.round(STRETCH_LOW * (total - 1)));
+  const hi = valueAtRank(hist, Math.round(STRETCH_HIGH * (total - 1)));
+  const scale = hi > lo ? 255 / (hi - lo) : 0;
+  for (let i = 0; i < n; i++) {
+    for (let k = 0; k < 3; k++) {
+      const v = Math.round((u16[i * channels + bands[k]!]! - lo) * scale);
+      out[i * 3 + k] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+  }
+  return out;
+}
+
+/** The value at 0-based `rank` of the sorted samples a histogram counts. */
+function valueAtRank(hist: Uint32Array, rank: number): number {
+  let seen = 0;
+  for (let v = 0; v < hist.length; v++) {
+    seen += hist[v]!;
+    if (seen > rank) return v;
+  }
+  return hist.length - 1;
+}

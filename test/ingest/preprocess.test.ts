@@ -1,0 +1,94 @@
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { preprocessImage, probeImage, resizeWindow } from '../../core/preprocess.ts';
+import { preprocessParity } from '../../core/preprocess/parity.ts';
+import { writeTiff } from './helpers/tiff.ts';
+
+describe('preprocessing parity with open_clip (Pillow 9.4 bicubic)', () => {
+  for (const set of ['open_clip-tiny', 'open_clip-tiny-rn']) {
+    it(`is exact on ${set}`, async () => {
+      const r = await preprocessParity(`test/fixtures/${set}`);
+      console.log(`${set}: mean abs ${r.meanAbs}, max abs ${r.maxAbs} grey levels over ${r.perImage.length} images`);
+      expect(r.perImage).toHaveLength(6);
+      expect(r.maxAbs).toBe(0);
+    });
+  }
+});
+
+describe('torchvision Resize + CenterCrop geometry', () => {
+  it('follows the fixture README table', () => {
+    expect(resizeWindow(40, 30, 32)).toMatchObject({ outWidth: 42, outHeight: 32, x0: 5, y0: 0 });
+    expect(resizeWindow(50, 58, 32)).toMatchObject({ outWidth: 32, outHeight: 37, x0: 0, y0: 2 });
+    expect(resizeWindow(100, 37, 32)).toMatchObject({ outWidth: 86, outHeight: 32, x0: 27, y0: 0 });
+    expect(resizeWindow(17, 18, 32)).toMatchObject({ outWidth: 32, outHeight: 33, x0: 0, y0: 0 });
+    expect(resizeWindow(32, 90, 32)).toMatchObject({ outWidth: 32, outHeight: 90, x0: 0, y0: 29 });
+  });
+});
+
+const raw = (data: Uint8Array, width: number, height: number, channels: 1 | 2 | 3 | 4) =>
+  sharp(data, { raw: { width, height, channels } });
+
+describe('decoding', () => {
+  it('auto-orients by EXIF', async () => {
+    // 2 wide x 1 high: red, blue; orientation 6 (rotate 90 clockwise) makes it 1 wide x 2 high, red on top.
+    const png = await raw(Uint8Array.from([255, 0, 0, 0, 0, 255]), 2, 1, 3).withMetadata({ orientation: 6 }).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).toBuffer();
+    const probe = await probeImage(png, {});
+    expect([probe.width, probe.height]).toEqual([1, 2]);
+    const out = await preprocessImage(png, { size: 1 });
+    expect(out[0]).toBeGreaterThan(200);
+    expect(out[2]).toBeLessThan(60);
+  });
+
+  it('drops alpha like Pillow (premultiplied resize, transparent pixels stay their colour when not resized)', async () => {
+    const px = new Uint8Array(4 * 4 * 4);
+    for (let i = 0; i < 16; i++) px.set(i % 2 ? [200, 100, 50, 0] : [10, 20, 30, 255], i * 4);
+    const png = await raw(px, 4, 4, 4).png().toBuffer();
+    const same = await preprocessImage(png, { size: 4 });
+    expect(Array.from(same.subarray(0, 6))).toEqual([10, 20, 30, 200, 100, 50]);
+    const down = await preprocessImage(png, { size: 2 });
+    // Transparent pixels carry no colour into the average once premultiplied: no trace of 200.
+    for (let i = 0; i < down.length; i += 3) expect(down[i]).toBeLessThan(60);
+  });
+
+  it('copies grey to three channels', async () => {
+    const png = await raw(new Uint8Array(36).map((_, i) => i * 7), 6, 6, 1).png().toBuffer();
+    const out = await preprocessImage(png, { size: 3 });
+    for (let i = 0; i < out.length; i += 3) expect([out[i + 1], out[i + 2]]).toEqual([out[i], out[i]]);
+  });
+
+  it('selects bands of a multi-band 16-bit TIFF and stretches 2..98 percentiles', async () => {
+    const w = 10, h = 10, b = 5;
+    const data = new Uint16Array(w * h * b);
+    for (let i = 0; i < w * h; i++) for (let k = 0; k < b; k++) data[i * b + k] = 1000 + k * 3000 + i * 10;
+    const tif = writeTiff(w, h, b, data, 1);
+    expect((await probeImage(tif, {})).multiband).toBe(true);
+    const out = await preprocessImage(tif, { size: 10, bands: [4, 2, 0] });
+    // Band 4 holds the brightest values, band 0 the darkest: R > G > B everywhere after one joint stretch.
+    for (let i = 0; i < out.length; i += 3) {
+      expect(out[i]).toBeGreaterThanOrEqual(out[i + 1]!);
+      expect(out[i + 1]).toBeGreaterThanOrEqual(out[i + 2]!);
+    }
+    expect(Math.max(...out)).toBe(255);
+    expect(Math.min(...out)).toBe(0);
+    await expect(preprocessImage(tif, { size: 10, bands: [0, 1, 7], source: 'x.tif' })).rejects.toThrow(/x\.tif: band 7 requested but the image has 5 band/);
+  });
+
+  it('keeps 8-bit multi-band values exactly', async () => {
+    const w = 3, h = 3, b = 6;
+    const data = new Uint8Array(w * h * b).map((_, i) => (i * 11) & 255);
+    for (const photometric of [1, 2]) {
+      const out = await preprocessImage(writeTiff(w, h, b, data, photometric), { size: 3, bands: [5, 3, 1] });
+      for (let i = 0; i < w * h; i++) expect([out[i * 3], out[i * 3 + 1], out[i * 3 + 2]]).toEqual([data[i * b + 5], data[i * b + 3], data[i * b + 1]]);
+    }
+  });
+
+  it('rejects oversized, unknown and truncated input naming the source', async () => {
+    const png = await raw(new Uint8Array(64 * 64 * 3).fill(90), 64, 64, 3).png().toBuffer();
+    await expect(preprocessImage(png, { size: 8, maxPixels: 1000, source: 'big.png' })).rejects.toThrow(/big\.png: image is 64 x 64 = 4096 pixels, over the limit of 1000/);
+    await expect(preprocessImage(new TextEncoder().encode('hello'), { size: 8, source: 'a.jpg' })).rejects.toThrow(/a\.jpg: not a readable image/);
+    const jpg = await raw(new Uint8Array(64 * 64 * 3).map((_, i) => i & 255), 64, 64, 3).jpeg().toBuffer();
+    await expect(preprocessImage(jpg.subarray(0, jpg.length >> 1), { size: 8, source: 'cut.jpg' })).rejects.toThrow(/cut\.jpg: cannot decode image/);
+    const svg = new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
+    await expect(preprocessImage(svg, { size: 8, source: 'v.svg' })).rejects.toThrow(/v\.svg: unsupported image format 'svg'/);
+  });
+});
