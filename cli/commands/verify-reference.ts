@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { verifyReference, type StageResult } from '../../worker/models/reference.ts';
+import { STAGES, verifyReference, type StageResult } from '../../worker/models/reference.ts';
 import { UserError, type Command } from '../command.ts';
 
-const USAGE = 'verify-reference <dir> [--json]';
+const USAGE = `verify-reference <dir> [--json] [--only ${STAGES.map((s) => s.name).join(',')}]`;
 
 const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
 
@@ -18,17 +18,21 @@ const command: Command = {
   async run(argv) {
     let parsed;
     try {
-      parsed = parseArgs({ args: argv, options: { json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+      parsed = parseArgs({ args: argv, options: { json: { type: 'boolean' }, only: { type: 'string' } }, allowPositionals: true, strict: true });
     } catch (e) {
       throw new UserError(`${(e as Error).message}\nusage: ${USAGE}`);
     }
     const [dir, ...extra] = parsed.positionals;
     if (!dir || extra.length) throw new UserError(`usage: ${USAGE}`);
     if (!existsSync(dir)) throw new UserError(`${dir}: no such folder`);
+    const only = parsed.values.only?.split(',').map((s) => s.trim());
+    const unknown = only?.filter((n) => !STAGES.some((s) => s.name === n));
+    if (unknown?.length) throw new UserError(`--only: unknown stage(s) ${unknown.join(', ')}\nusage: ${USAGE}`);
+    const stages = only ? STAGES.filter((s) => only.includes(s.name)) : STAGES;
     console.log(`${'stage'.padEnd(28)} ${'worst'.padStart(9)}     ${'tolerance'.padStart(9)}  verdict`);
     let results: StageResult[];
     try {
-      results = await verifyReference(dir, (r) => console.log(line(r)));
+      results = await verifyReference(dir, (r) => console.log(line(r)), stages);
     } catch (e) {
       throw new UserError((e as Error).message);
     }

@@ -1,0 +1,44 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
+import { exportImageEncoder, exportTextEncoder } from '../../worker/engine/export.ts';
+import { runOnce } from '../../worker/engine/session.ts';
+import { loadModelConfig } from '../../worker/models/config.ts';
+import { verifyReference, type StageResult } from '../../worker/models/reference.ts';
+
+const dir = 'test/fixtures/open_clip-tiny';
+
+describe('open_clip-tiny parity', () => {
+  it('matches every stage (forward, loss, each gradient, steps 1 and 3) within tolerances.json', async () => {
+    const results = await verifyReference(dir);
+    const byStage = new Map<string, StageResult>(results.map((r) => [r.stage, r]));
+    const failing = results.filter((r) => !r.ok).map((r) => `${r.stage}: ${r.worst} > ${r.tolerance} ${r.detail ?? ''}`);
+    expect(failing).toEqual([]);
+    for (const stage of ['forward', 'loss', 'grads.rel_l2', 'grads.abs', 'step1', 'step3', 'step_losses', 'after_last_step']) {
+      const r = byStage.get(stage);
+      expect(r, stage).toBeDefined();
+      expect(r!.skipped, stage).toBeFalsy();
+      expect(r!.tolerance, stage).toBeGreaterThan(0);
+    }
+    // tolerances.json is what is enforced, not the built-in fallbacks.
+    const tol = JSON.parse(readFileSync(`${dir}/tolerances.json`, 'utf8'));
+    expect(byStage.get('grads.rel_l2')!.tolerance).toBe(tol.grads.rel_l2);
+    expect(byStage.get('step3')!.tolerance).toBe(tol.step3.abs);
+  });
+
+  it('exports standalone encoders that reproduce the normalised features', async () => {
+    const config = loadModelConfig(`${dir}/config.json`);
+    const params = readSafetensorsF32(readFileSync(`${dir}/model.safetensors`));
+    const pixels = readSafetensorsF32(readFileSync(`${dir}/preprocess.safetensors`)).get('pixel_values')!;
+    const tokens = JSON.parse(readFileSync(`${dir}/tokens.json`, 'utf8')).tokens as number[][];
+    const forward = JSON.parse(readFileSync(`${dir}/forward.json`, 'utf8'));
+    const image = await runOnce(exportImageEncoder(config, params, { batch: 6 }), { image: { data: pixels.data, dims: pixels.shape } });
+    const text = await runOnce(exportTextEncoder(config, params, { batch: 6 }), {
+      text: { data: BigInt64Array.from(tokens.flat(), BigInt), dims: [6, 77] },
+    });
+    const worst = (ours: Float32Array, want: number[][]) => Math.max(...want.flat().map((v, i) => Math.abs(ours[i] - v)));
+    expect(image.embedding.dims).toEqual([6, 32]);
+    expect(worst(image.embedding.data as Float32Array, forward.image_features_normalized)).toBeLessThan(1e-4);
+    expect(worst(text.embedding.data as Float32Array, forward.text_features_normalized)).toBeLessThan(1e-4);
+  });
+});

@@ -1,0 +1,139 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ClipTrainer, StepInput, TrainerOptions } from '../../worker/engine/api.ts';
+import { runOnce } from '../../worker/engine/session.ts';
+import { createTrainer } from '../../worker/engine/trainer.ts';
+import { names } from '../../worker/engine/train-graph.ts';
+import { clipParams } from '../../worker/models/clip.ts';
+import { initParams, Rng } from '../../worker/models/init.ts';
+import { buildProbeGraph, gradName } from '../../worker/models/probe.ts';
+import type { StateDict } from '../../worker/tensor.ts';
+import { concatBatches, hyper, randomBatch, variantConfig as cfg } from './helpers.ts';
+
+const init = initParams(cfg, 3);
+const open: ClipTrainer[] = [];
+async function trainer(o: Partial<TrainerOptions> = {}): Promise<ClipTrainer> {
+  const t = await createTrainer({ config: cfg, init, batchSize: 4, hyper, ...o });
+  open.push(t);
+  return t;
+}
+afterAll(async () => {
+  await Promise.all(open.map((t) => t.close()));
+});
+
+const rng = new Rng(11);
+const steps: StepInput[] = [0.002, 0.001, 0.0005].map((lr) => ({ micro: [randomBatch(rng, cfg, 4)], lr }));
+
+function expectBitIdentical(a: StateDict, b: StateDict, which: string[]): void {
+  for (const name of which) expect(Buffer.from(a.get(name)!.data.buffer).equals(Buffer.from(b.get(name)!.data.buffer)), name).toBe(true);
+}
+
+describe('trainer on a QuickGELU variant config', () => {
+  it('trains end to end: finite, lower loss on a fixed batch, unit-norm embeddings', async () => {
+    const t = await trainer({ stepsPerRun: 2 });
+    const batch = steps[0].micro[0];
+    const results = await t.train(Array.from({ length: 6 }, () => ({ micro: [batch], lr: 0.003 })));
+    for (const r of results) expect(Number.isFinite(r.loss) && Number.isFinite(r.gradNorm) && r.logitScale > 0).toBe(true);
+    expect(results[5].loss).toBeLessThan(results[0].loss - 0.05);
+    const img = await t.encodeImages(batch.images, 4);
+    const txt = await t.encodeTexts(batch.tokens, 4);
+    expect(img.length).toBe(4 * cfg.embed_dim);
+    expect(txt.length).toBe(4 * cfg.embed_dim);
+    for (const e of [img, txt]) {
+      for (let i = 0; i < 4; i++) {
+        const row = e.subarray(i * cfg.embed_dim, (i + 1) * cfg.embed_dim);
+        expect(Math.hypot(...row)).toBeCloseTo(1, 5);
+      }
+    }
+    const snap = await t.snapshot();
+    expect(snap.optimizer.step).toBe(6);
+  });
+
+  it('runs K=3 steps in one Loop bit-identically to 3 single steps', async () => {
+    const looped = await trainer({ stepsPerRun: 3 });
+    const single = await trainer({ stepsPerRun: 1 });
+    const a = await looped.train(steps);
+    const b = await single.train(steps);
+    expect(a).toEqual(b);
+    const [sa, sb] = [await looped.snapshot(), await single.snapshot()];
+    const all = clipParams(cfg).map((p) => p.name);
+    expectBitIdentical(sa.params, sb.params, all);
+    expectBitIdentical(sa.optimizer.m, sb.optimizer.m, all);
+    expectBitIdentical(sa.optimizer.v, sb.optimizer.v, all);
+    // And it trained: parameters moved.
+    expect(sa.params.get('visual.proj')!.data).not.toEqual(init.get('visual.proj')!.data);
+  });
+
+  it('accumulates 2 micro-batches of 3 into the sum of their gradients', async () => {
+    const micro = [randomBatch(rng, cfg, 3), randomBatch(rng, cfg, 3)];
+    const t = await trainer({ batchSize: 3, accumulate: 2, hyper: { ...hyper, gradClip: 0 } });
+    const [r] = await t.train([{ micro, lr: 0.001 }]);
+    const { optimizer } = await t.snapshot();
+    // Reference: the probe graph's gradients of each micro-batch's own ClipLoss, summed.
+    const probe = buildProbeGraph(cfg, 3);
+    const s = cfg.vision_cfg.image_size;
+    const feeds = Object.fromEntries(clipParams(cfg).map((p) => [names.param(p.name), { data: init.get(p.name)!.data, dims: p.shape }]));
+    const outs = await Promise.all(
+      micro.map((b) =>
+        runOnce(probe, {
+          ...feeds,
+          images: { data: b.images, dims: [3, 3, s, s] },
+          tokens: { data: BigInt64Array.from(b.tokens, BigInt), dims: [3, cfg.text_cfg.context_length] },
+        }),
+      ),
+    );
+    let total = 0;
+    for (const p of clipParams(cfg)) {
+      const g0 = outs[0][gradName(p.name)].data as Float32Array;
+      const g1 = outs[1][gradName(p.name)].data as Float32Array;
+      // After one step from zero moments, m = (1 - beta1) * g exactly as AdamW computes it.
+      const m = optimizer.m.get(p.name)!.data;
+      let d = 0;
+      let n = 0;
+      for (let i = 0; i < m.length; i++) {
+        const sum = g0[i] + g1[i];
+        d += (m[i] / (1 - hyper.beta1) - sum) ** 2;
+        n += sum * sum;
+        total += sum * sum;
+      }
+      expect(Math.sqrt(d / Math.max(n, 1e-30)), p.name).toBeLessThan(1e-5);
+    }
+    expect(r.gradNorm).toBeCloseTo(Math.sqrt(total), 4);
+    expect(r.loss).toBeCloseTo(((outs[0].loss.data as Float32Array)[0] + (outs[1].loss.data as Float32Array)[0]) / 2, 5);
+  });
+
+  it('leaves frozen parameters bit-identical and keeps no optimizer state for them', async () => {
+    const t = await trainer({ freeze: ['^visual\\.', '^logit_scale$'], stepsPerRun: 2 });
+    await t.train(steps.slice(0, 2));
+    const { params, optimizer } = await t.snapshot();
+    const names = clipParams(cfg).map((p) => p.name);
+    const frozen = names.filter((n) => n.startsWith('visual.') || n === 'logit_scale');
+    expectBitIdentical(params, init, frozen);
+    expect([...optimizer.m.keys()].some((n) => frozen.includes(n))).toBe(false);
+    expect(params.get('text_projection')!.data).not.toEqual(init.get('text_projection')!.data);
+    await expect(createTrainer({ config: cfg, init, batchSize: 4, hyper, freeze: ['^nothing'] })).rejects.toThrow(/matches no parameter/);
+  });
+
+  it('clamps logit_scale to [0, ln 100] after each step', async () => {
+    for (const [start, want] of [
+      [5, Math.fround(Math.log(100))],
+      [-0.3, 0],
+    ]) {
+      const t = await trainer({ init: new Map([...init, ['logit_scale', { shape: [], data: Float32Array.of(start) }]]) });
+      const [r] = await t.train([steps[0]]);
+      expect((await t.snapshot()).params.get('logit_scale')!.data[0]).toBe(want);
+      expect(r.logitScale).toBeCloseTo(Math.exp(want), 4);
+    }
+  });
+
+  it('rejects batches of the wrong shape with the step and micro-batch named', async () => {
+    const t = await trainer();
+    const bad = { images: new Float32Array(10), tokens: steps[0].micro[0].tokens };
+    await expect(t.train([steps[0], { micro: [bad], lr: 0.001 }])).rejects.toThrow(/step 1 micro-batch 0: 10 pixel values/);
+  });
+
+  it('checks the initial parameters against the config', async () => {
+    const missing = new Map(init);
+    missing.delete('visual.proj');
+    await expect(createTrainer({ config: cfg, init: missing, batchSize: 4, hyper })).rejects.toThrow(/lacks visual\.proj/);
+  });
+});
