@@ -5,7 +5,7 @@ import { ZipArchive } from '../../worker/checkpoint/torch-zip.ts';
 import type { StateDict } from '../../worker/tensor.ts';
 import { bitsOf, fixtureBytes, fixtureJson } from './fixtures.ts';
 import { toBf16, toF16 } from './half-encode.ts';
-import { bytesOf, type SaveValue, type TensorSpec, torchSave, writeZip, type ZipInput } from './torch-writer.ts';
+import { bytesOf, Pickle, type SaveValue, type TensorSpec, torchSave, writeTensor, writeZip, type ZipInput } from './torch-writer.ts';
 
 const TINY_PT = 'open_clip-tiny/model.pt';
 
@@ -103,6 +103,19 @@ describe('torch zip checkpoints built without torch', () => {
     // Each view owns its data: writing one must not change another.
     sd.get('full')!.data[4] = -1;
     expect(sd.get('row1')!.data[0]).toBe(4);
+  });
+
+  it('gives a tensor pickled twice (one object under two keys) two independent copies', () => {
+    const p = new Pickle(2).global('collections', 'OrderedDict').emptyTuple().reduce().put().mark().str('a');
+    writeTensor(p, { storage: shared, size: [12] });
+    const tensorSlot = p.nextMemo - 1; // writeTensor memoizes the tensor last
+    p.str('b').get(tensorSlot).setitems();
+    const pkl = p.stop();
+    const sd = loadStateDict(writeZip([{ name: 'm/data.pkl', data: pkl }, { name: 'm/data/0', data: f32(iota) }]), 'tied.pt');
+    expect(sd.get('a')).toEqual({ shape: [12], data: Float32Array.from(iota) });
+    expect(sd.get('b')).toEqual(sd.get('a'));
+    sd.get('b')!.data[0] = 99;
+    expect(sd.get('a')!.data[0]).toBe(0);
   });
 
   it('upcasts float16, bfloat16 and float64 storages and converts integer and bool buffers', () => {

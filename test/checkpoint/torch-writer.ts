@@ -63,6 +63,10 @@ export class Pickle {
     this.memo++;
     return this;
   }
+  /** The memo index the next put() will use. */
+  get nextMemo(): number {
+    return this.memo;
+  }
   get(i: number): this {
     return i < 256 ? this.op(0x68, i) : this.op(0x6a).u32(i);
   }

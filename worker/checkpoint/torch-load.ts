@@ -72,6 +72,8 @@ function ints(v: PyValue, what: string, fail: (r: string) => never): number[] {
 
 class TorchArchive {
   private readonly cache = new Map<string, Float32Array>();
+  /** Tensors per storage key not yet materialized: a decoded storage is dropped (or handed over) after its last one. */
+  private readonly pending = new Map<string, number>();
   private readonly storages = new Map<string, TorchStorage>();
   private outputBudget: number;
   readonly top: string;
@@ -134,6 +136,7 @@ class TorchArchive {
         const shape = ints(size!, 'tensor size', fail);
         const strides = ints(stride!, 'tensor stride', fail);
         if (shape.length !== strides.length) return fail(`tensor size ${JSON.stringify(shape)} and stride ${JSON.stringify(strides)} differ in length`);
+        this.pending.set(storage.key, (this.pending.get(storage.key) ?? 0) + 1);
         return new TorchTensor(storage, offset, shape, strides, this);
       }),
       new PyGlobal('torch._utils', '_rebuild_parameter', (args) => {
@@ -191,18 +194,27 @@ class TorchArchive {
     if (4 * n > this.outputBudget) this.fail(`${desc} would need more memory than the checkpoint can justify`);
     this.outputBudget -= 4 * n;
     const src = this.storageData(storage);
-    return { shape: [...size], data: gather(src, offset, size, stride, n) };
+    const left = this.pending.get(storage.key)! - 1;
+    this.pending.set(storage.key, left);
+    if (left > 0) return { shape: [...size], data: gather(src, offset, size, stride, n) };
+    // The last user of a decoded storage takes it over when it is the whole storage: one copy of the weights, not two.
+    this.cache.delete(storage.key);
+    const whole = offset === 0 && n === src.length && isRowMajor(size, stride);
+    return { shape: [...size], data: whole ? src : gather(src, offset, size, stride, n) };
   }
+}
+
+function isRowMajor(size: number[], stride: number[]): boolean {
+  for (let i = size.length - 1, expect = 1; i >= 0; i--) {
+    if (size[i] !== 1 && stride[i] !== expect) return false;
+    expect *= size[i]!;
+  }
+  return true;
 }
 
 /** Copies a strided view out of its storage into row-major order. */
 function gather(src: Float32Array, offset: number, size: number[], stride: number[], n: number): Float32Array {
-  let contiguous = true;
-  for (let i = size.length - 1, expect = 1; i >= 0; i--) {
-    if (size[i] !== 1 && stride[i] !== expect) contiguous = false;
-    expect *= size[i]!;
-  }
-  if (contiguous) return src.slice(offset, offset + n);
+  if (isRowMajor(size, stride)) return src.slice(offset, offset + n);
   const out = new Float32Array(n);
   const rank = size.length;
   const idx = new Array<number>(rank).fill(0);
