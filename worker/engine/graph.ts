@@ -149,11 +149,16 @@ export class Graph {
     return name;
   }
 
-  private fresh(prefix: string): string {
+  /** An unused name (not yet claimed). */
+  private freshName(prefix: string): string {
     let name: string;
     do name = `${prefix}_${this.root.counter++}`;
     while (this.usedNames.has(name));
-    return this.claim(name);
+    return name;
+  }
+
+  private fresh(prefix: string): string {
+    return this.claim(this.freshName(prefix));
   }
 
   input(name: string, dtype: DType, shape: number[]): Tensor {
@@ -228,6 +233,34 @@ export class Graph {
     const out = new Tensor(this, name, t.shape, t.dtype, 'node');
     this.nodes.push({ opType: 'Identity', inputs: [t], outputs: [out], attrs: {} });
     this.outputs.push(out);
+  }
+
+  /**
+   * An ONNX Loop of `trips` iterations: `step` maps (iteration index, state) to the next state and optional per-iteration
+   * values, which come back stacked as [trips, ...shape]. Inside `step`, ops whose operands are all outer tensors are
+   * emitted outside the loop (computed once), which is correct because they cannot depend on the iteration.
+   */
+  loop(
+    trips: number,
+    init: Tensor[],
+    step: (iter: Tensor, state: Tensor[]) => { state: Tensor[]; scan?: Tensor[] },
+  ): { state: Tensor[]; scan: Tensor[] } {
+    const body = this.subgraph(this.freshName('loop_body'));
+    const iter = body.input(this.freshName('iter'), 'int64', []);
+    const cond = body.input(this.freshName('cond'), 'bool', []);
+    const state = init.map((t) => body.input(this.freshName('carried'), t.dtype, [...t.shape]));
+    const next = step(iter, state);
+    const scan = next.scan ?? [];
+    if (next.state.length !== init.length || next.state.some((t, i) => t.dtype !== init[i].dtype || t.shape.join() !== init[i].shape.join())) {
+      throw new Error('loop: the step must return a state of the same dtypes and shapes as the initial one');
+    }
+    body.output(cond, this.freshName('cond_out'));
+    for (const t of [...next.state, ...scan]) body.output(t, this.freshName('body_out'));
+    const outs = this.node('Loop', [this.constant(BigInt64Array.of(BigInt(trips)), []), undefined, ...init], { body }, [
+      ...init.map((t) => ({ dtype: t.dtype, shape: t.shape })),
+      ...scan.map((t) => ({ dtype: t.dtype, shape: [trips, ...t.shape] })),
+    ]);
+    return { state: outs.slice(0, init.length), scan: outs.slice(init.length) };
   }
 
   /** Output tensors in declaration order. */
