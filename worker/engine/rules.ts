@@ -265,9 +265,10 @@ export const rules = {
       const [m] = g.node('Mul', [x, p], {}, [out]);
       return g.node('Mul', [m, c(0.5)], {}, [out]);
     },
-    // d/dx = Phi(x) + x phi(x). Phi is recomputed rather than read from the forward so the forward stays fusable.
+    // d/dx = Phi(x) + x phi(x). Phi is recomputed (Mul, not the forward's Div, so ORT's common-subexpression pass
+    // does not merge it into the forward) and the forward stays one fused Gelu kernel at level 'all'.
     vjp([x], _, [g]) {
-      const cdf = ops.mul(ops.add(ops.erf(ops.div(x, SQRT2)), 1), 0.5);
+      const cdf = ops.mul(ops.add(ops.erf(ops.mul(x, Math.SQRT1_2)), 1), 0.5);
       const pdf = ops.mul(ops.exp(ops.mul(ops.mul(x, x), -0.5)), 1 / Math.sqrt(2 * Math.PI));
       return [ops.mul(g!, ops.add(cdf, ops.mul(x, pdf)))];
     },
@@ -279,10 +280,10 @@ export const rules = {
       const [s] = g.node('Sigmoid', [g.node('Mul', [x, g.constant(QUICK, [], x.dtype)], {}, [out])[0]], {}, [out]);
       return g.node('Mul', [x, s], {}, [out]);
     },
-    // d/dx = s + 1.702 x s (1 - s), s = sigmoid(1.702 x).
+    // d/dx = s (1 + x (1.702 - 1.702 s)), s = sigmoid(1.702 x); like gelu, nothing here repeats a forward node.
     vjp([x], _, [g]) {
-      const s = ops.sigmoid(ops.mul(x, QUICK));
-      return [ops.mul(g!, ops.add(s, ops.mul(ops.mul(x, QUICK), ops.mul(s, ops.sub(1, s)))))];
+      const s = ops.sigmoid(ops.div(x, 1 / QUICK));
+      return [ops.mul(g!, ops.mul(s, ops.add(ops.mul(x, ops.sub(QUICK, ops.mul(s, QUICK))), 1)))];
     },
   } satisfies Rule<NoAttrs>,
 
