@@ -66,26 +66,37 @@ export async function listFolder(dir: string): Promise<string[]> {
   return out.sort();
 }
 
+export interface UploadOptions {
+  /** Objects written instead of (or besides) the folder's file of that key, e.g. a merged train.json. */
+  replace?: Map<string, Uint8Array | string>;
+  progress?: (total: number) => Progress;
+  concurrency?: number;
+}
+
 /**
- * Uploads a local dataset folder under `store` the way a user would: images first, captions.csv last, because
- * writing captions.csv is what starts a run.
+ * Uploads a local dataset folder under `store` the way a user would: everything else first, captions.csv last,
+ * because writing captions.csv is what starts a run. Returns the keys written.
  */
-export async function uploadFolder(store: ObjectStore, dir: string, progress?: Progress, concurrency = 8): Promise<string[]> {
+export async function uploadFolder(store: ObjectStore, dir: string, opts: UploadOptions = {}): Promise<string[]> {
+  const replace = opts.replace ?? new Map<string, Uint8Array | string>();
   const files = await listFolder(dir);
-  const images = files.filter((f) => f !== CAPTIONS_FILE);
+  const keys = [...new Set([...files, ...replace.keys()])].sort();
+  const first = keys.filter((k) => k !== CAPTIONS_FILE);
+  const body = async (key: string): Promise<Uint8Array | string> => replace.get(key) ?? (await readFile(join(dir, ...key.split('/'))));
+  const progress = opts.progress?.(keys.length);
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < images.length) {
-      const key = images[next++]!;
-      await store.put(key, await readFile(join(dir, ...key.split('/'))));
+    while (next < first.length) {
+      const key = first[next++]!;
+      await store.put(key, await body(key));
       progress?.tick();
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, images.length) }, worker));
-  if (files.includes(CAPTIONS_FILE)) {
-    await store.put(CAPTIONS_FILE, await readFile(join(dir, CAPTIONS_FILE)));
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 8, first.length) }, worker));
+  if (keys.includes(CAPTIONS_FILE)) {
+    await store.put(CAPTIONS_FILE, await body(CAPTIONS_FILE));
     progress?.tick();
   }
   progress?.done();
-  return files;
+  return keys;
 }

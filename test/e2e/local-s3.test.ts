@@ -23,8 +23,8 @@ describe('local S3 server', () => {
       expect(s3.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(process.env.AWS_ENDPOINT_URL_S3).toBe(s3.endpoint);
       const dataset = s3.store.child('datasets/tiny');
-      const uploaded = await uploadFolder(dataset, dir);
-      expect(uploaded).toEqual(['captions.csv', 'img/a.png', 'img/sub/b.png']);
+      const uploaded = await uploadFolder(dataset, dir, { replace: new Map([['train.json', '{"epochs":1}']]) });
+      expect(uploaded).toEqual(['captions.csv', 'img/a.png', 'img/sub/b.png', 'train.json']);
 
       // A fresh client built from the environment (as the handlers do) sees the same objects.
       const fresh = new S3Store('test-bucket', '');
@@ -32,7 +32,9 @@ describe('local S3 server', () => {
         'datasets/tiny/captions.csv',
         'datasets/tiny/img/a.png',
         'datasets/tiny/img/sub/b.png',
+        'datasets/tiny/train.json',
       ]);
+      expect(Buffer.from(await fresh.get('datasets/tiny/train.json')).toString()).toBe('{"epochs":1}');
       expect(await fresh.get('datasets/tiny/img/sub/b.png')).toEqual(new Uint8Array(70_000).fill(7));
 
       const created = s3.server.spy
@@ -40,7 +42,7 @@ describe('local S3 server', () => {
         .filter((m) => m.service === 's3' && m.key.startsWith('datasets/') && !m.key.includes('/_tmp/') && (m.status === 'uploaded' || m.status === 'copied'))
         .map((m) => (m as { key: string }).key);
       expect(created.at(-1)).toBe('datasets/tiny/captions.csv');
-      expect(new Set(created)).toEqual(new Set(['datasets/tiny/img/a.png', 'datasets/tiny/img/sub/b.png', 'datasets/tiny/captions.csv']));
+      expect(new Set(created)).toEqual(new Set(['datasets/tiny/img/a.png', 'datasets/tiny/img/sub/b.png', 'datasets/tiny/train.json', 'datasets/tiny/captions.csv']));
     } finally {
       await s3.stop();
     }
