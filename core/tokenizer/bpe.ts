@@ -141,11 +141,18 @@ function bpe(vocab: Vocabulary, token: string): string[] {
 const PRE_TOKEN =
   /<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\p{White_Space}\p{L}\p{N}]+/giu;
 
+/**
+ * U+0345 (combining ypogegrammeni) case-folds to a letter, so under IGNORECASE Python's `regex` puts it in
+ * neither \p{L} nor its complement: it matches nothing and only separates pieces. JS would treat it as a
+ * letter; a space has exactly Python's effect.
+ */
+const UNMATCHED_UNDER_IGNORECASE = /\u0345/g;
+
 /** BPE ids of already-cleaned text (no start/end tokens). */
 export function encodeCleaned(cleaned: string): number[] {
   const vocab = getVocabulary();
   const ids: number[] = [];
-  for (const [piece] of cleaned.matchAll(PRE_TOKEN)) {
+  for (const [piece] of cleaned.replace(UNMATCHED_UNDER_IGNORECASE, ' ').matchAll(PRE_TOKEN)) {
     let token = '';
     for (const byte of Buffer.from(piece, 'utf8')) token += vocab.byteEncoder[byte];
     for (const symbol of bpe(vocab, token)) ids.push(vocab.encoder.get(symbol)!);

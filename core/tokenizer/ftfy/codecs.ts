@@ -39,8 +39,13 @@ function codecNamed(name: string): SingleByteCodec {
 export const LATIN_1 = codecNamed('latin-1');
 export const SLOPPY_WINDOWS_1252 = codecNamed('sloppy-windows-1252');
 
-/** Strict Windows-1252 (Python's cp1252): the five bytes Microsoft leaves undefined do not decode. */
-const CP1252_UNDEFINED = new Set([0x81, 0x8d, 0x8f, 0x90, 0x9d]);
+/**
+ * Strict Windows-1252 (Python's cp1252): the sloppy table without its two liberties, so byte 0x1A is
+ * U+001A and the five bytes Microsoft leaves undefined do not decode.
+ */
+const CP1252_STRICT: readonly (string | null)[] = SLOPPY_WINDOWS_1252.decodeTable.map((ch, b) =>
+  b === SUBSTITUTE_BYTE ? '\x1a' : [0x81, 0x8d, 0x8f, 0x90, 0x9d].includes(b) ? null : ch,
+);
 
 /** text -> byte string, or null when some character is not in the encoding. */
 export function encodeCharmap(text: string, codec: SingleByteCodec): string | null {
@@ -53,16 +58,15 @@ export function encodeCharmap(text: string, codec: SingleByteCodec): string | nu
   return out;
 }
 
-export function decodeCharmap(bytes: string, codec: SingleByteCodec): string {
-  let out = '';
-  for (let i = 0; i < bytes.length; i++) out += codec.decodeTable[bytes.charCodeAt(i)];
-  return out;
-}
-
-/** Python's `bytes.decode('windows-1252')` (strict); null on an undefined byte. */
+/** Python's `bytes.decode('windows-1252')`; null on an undefined byte. */
 export function decodeCp1252Strict(bytes: string): string | null {
-  for (let i = 0; i < bytes.length; i++) if (CP1252_UNDEFINED.has(bytes.charCodeAt(i))) return null;
-  return decodeCharmap(bytes, SLOPPY_WINDOWS_1252);
+  let out = '';
+  for (let i = 0; i < bytes.length; i++) {
+    const ch = CP1252_STRICT[bytes.charCodeAt(i)];
+    if (ch === null) return null;
+    out += ch;
+  }
+  return out;
 }
 
 // ignoreBOM keeps a leading U+FEFF, as Python's 'utf-8' codec does.
