@@ -59,7 +59,7 @@ describe('ONNX Loop through the graph builder', () => {
     helped.output(r.scan[0], 'totals');
 
     const one = await openSession(single.toModel(), { threads: 1 });
-    let x = x0;
+    let x: Float32Array = x0;
     const expected: number[] = [];
     for (let t = 0; t < K; t++) {
       const out = await one.run({ x: { data: x, dims: [N, D] }, w: { data: w, dims: [D, D] }, b: { data: b.slice(t * D, (t + 1) * D), dims: [D] } });

@@ -121,6 +121,8 @@ export class Graph {
   constructor(opts: { name?: string; opset?: number; dtype?: 'float32' | 'float64' } = {}, parent?: Graph) {
     this.name = opts.name ?? 'graph';
     this.opset = opts.opset ?? parent?.opset ?? 18;
+    // Reduce*/Split/Squeeze take axes and sizes as inputs from opset 18; onnxruntime 1.30 runs up to 26.
+    if (this.opset < 18 || this.opset > 26) throw new Error(`graph ${this.name}: opset ${this.opset} is outside 18..26`);
     this.dtype = opts.dtype ?? parent?.dtype ?? 'float32';
     this.parent = parent;
     this.root = parent ? parent.root : this;
