@@ -7,7 +7,7 @@ import { chooseModel, loadBaseModel } from '../../worker/train/base-model.ts';
 import { TrainInputError } from '../../worker/train/errors.ts';
 import { jsonLinesTo } from '../../worker/train/log.ts';
 import { resolveRecipe } from '../../worker/train/recipe.ts';
-import { trainAndPublish } from '../../worker/train/run.ts';
+import { parseEp, trainAndPublish } from '../../worker/train/run.ts';
 import { UserError, type Command } from '../command.ts';
 import { createProgress } from '../progress.ts';
 
@@ -16,8 +16,6 @@ const USAGE =
   '[--val-shards <dir|s3://...>] [--options train.json] [--epochs N] [--max-steps N] [--batch-size N] [--accumulate N] ' +
   '[--lr X] [--warmup-steps N] [--seed S] [--checkpoint-every N] [--no-augment] [--ep cpu|cuda|webgpu]';
 
-const EPS: readonly ExecutionProvider[] = ['cpu', 'cuda', 'webgpu'];
-
 export function numberFlag(name: string, v: string | undefined, integer: boolean): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -25,9 +23,13 @@ export function numberFlag(name: string, v: string | undefined, integer: boolean
   return n;
 }
 
+/** --ep, else RSCLIP_EP (set by the worker images), else the engine default (cpu). */
 export function epFlag(v: string | undefined): ExecutionProvider | undefined {
-  if (v !== undefined && !EPS.includes(v as ExecutionProvider)) throw new UserError(`--ep must be one of ${EPS.join(', ')}, got '${v}'`);
-  return v as ExecutionProvider | undefined;
+  try {
+    return v !== undefined ? parseEp(v, '--ep') : parseEp(process.env.RSCLIP_EP, 'RSCLIP_EP');
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
 }
 
 export function parseFlags<T extends Record<string, { type: 'string' | 'boolean' }>>(argv: string[], options: T, usage: string) {

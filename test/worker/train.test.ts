@@ -62,7 +62,6 @@ describe('training on S3 shards (fauxqs)', () => {
 
   it('raises validation mean recall clearly above the untrained model', () => {
     expect(output.runId).toBe(runId);
-    expect(output.steps).toBe(4 * Math.floor(32 / 16) * 0 + output.steps);
     expect(output.after.mean_recall).toBeGreaterThan(output.before.mean_recall + 10);
     expect(output.after.images).toBe(16);
     expect(output.after.zeroshot_top1).toBeDefined();
@@ -87,7 +86,9 @@ describe('training on S3 shards (fauxqs)', () => {
     const fin = s3.store.child(`${runPrefix(runId)}/final`);
     const params = readSafetensorsF32(await fin.get(FINAL_FILES.model));
     expect([...params.keys()].sort()).toEqual([...final!.params.keys()].sort());
-    for (const [k, t] of final!.params) expect(params.get(k)!.data).toEqual(t.data);
+    const bytes = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    const differing = [...final!.params].filter(([k, t]) => !bytes(params.get(k)!.data).equals(bytes(t.data))).map(([k]) => k);
+    expect(differing).toEqual([]);
 
     const image = await ort.InferenceSession.create(await fin.get(FINAL_FILES.imageEncoder));
     const text = await ort.InferenceSession.create(await fin.get(FINAL_FILES.textEncoder));

@@ -51,10 +51,10 @@ export interface LoopResult {
 const SALT_AUGMENT = 3;
 
 /** Steps per engine run, so that a chunk's normalised images stay under COMMON.chunkImageBytes. */
-export function stepsPerRun(config: ClipModelConfig, plan: StepPlan, accumulate: number): number {
+export function stepsPerRun(config: ClipModelConfig, plan: StepPlan, accumulate: number, ep: ExecutionProvider = 'cpu'): number {
   const s = config.vision_cfg.image_size;
   const bytesPerStep = accumulate * plan.batchSize * 3 * s * s * 4;
-  return Math.max(1, Math.min(COMMON.stepsPerRun, Math.floor(COMMON.chunkImageBytes / bytesPerStep)));
+  return Math.max(1, Math.min(COMMON.stepsPerRun[ep], Math.floor(COMMON.chunkImageBytes / bytesPerStep)));
 }
 
 const nextMultiple = (step: number, every: number): number => (Math.floor(step / every) + 1) * every;
@@ -109,7 +109,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
     throw new TrainInputError(`shards under ${job.shards.uri} hold ${index.imageSize}px images but the model expects ${size}px`);
   }
   const plan = planSteps(recipe, index.totals.train);
-  const perRun = stepsPerRun(job.config, plan, recipe.accumulate);
+  const perRun = stepsPerRun(job.config, plan, recipe.accumulate, job.ep);
   const fingerprint = fingerprintOf(job, plan, index);
   const evalSplit = evalSplitOf(valIndex);
 

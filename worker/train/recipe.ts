@@ -1,6 +1,6 @@
 import type { TrainOptions } from '../../core/train-options.ts';
 import type { AugmentOptions } from '../data/augment.ts';
-import type { ClipModelConfig, OptimizerHyper } from '../engine/api.ts';
+import type { ClipModelConfig, ExecutionProvider, OptimizerHyper } from '../engine/api.ts';
 import { isVit } from '../models/config.ts';
 import { TrainInputError } from './errors.ts';
 
@@ -36,8 +36,12 @@ export const COMMON = {
   checkpointEvery: 500,
   augment: { randomResizedCrop: true, dihedral: true } satisfies AugmentOptions,
   freezeBnStats: false,
-  /** Optimizer steps per engine Loop run (fewer when a chunk's images would pass CHUNK_IMAGE_BYTES). */
-  stepsPerRun: 8,
+  /**
+   * Optimizer steps per engine Loop run (fewer when a chunk's images would pass chunkImageBytes). Loop amortises
+   * moving parameters and moments through the device; on the CPU that is cheap and each distinct run length
+   * costs a session, so one step per run.
+   */
+  stepsPerRun: { cpu: 1, cuda: 8, webgpu: 1 } satisfies Record<ExecutionProvider, number>,
   chunkImageBytes: 512 * 1024 * 1024,
 } as const;
 

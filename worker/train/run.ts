@@ -2,6 +2,7 @@ import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
 import { FINAL, runPrefix, shardsPrefix } from '../../core/s3-layout.ts';
 import { openStore, type ObjectStore } from '../../core/store.ts';
 import type { ExecutionProvider } from '../engine/api.ts';
+import { TrainInputError } from './errors.ts';
 import { LATEST, chooseModel, latestModelUri, loadBaseModel } from './base-model.ts';
 import { jsonLinesTo, type Logger } from './log.ts';
 import { runLoop, type CreateTrainer, type TrainJob } from './loop.ts';
@@ -24,6 +25,17 @@ export interface TrainDescription {
   dataset: string;
   baseModel: string;
   modelName: string;
+}
+
+export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'cuda', 'webgpu'];
+
+/** An execution provider name from a flag or RSCLIP_EP (the images set it); undefined leaves the engine default. */
+export function parseEp(value: string | undefined, source: string): ExecutionProvider | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!EXECUTION_PROVIDERS.includes(value as ExecutionProvider)) {
+    throw new TrainInputError(`${source} must be one of ${EXECUTION_PROVIDERS.join(', ')}, got '${value}'`);
+  }
+  return value as ExecutionProvider;
 }
 
 async function defaultCreateTrainer(): Promise<CreateTrainer> {
@@ -83,7 +95,7 @@ export async function runTraining(input: RunSpec, deps: RunDeps = {}): Promise<T
       config: model.config,
       recipe,
       loadBase: () => loadBaseModel(base, model.config, recipe.seed),
-      ep: deps.ep ?? (process.env.RSCLIP_EP as ExecutionProvider | undefined),
+      ep: deps.ep ?? parseEp(process.env.RSCLIP_EP, 'RSCLIP_EP'),
       log: deps.log ?? jsonLinesTo(process.stderr),
     },
     { dataset: spec.dataset, baseModel: base, modelName: model.name },
