@@ -36,7 +36,7 @@ export interface ReportData {
   generatedAt: string;
 }
 
-const METRIC_ROWS: [keyof RetrievalMetrics, string][] = [
+export const METRIC_ROWS: [keyof RetrievalMetrics, string][] = [
   ['image_to_text_R@1', 'Image → text R@1'],
   ['image_to_text_R@5', 'Image → text R@5'],
   ['image_to_text_R@10', 'Image → text R@10'],
