@@ -65,6 +65,7 @@ const cases: [string, () => Uint8Array, RegExp][] = [
   ['byteorder neither little nor big', () => writeZip([{ name: 'a/data.pkl', data: p2().emptyDict().stop() }, { name: 'a/byteorder', data: Buffer.from('middle') }]), /a\/byteorder says "middle"/],
   // Archives.
   ['data.pkl missing', () => writeZip([{ name: 'archive/data/0', data: new Uint8Array(4) }]), /archive\/data\.pkl is missing/],
+  ['TorchScript archive', () => writeZip([{ name: 'ViT-B-32/data.pkl', data: p2().emptyDict().stop() }, { name: 'ViT-B-32/constants.pkl', data: p2().emptyTuple().stop() }]), /a TorchScript archive \(torch\.jit\.save\), not a state dict/],
   ['entries outside a top folder', () => writeZip([{ name: 'data.pkl', data: p2().emptyDict().stop() }]), /first entry "data\.pkl" is not inside a top folder/],
   ['truncated zip (half the fixture)', () => fixtureBytes('open_clip-tiny/model.pt').subarray(0, 3_000_000), /no end-of-central-directory record; truncated/],
   ['truncated zip (end record cut)', () => zipWith(() => undefined).subarray(0, zipWith(() => undefined).length - 10), /no end-of-central-directory record/],

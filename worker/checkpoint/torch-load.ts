@@ -105,6 +105,9 @@ class TorchArchive {
   }
 
   unpickle(): PyValue {
+    if (this.zip.has(`${this.top}/constants.pkl`)) {
+      this.fail('a TorchScript archive (torch.jit.save), not a state dict; save model.state_dict() with torch.save instead');
+    }
     const name = `${this.top}/data.pkl`;
     if (!this.zip.has(name)) this.fail(`not a torch checkpoint: ${name} is missing`);
     return unpickle(this.zip.read(name, MAX_PICKLE_BYTES), {
