@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { gradients } from '../../worker/engine/autodiff.ts';
 import { Graph, type Tensor } from '../../worker/engine/graph.ts';
 import * as op from '../../worker/engine/ops.ts';
 import { openSession } from '../../worker/engine/session.ts';
@@ -78,6 +79,46 @@ describe('ONNX Loop through the graph builder', () => {
     }
     // The sequence really moved: not a fixed point that any K would reproduce.
     expect(expected[0]).not.toBeCloseTo(expected[K - 1], 3);
+  });
+
+  it('differentiates inside a body through ops hoisted to the outer graph', async () => {
+    const rnd = random(5);
+    const x0 = Float32Array.from({ length: N * D }, rnd);
+    const w = Float32Array.from({ length: D * D }, rnd);
+    /** y = sigmoid(x W^T); the transpose reads only W, so inside a Loop body it is emitted outside the body. */
+    const stepWithGrad = (x: Tensor, wt: Tensor) => {
+      const y = op.sigmoid(op.matmul(x, op.transpose(wt, [1, 0])));
+      const [gw] = gradients(op.reduceSum(op.mul(y, y), [0, 1]), [wt]);
+      return { y, gw: gw! };
+    };
+
+    const single = new Graph({ name: 'single' });
+    const s = stepWithGrad(single.input('x', 'float32', [N, D]), single.input('w', 'float32', [D, D]));
+    single.output(s.y, 'y');
+    single.output(s.gw, 'gw');
+
+    const looped = new Graph({ name: 'looped' });
+    const wOuter = looped.input('w', 'float32', [D, D]);
+    const r = looped.loop(K, [looped.input('x', 'float32', [N, D])], (_, [x]) => {
+      const st = stepWithGrad(x, wOuter);
+      return { state: [st.y], scan: [st.gw] };
+    });
+    looped.output(r.scan[0], 'gws');
+
+    const one = await openSession(single.toModel(), { threads: 1 });
+    let x: Float32Array = x0;
+    const expected: number[] = [];
+    for (let t = 0; t < K; t++) {
+      const out = await one.run({ x: { data: x, dims: [N, D] }, w: { data: w, dims: [D, D] } });
+      x = out.y.data as Float32Array;
+      expected.push(...(out.gw.data as Float32Array));
+    }
+    await one.close();
+    const loop = await openSession(looped.toModel(), { threads: 1 });
+    const out = await loop.run({ x: { data: x0, dims: [N, D] }, w: { data: w, dims: [D, D] } });
+    await loop.close();
+    expect(out.gws.dims).toEqual([K, D, D]);
+    Array.from(out.gws.data as Float32Array).forEach((v, i) => expect(v).toBeCloseTo(expected[i], 6));
   });
 
   it('rejects a body whose state changes shape', () => {

@@ -2,8 +2,9 @@
  * Reverse mode over a graph's tape: walks the recorded op applications backwards from `loss`, asks each op's VJP
  * (rules.ts) for the input gradients it needs and sums gradients of tensors used more than once. Gradient nodes
  * are ordinary ops, emitted into the loss's graph, and read the forward values directly (nothing is recomputed).
+ * Gradients do not flow through Loop/If nodes (they are raw nodes); a loss inside a Loop body differentiates the body.
  */
-import { isFloat, type Tensor } from './graph.ts';
+import { isFloat, type Graph, type TapeEntry, type Tensor } from './graph.ts';
 import { add, expand } from './ops.ts';
 
 /** d(sum(seed * loss))/d(wrt[i]); undefined where wrt[i] does not influence loss. The seed defaults to ones. */
@@ -12,7 +13,10 @@ export function gradients(loss: Tensor, wrt: Tensor[], seed?: Tensor): (Tensor |
   if (seed && (seed.dtype !== loss.dtype || seed.shape.join() !== loss.shape.join())) {
     throw new Error(`gradients: seed ${seed} does not match loss ${loss}`);
   }
-  const tape = [...graph.tape];
+  // Inside a Loop body, ops on outer tensors alone were emitted (and taped) in the enclosing graphs; they precede
+  // everything in the body, so the enclosing tapes come first. Their VJPs read body gradients, so they emit here.
+  const tape: TapeEntry[] = [];
+  for (let g: Graph | undefined = graph; g; g = g.parent) tape.unshift(...g.tape);
   const depends = new Set<Tensor>(wrt.filter((t) => isFloat(t.dtype)));
   const active = tape.map((e) => {
     const on = e.inputs.some((t) => depends.has(t));
