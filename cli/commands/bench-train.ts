@@ -25,6 +25,16 @@ function randomStep(rng: Rng, batch: number, size: number, context: number, voca
   return { micro, lr: 1e-5 };
 }
 
+/** A provider that cannot load is the user's choice of --ep, not a bug: one line, no stack. */
+async function providerErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (/execution provider/.test((e as Error).message)) throw new UserError((e as Error).message);
+    throw e;
+  }
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const command: Command = {
@@ -71,7 +81,7 @@ const command: Command = {
     });
     try {
       // The first run builds the graph and opens the session; it is reported apart from the timed runs.
-      const warm = await trainer.train(Array.from({ length: k }, () => randomStep(rng, batch, size, context, vocab, accumulate)));
+      const warm = await providerErrors(() => trainer.train(Array.from({ length: k }, () => randomStep(rng, batch, size, context, vocab, accumulate))));
       console.log(`arch ${f.arch}, ep ${ep}, batch ${batch} x ${accumulate}, ${k} step(s) per run: setup + first run ${(performance.now() - t).toFixed(0)} ms, loss ${warm[0].loss.toFixed(4)}`);
       const perStep: number[] = [];
       for (let run = 0; run < Math.ceil(steps / k); run++) {

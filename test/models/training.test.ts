@@ -101,6 +101,15 @@ describe('trainer on a QuickGELU variant config', () => {
     expect(r.loss).toBeCloseTo(((outs[0].loss.data as Float32Array)[0] + (outs[1].loss.data as Float32Array)[0]) / 2, 5);
   });
 
+  it('nests the micro-batch Loop inside the K-step Loop without changing a bit', async () => {
+    const two = steps.slice(0, 2).map((s) => ({ micro: [randomBatch(rng, cfg, 2), randomBatch(rng, cfg, 2)], lr: s.lr }));
+    const nested = await trainer({ batchSize: 2, accumulate: 2, stepsPerRun: 2 });
+    const flat = await trainer({ batchSize: 2, accumulate: 2, stepsPerRun: 1 });
+    expect(await nested.train(two)).toEqual(await flat.train(two));
+    const all = clipParams(cfg).map((p) => p.name);
+    expectBitIdentical((await nested.snapshot()).params, (await flat.snapshot()).params, all);
+  });
+
   it('leaves frozen parameters bit-identical and keeps no optimizer state for them', async () => {
     const t = await trainer({ freeze: ['^visual\\.', '^logit_scale$'], stepsPerRun: 2 });
     await t.train(steps.slice(0, 2));

@@ -13,7 +13,7 @@
 import type { ClipModelConfig, OptimizerHyper } from './api.ts';
 import { gradients } from './autodiff.ts';
 import { Graph, type Tensor } from './graph.ts';
-import { add, cast, clip, div, exp, gather, reshape, slice } from './ops.ts';
+import { add, cast, clip, div, exp, expand, gather, reshape, slice } from './ops.ts';
 import { adamwScalars, adamwUpdate, clipGradNorm, excludedFromDecay } from './optimizer.ts';
 import { clipBuffers, clipForward, clipParams } from '../models/clip.ts';
 import { textDims } from '../models/config.ts';
@@ -62,6 +62,79 @@ interface StepOut extends State {
   logitScale: Tensor;
 }
 
+interface MicroOut {
+  /** Summed gradient per trained parameter; undefined where the loss does not depend on it. */
+  sum: (Tensor | undefined)[];
+  buffers: Map<string, Tensor>;
+  lossSum: Tensor;
+}
+
+/** Forward and backward of micro-batch `i` of images [A,B,3,S,S] / tokens [A,B,C] (index a constant or a tensor). */
+function microBatch(
+  o: TrainGraphOptions,
+  trained: ParamSpec[],
+  frozen: Map<string, Tensor>,
+  s: State,
+  images: Tensor,
+  tokens: Tensor,
+  i: number | Tensor,
+): MicroOut {
+  const pick = (x: Tensor) => (typeof i === 'number' ? reshape(slice(x, [i], [i + 1], [0]), x.shape.slice(1)) : gather(x, i, 0));
+  const P = (name: string) => {
+    const t = s.params.get(name) ?? frozen.get(name) ?? s.buffers.get(name);
+    if (!t) throw new Error(`model reads unknown parameter ${name}`);
+    return t;
+  };
+  const fwd = clipForward(o.config, P, pick(images), pick(tokens), true);
+  const sum = gradients(
+    fwd.loss,
+    trained.map((p) => s.params.get(p.name)!),
+  );
+  return { sum, buffers: new Map([...s.buffers, ...fwd.buffers]), lossSum: fwd.loss };
+}
+
+/**
+ * Micro-batches in an inner Loop, so activations of one micro-batch are freed before the next one runs. Gradients
+ * and the loss are loop-carried sums (as open_clip without --gather-with-grad: each micro-batch has its own
+ * ClipLoss); BatchNorm buffers are carried too, updated micro-batch by micro-batch.
+ */
+function accumulateMicroBatches(
+  o: TrainGraphOptions,
+  trained: ParamSpec[],
+  frozen: Map<string, Tensor>,
+  s: State,
+  images: Tensor,
+  tokens: Tensor,
+): MicroOut {
+  const g = images.graph;
+  const body = g.subgraph('micro_batch_body');
+  const j = body.input('micro:iter', 'int64', []);
+  const cond = body.input('micro:cond_in', 'bool', []);
+  const accIn = trained.map((p) => body.input(`micro:grad:${p.name}`, 'float32', p.shape));
+  const lossIn = body.input('micro:loss', 'float32', []);
+  const bufferNames = [...s.buffers.keys()];
+  const buffersIn = bufferNames.map((n) => body.input(`micro:buffer:${n}`, 'float32', [...s.buffers.get(n)!.shape]));
+  // Reverse mode only follows ops recorded in the loss's graph, so each trained parameter enters the body through a
+  // raw Identity there (an op on outer tensors alone would be emitted, and taped, in the outer graph).
+  const local = new Map(trained.map((p) => [p.name, body.node('Identity', [s.params.get(p.name)!], {}, [{ dtype: 'float32', shape: p.shape }])[0]]));
+  const inner: State = { ...s, params: local, buffers: new Map(bufferNames.map((n, i) => [n, buffersIn[i]])) };
+  const micro = microBatch(o, trained, frozen, inner, images, tokens, j);
+  body.output(cond, 'micro:cond_out');
+  trained.forEach((p, i) => body.output(micro.sum[i] ? add(accIn[i], micro.sum[i]!) : accIn[i], `micro:grad_out:${p.name}`));
+  body.output(add(lossIn, micro.lossSum), 'micro:loss_out');
+  bufferNames.forEach((n) => body.output(micro.buffers.get(n)!, `micro:buffer_out:${n}`));
+
+  const zero = g.constant(0, [], 'float32');
+  const initial = [...trained.map((p) => expand(zero, p.shape)), zero, ...bufferNames.map((n) => s.buffers.get(n)!)];
+  const trip = g.constant(BigInt64Array.of(BigInt(o.accumulate)), [], 'int64');
+  const outs = g.node('Loop', [trip, undefined, ...initial], { body }, initial.map((t) => ({ dtype: 'float32' as const, shape: [...t.shape] })));
+  return {
+    sum: trained.map((_, i) => (micro.sum[i] ? outs[i] : undefined)),
+    lossSum: outs[trained.length],
+    buffers: new Map(bufferNames.map((n, i) => [n, outs[trained.length + 1 + i]])),
+  };
+}
+
 /** One optimizer step over `accumulate` micro-batches: images [A,B,3,S,S], tokens [A,B,C], lr and t (1-based) f64 []. */
 function optimizerStep(
   o: TrainGraphOptions,
@@ -73,27 +146,9 @@ function optimizerStep(
   lr: Tensor,
   t: Tensor,
 ): StepOut {
-  const { batchSize: b, accumulate: a, config } = o;
-  const size = config.vision_cfg.image_size;
-  const context = textDims(config).context;
-  const wrt = trained.map((p) => s.params.get(p.name)!);
-  const lookup = (buffers: Map<string, Tensor>) => (name: string) => {
-    const t = s.params.get(name) ?? frozen.get(name) ?? buffers.get(name);
-    if (!t) throw new Error(`model reads unknown parameter ${name}`);
-    return t;
-  };
-  let buffers = s.buffers;
-  let sum: (Tensor | undefined)[] = wrt.map(() => undefined);
-  let lossSum: Tensor | undefined;
-  for (let i = 0; i < a; i++) {
-    const img = reshape(slice(images, [i], [i + 1], [0]), [b, 3, size, size]);
-    const tok = reshape(slice(tokens, [i], [i + 1], [0]), [b, context]);
-    const fwd = clipForward(config, lookup(buffers), img, tok, true);
-    buffers = new Map([...buffers, ...fwd.buffers]);
-    const grads = gradients(fwd.loss, wrt);
-    sum = sum.map((acc, j) => (acc && grads[j] ? add(acc, grads[j]!) : acc ?? grads[j]));
-    lossSum = lossSum ? add(lossSum, fwd.loss) : fwd.loss;
-  }
+  const a = o.accumulate;
+  const { sum, buffers, lossSum } =
+    a === 1 ? microBatch(o, trained, frozen, s, images, tokens, 0) : accumulateMicroBatches(o, trained, frozen, s, images, tokens);
   // A parameter that got no gradient is skipped by torch's AdamW (grad is None): no decay, no moment update.
   const withGrad = trained.flatMap((p, j) => (sum[j] ? [{ p, g: sum[j]! }] : []));
   const { grads, norm } = clipGradNorm(

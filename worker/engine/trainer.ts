@@ -183,8 +183,9 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
       return { params: state, optimizer };
     },
     async close() {
-      const all = [...trainSessions.values()].map(async (s) => (await s).session);
-      await Promise.all([...all, ...encoders.values()].map(async (s) => (await s).close()));
+      // A session that failed to open has already reported its error to the call that needed it.
+      const opened = await Promise.allSettled([...[...trainSessions.values()].map(async (s) => (await s).session), ...encoders.values()]);
+      await Promise.all(opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value.close()] : [])));
     },
   };
 }
