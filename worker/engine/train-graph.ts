@@ -114,10 +114,8 @@ function accumulateMicroBatches(
   const lossIn = body.input('micro:loss', 'float32', []);
   const bufferNames = [...s.buffers.keys()];
   const buffersIn = bufferNames.map((n) => body.input(`micro:buffer:${n}`, 'float32', [...s.buffers.get(n)!.shape]));
-  // Reverse mode only follows ops recorded in the loss's graph, so each trained parameter enters the body through a
-  // raw Identity there (an op on outer tensors alone would be emitted, and taped, in the outer graph).
-  const local = new Map(trained.map((p) => [p.name, body.node('Identity', [s.params.get(p.name)!], {}, [{ dtype: 'float32', shape: p.shape }])[0]]));
-  const inner: State = { ...s, params: local, buffers: new Map(bufferNames.map((n, i) => [n, buffersIn[i]])) };
+  // Parameters are read from the outer scope: ops on them alone (weight transposes) run once per step, outside.
+  const inner: State = { ...s, buffers: new Map(bufferNames.map((n, i) => [n, buffersIn[i]])) };
   const micro = microBatch(o, trained, frozen, inner, images, tokens, j);
   body.output(cond, 'micro:cond_out');
   trained.forEach((p, i) => body.output(micro.sum[i] ? add(accIn[i], micro.sum[i]!) : accIn[i], `micro:grad_out:${p.name}`));
