@@ -22,6 +22,7 @@ const MAX_VOCAB_GZ_BYTES = 8 << 20;
 const MAX_VOCAB_BYTES = 32 << 20;
 /** The cache only saves work; bounding it keeps a long-lived process from growing without end. */
 const MAX_CACHE_ENTRIES = 200_000;
+const MAX_CACHED_TOKEN_LENGTH = 64;
 
 /**
  * GPT-2/CLIP's reversible map from bytes to printable characters: printable Latin-1 bytes map to
@@ -129,8 +130,10 @@ function bpe(vocab: Vocabulary, token: string): string[] {
     word = merged;
   }
 
-  if (vocab.cache.size >= MAX_CACHE_ENTRIES) vocab.cache.clear();
-  vocab.cache.set(token, word);
+  if (token.length <= MAX_CACHED_TOKEN_LENGTH) {
+    if (vocab.cache.size >= MAX_CACHE_ENTRIES) vocab.cache.clear();
+    vocab.cache.set(token, word);
+  }
   return word;
 }
 
@@ -148,14 +151,18 @@ const PRE_TOKEN =
  */
 const UNMATCHED_UNDER_IGNORECASE = /\u0345/g;
 
-/** BPE ids of already-cleaned text (no start/end tokens). */
-export function encodeCleaned(cleaned: string): number[] {
+/**
+ * BPE ids of already-cleaned text (no start/end tokens). Pieces are encoded independently, so stopping
+ * once `limit` ids are known gives exactly the first ids of the full encoding.
+ */
+export function encodeCleaned(cleaned: string, limit = Infinity): number[] {
   const vocab = getVocabulary();
   const ids: number[] = [];
   for (const [piece] of cleaned.replace(UNMATCHED_UNDER_IGNORECASE, ' ').matchAll(PRE_TOKEN)) {
     let token = '';
     for (const byte of Buffer.from(piece, 'utf8')) token += vocab.byteEncoder[byte];
     for (const symbol of bpe(vocab, token)) ids.push(vocab.encoder.get(symbol)!);
+    if (ids.length >= limit) break;
   }
   return ids;
 }

@@ -24,7 +24,8 @@ function checkContextLength(contextLength: number): void {
 
 /** Writes one caption's ids into `out` at `offset` (`contextLength` slots, already zero = padding). */
 function writeTokens(text: string, contextLength: number, out: Int32Array, offset: number): void {
-  const ids = [SOT_ID, ...bpeIds(text), EOT_ID];
+  // Beyond contextLength - 1 BPE ids the result no longer changes: the last slot becomes EOT anyway.
+  const ids = [SOT_ID, ...encodeCleaned(cleanText(text), contextLength - 1), EOT_ID];
   // Too long: keep the first contextLength ids and end with EOT anyway.
   if (ids.length > contextLength) {
     ids.length = contextLength;
