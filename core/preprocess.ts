@@ -33,9 +33,13 @@ export const SUPPORTED_FORMATS = ['jpeg', 'png', 'webp', 'tiff', 'gif'] as const
 const STRETCH_LOW = 0.02;
 const STRETCH_HIGH = 0.98;
 
+/** A bad image: `reason` says what is wrong in plain words, the message adds the source. */
 export class ImageError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(
+    readonly source: string,
+    readonly reason: string,
+  ) {
+    super(`${source}: ${reason}`);
     this.name = 'ImageError';
   }
 }
@@ -70,24 +74,24 @@ export async function probeImage(bytes: Uint8Array, opts: Omit<PreprocessOptions
   try {
     meta = await sharp(bytes, { limitInputPixels: false, limitInputChannels: MAX_BANDS }).metadata();
   } catch (e) {
-    throw new ImageError(`${source}: not a readable image (${firstLine(e)})`);
+    throw new ImageError(source, `not a readable image (${firstLine(e)})`);
   }
   if (!(SUPPORTED_FORMATS as readonly string[]).includes(meta.format)) {
-    throw new ImageError(`${source}: unsupported image format '${meta.format}' (supported: ${SUPPORTED_FORMATS.join(', ')})`);
+    throw new ImageError(source, `unsupported image format '${meta.format}' (supported: ${SUPPORTED_FORMATS.join(', ')})`);
   }
   const { width, height } = meta.autoOrient ?? meta;
-  if (!(width > 0 && height > 0)) throw new ImageError(`${source}: image has no pixels`);
+  if (!(width > 0 && height > 0)) throw new ImageError(source, `image has no pixels`);
   const pixels = width * height;
   if (pixels > maxPixels) {
-    throw new ImageError(`${source}: image is ${width} x ${height} = ${pixels} pixels, over the limit of ${maxPixels}`);
+    throw new ImageError(source, `image is ${width} x ${height} = ${pixels} pixels, over the limit of ${maxPixels}`);
   }
   if (meta.depth !== 'uchar' && meta.depth !== 'ushort') {
-    throw new ImageError(`${source}: unsupported sample format '${meta.depth}' (8- or 16-bit integers only)`);
+    throw new ImageError(source, `unsupported sample format '${meta.depth}' (8- or 16-bit integers only)`);
   }
   const multiband = meta.depth === 'ushort' || meta.channels > 4;
   if (multiband) {
     if (pixels * meta.channels * 2 > MAX_DECODED_BYTES) {
-      throw new ImageError(`${source}: ${width} x ${height} x ${meta.channels} bands is too large to decode`);
+      throw new ImageError(source, `${width} x ${height} x ${meta.channels} bands is too large to decode`);
     }
     bandChoice(opts.bands, meta.channels, source);
   }
@@ -98,7 +102,7 @@ export async function probeImage(bytes: Uint8Array, opts: Omit<PreprocessOptions
 function bandChoice(bands: number[] | undefined, channels: number, source: string): number[] {
   const chosen = bands ?? (channels >= 3 ? [0, 1, 2] : [0, 0, 0]);
   for (const b of chosen) {
-    if (b >= channels) throw new ImageError(`${source}: band ${b} requested but the image has ${channels} band(s)`);
+    if (b >= channels) throw new ImageError(source, `band ${b} requested but the image has ${channels} band(s)`);
   }
   return chosen;
 }
@@ -155,7 +159,7 @@ export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions
     return toRgb(resample(raster, win, probe.nearest));
   } catch (e) {
     if (e instanceof ImageError) throw e;
-    throw new ImageError(`${source}: cannot decode image (${firstLine(e)})`);
+    throw new ImageError(source, `cannot decode image (${firstLine(e)})`);
   }
 }
 

@@ -3,6 +3,7 @@
  *
  *   datasets/<name>/captions.csv, datasets/<name>/train.json, datasets/<name>/<images...>
  *   runs/<runId>/validation.json
+ *   runs/<runId>/shard-plan.json
  *   runs/<runId>/shards/shard-<00000>.rsshard
  *   runs/<runId>/checkpoints/step-<n>/{model.safetensors, optimizer.safetensors, trainer.json}
  *   runs/<runId>/checkpoints/latest.json
@@ -26,6 +27,8 @@ export function datasetOfCaptionsKey(key: string): string | undefined {
 
 export const runPrefix = (runId: string): string => `runs/${runId}`;
 export const validationKey = (runId: string): string => `${runPrefix(runId)}/validation.json`;
+/** JSON array of Shard handler inputs, read by the Distributed Map. */
+export const shardPlanKey = (runId: string): string => `${runPrefix(runId)}/shard-plan.json`;
 export const shardsPrefix = (runId: string): string => `${runPrefix(runId)}/shards`;
 export const shardName = (index: number): string => `shard-${String(index).padStart(5, '0')}.rsshard`;
 export const shardKey = (runId: string, index: number): string => `${shardsPrefix(runId)}/${shardName(index)}`;

@@ -1,0 +1,79 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { z } from 'zod';
+import type { ShardRequest } from '../../core/dataset.ts';
+import { buildShard } from '../../core/dataset/build-shard.ts';
+import { filenameProblem } from '../../core/dataset/rules.ts';
+import { RunSpecSchema } from '../../core/run-spec.ts';
+import { datasetPrefix, shardKey } from '../../core/s3-layout.ts';
+import { makeS3Client } from '../../core/s3-client.ts';
+import { encodeShard, SPLITS } from '../../core/shard-format.ts';
+import { S3Store, sha256Hex } from '../../core/store.ts';
+
+const logger = new Logger();
+const metrics = new Metrics();
+const s3 = makeS3Client();
+
+const MAX_ROWS = 100_000;
+/** Images fetched and decoded at once: sharp decodes on its own threads while the resampler runs on this one. */
+const CONCURRENCY = 8;
+
+const RowSchema = z
+  .object({
+    line: z.number().int().positive(),
+    filename: z.string().superRefine((f, ctx) => {
+      const problem = filenameProblem(f);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+    caption: z.string().min(1),
+    split: z.enum(SPLITS as [string, ...string[]]),
+    label: z.string().optional(),
+  })
+  .strict();
+
+const InputSchema = z
+  .object({
+    bucket: z.string().min(3),
+    runId: RunSpecSchema.shape.runId,
+    dataset: z.string().regex(/^[^/]+$/),
+    shard: z.number().int().nonnegative(),
+    imageSize: z.number().int().min(1).max(1024),
+    bands: z.array(z.number().int().nonnegative()).length(3).optional(),
+    rows: z.array(RowSchema).min(1).max(MAX_ROWS),
+  })
+  .strict();
+
+export interface ShardOutput {
+  key: string;
+  rows: number;
+  images: number;
+  sha256: string;
+}
+
+/**
+ * Preprocesses one plan item into runs/<runId>/shards/shard-<n>.rsshard. The write is atomic and the key depends
+ * only on the input, so a retried invocation replaces the same shard and never leaves half of one.
+ */
+export async function handler(event: ShardRequest): Promise<ShardOutput> {
+  const input = InputSchema.parse(event) as ShardRequest;
+  const started = performance.now();
+  try {
+    const shard = await buildShard(new S3Store(input.bucket, datasetPrefix(input.dataset), s3), input.rows, {
+      imageSize: input.imageSize,
+      bands: input.bands,
+      concurrency: CONCURRENCY,
+    });
+    const bytes = encodeShard(shard);
+    const key = shardKey(input.runId, input.shard);
+    await new S3Store(input.bucket, '', s3).put(key, bytes);
+    const out = { key, rows: input.rows.length, images: shard.imageIds.length, sha256: sha256Hex(bytes) };
+    const seconds = (performance.now() - started) / 1000;
+    metrics.addDimension('dataset', input.dataset);
+    metrics.addMetric('ImagesSharded', MetricUnit.Count, out.images);
+    metrics.addMetric('ImagesPerSecond', MetricUnit.CountPerSecond, out.images / seconds);
+    logger.info('shard written', { runId: input.runId, ...out, seconds });
+    return out;
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}

@@ -1,0 +1,84 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { z } from 'zod';
+import { planShards, validateDataset, DEFAULT_SHARD_SIZE, type ShardRequest } from '../../core/dataset.ts';
+import { RunSpecSchema } from '../../core/run-spec.ts';
+import { datasetOfCaptionsKey, datasetPrefix, shardPlanKey, validationKey } from '../../core/s3-layout.ts';
+import { makeS3Client } from '../../core/s3-client.ts';
+import { S3Store } from '../../core/store.ts';
+import type { TrainOptions } from '../../core/train-options.ts';
+
+const logger = new Logger();
+const metrics = new Metrics();
+const s3 = makeS3Client();
+
+const InputSchema = z.object({ bucket: z.string().min(3), key: z.string().min(1), runId: RunSpecSchema.shape.runId }).strict();
+export type ValidateInput = z.infer<typeof InputSchema>;
+
+export interface ValidateOutput {
+  runId: string;
+  bucket: string;
+  dataset: string;
+  rows: number;
+  images: number;
+  shards: number;
+  imageSize: number;
+  options: TrainOptions;
+  validationKey: string;
+  planKey: string;
+}
+
+/** Thrown when the dataset breaks its validation policy; Step Functions matches on the name. */
+export class DatasetInvalid extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatasetInvalid';
+  }
+}
+
+/**
+ * Validates datasets/<name>/ (read-only), writes runs/<runId>/validation.json, and when the dataset passes, the
+ * shard plan runs/<runId>/shard-plan.json whose items are the Shard handler inputs.
+ */
+export async function handler(event: ValidateInput): Promise<ValidateOutput> {
+  const input = InputSchema.parse(event);
+  const dataset = datasetOfCaptionsKey(input.key);
+  if (!dataset) throw new Error(`not a dataset captions key: ${input.key} (expected datasets/<name>/captions.csv)`);
+  metrics.addDimension('dataset', dataset);
+  const bucket = new S3Store(input.bucket, '', s3);
+  try {
+    const { report, rows, options } = await validateDataset(bucket.child(datasetPrefix(dataset)), dataset);
+    await bucket.put(validationKey(input.runId), `${JSON.stringify(report, null, 1)}\n`);
+    metrics.addMetric('BadRows', MetricUnit.Count, report.counts.badRows);
+    logger.info('validated', { runId: input.runId, valid: report.valid, summary: report.summary, counts: report.counts });
+    if (!report.valid) {
+      metrics.addMetric('DatasetsInvalid', MetricUnit.Count, 1);
+      throw new DatasetInvalid(report.summary);
+    }
+    const plan: ShardRequest[] = planShards(rows, options.shardSize ?? DEFAULT_SHARD_SIZE).map((shardRows, shard) => ({
+      bucket: input.bucket,
+      runId: input.runId,
+      dataset,
+      shard,
+      imageSize: report.imageSize,
+      ...(options.bands ? { bands: options.bands } : {}),
+      rows: shardRows,
+    }));
+    await bucket.put(shardPlanKey(input.runId), JSON.stringify(plan));
+    metrics.addMetric('RowsValidated', MetricUnit.Count, rows.length);
+    return {
+      runId: input.runId,
+      bucket: input.bucket,
+      dataset,
+      rows: rows.length,
+      images: report.counts.goodImages,
+      shards: plan.length,
+      imageSize: report.imageSize,
+      options,
+      validationKey: validationKey(input.runId),
+      planKey: shardPlanKey(input.runId),
+    };
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}
