@@ -13,8 +13,13 @@ export interface CreateAppOptions {
   /** Context as `-c key=value` would give it (strings), plus anything App accepts. */
   context?: Record<string, unknown>;
   outdir?: string;
-  /** Skip esbuild bundling (tests and the local runner only read the template). */
-  skipBundling?: boolean;
+  /**
+   * Template only: no esbuild bundling, no asset copies and no built-in CloudFormation validation (its ~13 s of
+   * CPU). For tests and the local runner; `cdk synth` does all of it.
+   */
+  templateOnly?: boolean;
+  /** Run cdk-nag (default true; the local runner, which only reads the template, turns it off). */
+  nag?: boolean;
 }
 
 /**
@@ -26,9 +31,13 @@ export interface CreateAppOptions {
 export function createApp(options: CreateAppOptions = {}): { app: App; stack: PipelineStack } {
   const app = new App({
     outdir: options.outdir,
-    context: { ...options.context, ...(options.skipBundling ? { 'aws:cdk:bundling-stacks': [] } : {}) },
+    ...(options.templateOnly ? { builtinCloudFormationValidation: false } : {}),
+    context: {
+      ...options.context,
+      ...(options.templateOnly ? { 'aws:cdk:bundling-stacks': [], 'aws:cdk:disable-asset-staging': true } : {}),
+    },
   });
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  if (options.nag ?? true) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   const stack = new PipelineStack(app, STACK_NAME, {
     pipeline: pipelineProps((key) => app.node.tryGetContext(key)),
     env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },

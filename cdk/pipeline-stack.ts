@@ -13,6 +13,6 @@ export class PipelineStack extends Stack {
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
     super(scope, id, props);
     this.pipeline = new Pipeline(this, 'Pipeline', props.pipeline);
-    acknowledgeNagFindings(this);
+    acknowledgeNagFindings(this, this.pipeline);
   }
 }

@@ -73,8 +73,7 @@ export class Pipeline extends Construct {
       notificationEmail: props.notificationEmail,
       shardConcurrency: props.shardConcurrency ?? 16,
       toleratedShardFailurePercent: props.toleratedShardFailurePercent ?? 0,
-      // Batch's own timeout fires first, so the state machine sees the job's failure reason.
-      trainTimeout: trainTimeout.plus(Duration.minutes(15)),
+      trainTimeout,
       logRetentionDays: props.logRetentionDays,
     });
     this.trigger = new Trigger(this, 'Trigger', {

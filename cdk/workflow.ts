@@ -25,6 +25,7 @@ export interface WorkflowProps {
   notificationEmail?: string;
   shardConcurrency: number;
   toleratedShardFailurePercent: number;
+  /** Longest a training job may run; the whole execution gets 2 hours more. */
   trainTimeout: Duration;
   logRetentionDays: logs.RetentionDays;
 }
@@ -76,10 +77,10 @@ export class Workflow extends Construct {
     const onFailure = notifyFailure.next(failed);
     const catchAll = { resultPath: '$.error' };
 
-    const validate = lambdaStep(this, STATE.validate, props.functions.validate, sfn.TaskInput.fromJsonPathAt('$'));
+    const validate = lambdaStep(this, STATE.validate, props.functions.validate);
     validate.addCatch(onFailure, catchAll);
 
-    const shardOne = lambdaStep(this, STATE.shardOne, props.functions.shard, sfn.TaskInput.fromJsonPathAt('$'));
+    const shardOne = lambdaStep(this, STATE.shardOne, props.functions.shard);
     // Each item rewrites the same shard key, so a retry is safe.
     shardOne.addRetry({
       errors: [sfn.Errors.TASKS_FAILED],
@@ -158,13 +159,12 @@ export class Workflow extends Construct {
   }
 
   private trainStep(props: WorkflowProps): tasks.BatchSubmitJob | tasks.StepFunctionsInvokeActivity {
-    const taskTimeout = sfn.Timeout.duration(props.trainTimeout);
     if (props.train.kind === 'activity') {
       return new tasks.StepFunctionsInvokeActivity(this, STATE.train, {
         activity: props.train.activity,
         inputPath: '$.runSpec',
         resultPath: '$.train',
-        taskTimeout,
+        taskTimeout: sfn.Timeout.duration(props.trainTimeout),
         // The worker heartbeats while it trains; a dead worker fails the step instead of hanging it.
         heartbeatTimeout: sfn.Timeout.duration(Duration.minutes(10)),
       });
@@ -176,9 +176,9 @@ export class Workflow extends Construct {
       containerOverrides: {
         environment: { RUN_SPEC: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.runSpec')) },
       },
+      // No taskTimeout: it would override the job definition's per-attempt timeout; the execution timeout bounds retries.
       resultSelector: { 'jobId.$': '$.JobId' },
       resultPath: '$.train',
-      taskTimeout,
     });
     // Submission throttling only; job failures (spot reclaims included) are the job definition's retry strategy.
     job.addRetry({ errors: ['Batch.AWSBatchException', 'Batch.TooManyRequestsException'], maxAttempts: 5, backoffRate: 2 });
@@ -186,11 +186,12 @@ export class Workflow extends Construct {
   }
 }
 
+/** Without a payload the function receives the whole state input. */
 function lambdaStep(
   scope: Construct,
   id: string,
   fn: lambda.IFunction,
-  payload: sfn.TaskInput,
+  payload?: sfn.TaskInput,
   resultPath = '$',
 ): tasks.LambdaInvoke {
   return new tasks.LambdaInvoke(scope, id, {

@@ -1,0 +1,216 @@
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
+import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
+import { makeS3Client } from '../../core/s3-client.ts';
+import { trigger } from '../../lambdas/trigger/handler.ts';
+import { runFor } from '../../lambdas/trigger/run-id.ts';
+import type { StartResult } from '../../lambdas/trigger/start-run.ts';
+import { STATE } from '../workflow.ts';
+import { LOCAL_ACCOUNT, LOCAL_REGION, resolveDefinition } from './asl.ts';
+import { matchesEventPattern, objectCreatedEvent, uploadRulePattern, type S3Put } from './event-routing.ts';
+import { READ_ITEMS, rewriteForLocal } from './rewrite.ts';
+import { synthesizeTemplate } from './synth.ts';
+
+type JSONValue = Parameters<StateMachine['run']>[0];
+type EventLog = Awaited<ReturnType<ReturnType<StateMachine['run']>['eventLogs']['next']>>['value'];
+
+/** Wraps a Task: call `next` to run the real handler (or don't, to inject a failure). */
+export type Intercept = (state: string, input: unknown, next: (input: unknown) => Promise<unknown>) => Promise<unknown>;
+
+export interface LocalWorkflowOptions<T> {
+  /** S3 API the handlers and the item reader use (sets AWS_ENDPOINT_URL_S3 for this process). */
+  s3Endpoint?: string;
+  /** The Train task: receives the RunSpec the Batch job would get in RUN_SPEC. */
+  train: (spec: RunSpec) => Promise<T>;
+  intercept?: Intercept;
+  /** Milliseconds between retries per state; 0 for every state by default (retries still happen). */
+  retryIntervalOverrides?: Record<string, number | number[]>;
+  onEvent?: (event: EventLog) => void;
+}
+
+export interface LocalRunInput {
+  bucket: string;
+  /** datasets/<name>/captions.csv */
+  key: string;
+  /** Defaults to what the trigger derives from the object's current version. */
+  runId?: string;
+}
+
+export interface Notification {
+  state: string;
+  subject?: string;
+  message: unknown;
+}
+
+export interface WorkflowResult<T> {
+  runId: string;
+  status: 'SUCCEEDED' | 'FAILED';
+  /** The execution's output (Publish's models/<dataset>/latest.json) when it succeeded. */
+  output?: unknown;
+  /** The Fail state's error and cause. */
+  error?: { name: string; cause: string };
+  /** What `train` returned, when it ran. */
+  train?: T;
+  notifications: Notification[];
+}
+
+type Handler = (input: unknown) => Promise<unknown>;
+
+async function lambdaHandler(name: 'validate' | 'shard' | 'publish'): Promise<Handler> {
+  const mod = (await import(`../../lambdas/${name}/handler.ts`)) as { handler: Handler };
+  return (input) => mod.handler(input);
+}
+
+function useEndpoint(s3Endpoint: string | undefined): void {
+  if (s3Endpoint) process.env.AWS_ENDPOINT_URL_S3 = s3Endpoint;
+  process.env.AWS_REGION ??= LOCAL_REGION;
+  // A loopback S3 server accepts any credentials; the SDK still wants some.
+  if (s3Endpoint && !process.env.AWS_ACCESS_KEY_ID) {
+    process.env.AWS_ACCESS_KEY_ID = 'local';
+    process.env.AWS_SECRET_ACCESS_KEY = 'local';
+  }
+}
+
+/** What the trigger names runs after: the object's versionId, else its ETag. */
+async function currentVersion(bucket: string, key: string): Promise<{ versionId?: string; etag?: string }> {
+  const head = await makeS3Client().send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  if (!head.VersionId && !head.ETag) throw new Error(`s3://${bucket}/${key} has neither a version id nor an ETag`);
+  return { versionId: head.VersionId, etag: head.ETag?.replace(/"/g, '') };
+}
+
+async function readJsonItems(params: unknown): Promise<unknown[]> {
+  const { Bucket, Key } = params as { Bucket: string; Key: string };
+  const res = await makeS3Client().send(new GetObjectCommand({ Bucket, Key }));
+  const items: unknown = JSON.parse(await res.Body!.transformToString());
+  if (!Array.isArray(items)) throw new Error(`s3://${Bucket}/${Key}: an ItemReader JSON file must hold an array`);
+  return items;
+}
+
+/** The RunSpec out of the Batch SubmitJob parameters, validated as the worker validates RUN_SPEC. */
+function runSpecOfSubmitJob(params: unknown): RunSpec {
+  const env = (params as { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] } }).ContainerOverrides
+    ?.Environment;
+  const value = env?.find((e) => e.Name === 'RUN_SPEC')?.Value;
+  if (value === undefined) throw new Error('Train: SubmitJob parameters carry no RUN_SPEC');
+  return RunSpecSchema.parse(JSON.parse(value));
+}
+
+/**
+ * Runs the deployed state machine in-process: the `aws` stage's template is synthesized (no bundling), its
+ * definition resolved to plain ASL and rewritten for aws-local-stepfunctions (Distributed Map -> inline Map
+ * over the shard plan read from S3), then executed with the real Validate, Shard and Publish handlers, `train`
+ * as the Batch job and a recorder for SNS. A failed execution resolves with status FAILED and the Fail
+ * state's error; anything else (a bug, an unreachable S3) rejects.
+ */
+export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOptions<T>): Promise<WorkflowResult<T>> {
+  useEndpoint(run.s3Endpoint);
+  const version = run.runId ? undefined : await currentVersion(run.bucket, run.key);
+  const runId = run.runId ?? runFor(run.bucket, run.key, (version!.versionId ?? version!.etag)!)?.input.runId;
+  if (!runId) throw new Error(`${run.key} is not a dataset's captions.csv (datasets/<name>/captions.csv)`);
+
+  const definition = rewriteForLocal(resolveDefinition(synthesizeTemplate('aws'), run.bucket));
+  const notifications: Notification[] = [];
+  let trained: { value: T } | undefined;
+  const [validate, shard, publish] = await Promise.all(['validate', 'shard', 'publish'].map((n) => lambdaHandler(n as 'validate')));
+  const notify = (state: string): Handler => async (params) => {
+    const { Subject, Message } = params as { Subject?: string; Message: unknown };
+    notifications.push({ state, subject: Subject, message: Message });
+    return { MessageId: `local-${notifications.length}` };
+  };
+  const handlers: Record<string, Handler> = {
+    [STATE.validate]: validate!,
+    [`${STATE.shard}${READ_ITEMS}`]: readJsonItems,
+    [STATE.shardOne]: shard!,
+    [STATE.train]: async (params) => {
+      const value = await run.train(runSpecOfSubmitJob(params));
+      trained = { value };
+      return { JobId: `local-${runId}`, JobName: runId, Status: 'SUCCEEDED' };
+    },
+    [STATE.publish]: publish!,
+    [STATE.notifySuccess]: notify(STATE.notifySuccess),
+    [STATE.notifyFailure]: notify(STATE.notifyFailure),
+  };
+  const intercept = run.intercept;
+  const taskResourceLocalHandlers = Object.fromEntries(
+    Object.entries(handlers).map(([state, h]) => [
+      state,
+      ((input: unknown) => (intercept ? intercept(state, input, h) : h(input))) as (input: JSONValue) => Promise<JSONValue>,
+    ]),
+  );
+  const retryStates = [STATE.validate, STATE.shardOne, STATE.train, STATE.publish, STATE.notifySuccess, STATE.notifyFailure];
+
+  const input = { bucket: run.bucket, key: run.key, runId };
+  const execution = new StateMachine(definition, { validationOptions: { checkPaths: true, checkArn: true } }).run(input, {
+    overrides: {
+      taskResourceLocalHandlers,
+      retryIntervalOverrides: { ...Object.fromEntries(retryStates.map((s) => [s, 0])), ...run.retryIntervalOverrides },
+    },
+    context: {
+      Execution: {
+        Id: `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:execution:local:${runId}`,
+        Name: runId,
+        Input: input,
+        StartTime: new Date().toISOString(),
+      },
+    },
+  });
+  const forwarding = run.onEvent ? forwardEvents(execution.eventLogs, run.onEvent) : Promise.resolve();
+  try {
+    const output = await execution.result;
+    return { runId, status: 'SUCCEEDED', output, train: trained?.value, notifications };
+  } catch (e) {
+    if (!(e instanceof ExecutionError)) throw e;
+    const cause = (e as Error & { cause?: { name?: string; message?: string } }).cause;
+    return {
+      runId,
+      status: 'FAILED',
+      error: { name: cause?.name ?? 'ExecutionError', cause: cause?.message ?? e.message },
+      train: trained?.value,
+      notifications,
+    };
+  } finally {
+    await forwarding;
+  }
+}
+
+async function forwardEvents(events: AsyncGenerator<EventLog>, onEvent: (event: EventLog) => void): Promise<void> {
+  for await (const event of events) onEvent(event);
+}
+
+/**
+ * Local uploads through the real routing: each S3 put becomes the EventBridge event S3 would send, is matched
+ * against the upload rule's pattern from the template, and goes to the trigger handler, whose StartExecution
+ * here starts runWorkflowLocally (a name already used is ExecutionAlreadyExists, as on AWS).
+ */
+export class LocalPipeline<T> {
+  private readonly runs = new Map<string, Promise<WorkflowResult<T>>>();
+
+  constructor(private readonly options: LocalWorkflowOptions<T>) {
+    useEndpoint(options.s3Endpoint);
+  }
+
+  /** Routes one put; [] when the upload rule does not match it (an image, another prefix). */
+  async objectCreated(put: S3Put): Promise<StartResult[]> {
+    const event = objectCreatedEvent(put.versionId || put.etag ? put : { ...put, ...(await currentVersion(put.bucket, put.key)) });
+    if (!matchesEventPattern(uploadRulePattern(synthesizeTemplate('aws'), put.bucket), event)) return [];
+    return trigger(event, async (name, input) => {
+      if (this.runs.has(name)) {
+        throw Object.assign(new Error(`Execution Already Exists: '${name}'`), { name: 'ExecutionAlreadyExists' });
+      }
+      const run = runWorkflowLocally({ ...this.options, ...(JSON.parse(input) as LocalRunInput) });
+      run.catch(() => undefined); // awaited through result(); not an unhandled rejection meanwhile
+      this.runs.set(name, run);
+    });
+  }
+
+  /** The started runs' ids, in start order. */
+  get runIds(): string[] {
+    return [...this.runs.keys()];
+  }
+
+  result(runId: string): Promise<WorkflowResult<T>> {
+    const run = this.runs.get(runId);
+    if (!run) throw new Error(`no local run ${runId} (started: ${this.runIds.join(', ') || 'none'})`);
+    return run;
+  }
+}
