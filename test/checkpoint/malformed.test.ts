@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CheckpointError } from '../../worker/checkpoint/errors.ts';
 import { loadStateDict } from '../../worker/checkpoint/load.ts';
+import { MAX_PICKLE_OPS } from '../../worker/checkpoint/unpickle.ts';
 import { fixtureBytes } from './fixtures.ts';
 import { bytesOf, Pickle, type SaveValue, type TensorSpec, torchSave, writeTensor, writeZip, type ZipInput } from './torch-writer.ts';
 
@@ -118,6 +119,11 @@ describe('malformed checkpoints are refused with one clear line', () => {
     for (let i = 0; i < 200_000; i++) p.emptyList();
     for (let i = 0; i < 199_999; i++) p.op(0x61);
     expect(() => loadStateDict(withPickle(p.stop()), 'deep.pt')).toThrow(/^deep\.pt: holds a list, not a state dict$/);
+  });
+
+  it(`refuses a pickle of more than ${MAX_PICKLE_OPS} opcodes (each could allocate)`, () => {
+    const pkl = Uint8Array.from([0x80, 2, ...new Array<number>(MAX_PICKLE_OPS).fill(0x4e), 0x2e]);
+    expect(() => loadStateDict(withPickle(pkl), 'wide.pt')).toThrow(/^wide\.pt \(archive\/data\.pkl\): refused pickle at byte \d+: more than 2000000 opcodes/);
   });
 
   it('keeps self-referencing structures cheap (a list appended to itself)', () => {

@@ -47,6 +47,12 @@ describe('restricted unpickler', () => {
     );
   });
 
+  it('stops after maxOps opcodes, so a pickle cannot allocate without bound', () => {
+    const lists = (n: number): Uint8Array => Uint8Array.from([0x80, 2, ...new Array<number>(n).fill(0x5d), ...new Array<number>(n - 1).fill(0x61), 0x2e]);
+    expect(plain(unpickle(lists(49), { source: 'ok.pkl', globals, maxOps: 100 }))).toHaveLength(1);
+    expect(() => unpickle(lists(50), { source: 'many.pkl', globals, maxOps: 100 })).toThrow(/^many\.pkl: refused pickle at byte 101: more than 100 opcodes; too large for a checkpoint$/);
+  });
+
   it('refuses persistent ids when no persistentLoad is given', () => {
     expect(() => unpickle(Uint8Array.from([0x80, 2, 0x4e, 0x51, 0x2e]), { source: 'pid.pkl', globals })).toThrow(/persistent ids are not allowed here/);
   });

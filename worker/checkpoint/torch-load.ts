@@ -11,7 +11,7 @@ import { PyDict, PyGlobal, PyList, PyObject, PyTuple, type PyValue, typeName, un
  */
 
 /** data.pkl of a ViT-L-14 state dict is ~100 KB; an optimizer state adds little more. */
-export const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
+export const MAX_PICKLE_BYTES = 16 * 1024 * 1024;
 
 interface StorageType {
   bytes: number;

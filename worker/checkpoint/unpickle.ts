@@ -47,7 +47,12 @@ export interface UnpickleOptions {
   globals: ReadonlyMap<string, PyGlobal>;
   /** BINPERSID: turns a persistent id (torch: the storage tuple) into a value; absent = refused. */
   persistentLoad?: (pid: PyValue) => PyValue;
+  /** Most opcodes to run; each can allocate a value, so this bounds memory as well as time. */
+  maxOps?: number;
 }
+
+/** A state dict of ViT-L-14 with its optimizer state runs ~50k opcodes. */
+export const MAX_PICKLE_OPS = 2_000_000;
 
 export function typeName(v: PyValue): string {
   if (v === null) return 'None';
@@ -97,6 +102,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
   const memo = new Map<number, PyValue>();
   let pos = 0;
   let opAt = 0;
+  let ops = 0;
+  const maxOps = opts.maxOps ?? MAX_PICKLE_OPS;
 
   function fail(reason: string): never {
     throw new CheckpointError(opts.source, `refused pickle at byte ${opAt}: ${reason}`);
@@ -168,6 +175,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
 
   for (;;) {
     opAt = pos;
+    if (++ops > maxOps) fail(`more than ${maxOps} opcodes; too large for a checkpoint`);
     const op = u8();
     switch (op) {
       case 0x80: {
