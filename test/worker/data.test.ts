@@ -114,11 +114,12 @@ class CountingStore implements ObjectStore {
   get uri(): string {
     return this.inner.uri;
   }
-  async get(key: string): Promise<Uint8Array> {
+  get(key: string): Promise<Uint8Array> {
     this.gets++;
     return this.inner.get(key);
   }
   tryGet(key: string): Promise<Uint8Array | undefined> {
+    this.gets++;
     return this.inner.tryGet(key);
   }
   head(key: string): Promise<ObjectInfo | undefined> {

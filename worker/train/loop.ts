@@ -73,7 +73,8 @@ export function chunkEnd(step: number, plan: StepPlan, perRun: number, checkpoin
   );
 }
 
-function evalSplitOf(index: ShardIndex): Split {
+/** The split the per-epoch evaluation uses: val, else test, else (labelled as such) train. */
+export function evalSplitOf(index: ShardIndex): Split {
   return (['val', 'test', 'train'] as const).find((s) => index.totals[s] > 0)!;
 }
 
