@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
 import { exportImageEncoder, exportTextEncoder } from '../../worker/engine/export.ts';
@@ -40,5 +42,13 @@ describe('open_clip-tiny parity', () => {
     expect(image.embedding.dims).toEqual([6, 32]);
     expect(worst(image.embedding.data as Float32Array, forward.image_features_normalized)).toBeLessThan(1e-4);
     expect(worst(text.embedding.data as Float32Array, forward.text_features_normalized)).toBeLessThan(1e-4);
+
+    // Weights in an external data file (what models past protobuf's 2 GB limit need) give the same embedding.
+    const out = mkdtempSync(join(tmpdir(), 'export-'));
+    const model = exportTextEncoder(config, params, { batch: 6, externalData: join(out, 'text.onnx.data') });
+    expect(model.length).toBeLessThan(100_000);
+    writeFileSync(join(out, 'text.onnx'), model);
+    const external = await runOnce(join(out, 'text.onnx'), { text: { data: BigInt64Array.from(tokens.flat(), BigInt), dims: [6, 77] } });
+    expect(external.embedding.data).toEqual(text.embedding.data);
   });
 });

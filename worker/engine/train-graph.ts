@@ -26,6 +26,8 @@ export interface TrainGraphOptions {
   stepsPerRun: number;
   hyper: OptimizerHyper;
   isFrozen: (name: string) => boolean;
+  /** Normalise with the running statistics and keep them fixed (BatchNorm towers; open_clip --lock-image-freeze-bn-stats). */
+  freezeBnStats?: boolean;
 }
 
 export interface TrainGraph {
@@ -85,7 +87,7 @@ function microBatch(
     if (!t) throw new Error(`model reads unknown parameter ${name}`);
     return t;
   };
-  const fwd = clipForward(o.config, P, pick(images), pick(tokens), true);
+  const fwd = clipForward(o.config, P, pick(images), pick(tokens), !o.freezeBnStats);
   const sum = gradients(
     fwd.loss,
     trained.map((p) => s.params.get(p.name)!),

@@ -63,7 +63,7 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
     let s = trainSessions.get(k);
     if (!s) {
       s = (async () => {
-        const graph = buildTrainGraph({ config, batchSize, accumulate, stepsPerRun: k, hyper: opts.hyper, isFrozen });
+        const graph = buildTrainGraph({ config, batchSize, accumulate, stepsPerRun: k, hyper: opts.hyper, isFrozen, freezeBnStats: opts.freezeBnStats });
         return { graph, session: await openSession(graph.model, { ep }) };
       })();
       trainSessions.set(k, s);
