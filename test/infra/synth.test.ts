@@ -1,0 +1,160 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp, STACK_NAME } from '../../cdk/app.ts';
+import { resolveDefinition } from '../../cdk/local/asl.ts';
+import type { Template } from '../../cdk/local/synth.ts';
+import type { StageName } from '../../cdk/stage.ts';
+
+type Resource = { Type: string; Properties: Record<string, any> };
+const outdirs: string[] = [];
+const templates = {} as Record<StageName, Template>;
+
+/** app.synth() with cdk-nag's AwsSolutions checks: throws on any finding left unacknowledged. */
+function synth(stage: StageName, context: Record<string, unknown> = {}): Template {
+  const outdir = mkdtempSync(join(tmpdir(), 'rsclip-infra-'));
+  outdirs.push(outdir);
+  const { app } = createApp({ context: { stage, ...context }, outdir, templateOnly: true });
+  return app.synth().getStackByName(STACK_NAME).template as Template;
+}
+
+const resources = (t: Template, type: string): Resource[] =>
+  Object.values(t.Resources).filter((r) => r.Type === type) as Resource[];
+
+beforeAll(() => {
+  templates.aws = synth('aws');
+  templates.local = synth('local');
+});
+afterAll(() => outdirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+describe('CDK app', () => {
+  it('synthesizes both stages with no unacknowledged cdk-nag finding', () => {
+    expect(resources(templates.aws, 'AWS::Batch::JobDefinition')).toHaveLength(1);
+    expect(resources(templates.local, 'AWS::Batch::JobDefinition')).toHaveLength(0);
+    expect(resources(templates.local, 'AWS::EC2::VPC')).toHaveLength(0);
+    expect(resources(templates.local, 'AWS::StepFunctions::Activity')).toHaveLength(1);
+    expect(Object.keys(templates.local.Outputs ?? {})).toEqual(expect.arrayContaining(['TrainActivityArn', 'BucketName']));
+  });
+
+  it('rejects a stage it does not know', () => {
+    expect(() => createApp({ context: { stage: 'prod' }, templateOnly: true })).toThrow(/stage.*aws, local/);
+  });
+
+  it('keeps the data bucket encrypted, private, versioned, TLS-only, logged and emitting events', () => {
+    const t = templates.aws;
+    const dataId = (t.Outputs!.BucketName as { Value: { Ref: string } }).Value.Ref;
+    const bucket = t.Resources[dataId] as Resource;
+    const p = bucket.Properties;
+    expect(p.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toMatch(/AES256|aws:kms/);
+    expect(p.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    expect(p.VersioningConfiguration.Status).toBe('Enabled');
+    expect(p.LoggingConfiguration.DestinationBucketName).toBeDefined();
+    const tmpRule = p.LifecycleConfiguration.Rules.find((r: any) => r.Prefix === '_tmp/');
+    expect(tmpRule.ExpirationInDays).toBeGreaterThan(0);
+    const notifications = resources(t, 'Custom::S3BucketNotifications')[0]!;
+    expect(notifications.Properties.NotificationConfiguration.EventBridgeConfiguration).toEqual({});
+
+    const policy = resources(t, 'AWS::S3::BucketPolicy').find((r) => r.Properties.Bucket.Ref === dataId)!;
+    const denyInsecure = policy.Properties.PolicyDocument.Statement.find(
+      (s: any) => s.Effect === 'Deny' && s.Condition?.Bool?.['aws:SecureTransport'] === 'false',
+    );
+    expect(denyInsecure.Action).toBe('s3:*');
+    expect(denyInsecure.Principal).toEqual({ AWS: '*' });
+  });
+
+  it('grants no wildcard actions beyond what grant* produces on the data bucket', () => {
+    for (const stage of ['aws', 'local'] as const) {
+      for (const policy of resources(templates[stage], 'AWS::IAM::Policy')) {
+        for (const s of policy.Properties.PolicyDocument.Statement) {
+          const actions: string[] = [s.Action].flat();
+          expect(actions).not.toContain('*');
+          expect(actions.filter((a) => a === 's3:*' || a === 's3:Put*')).toEqual([]);
+          const wild = actions.filter((a) => a.startsWith('s3:') && a.includes('*'));
+          expect(wild.every((a) => ['s3:GetObject*', 's3:GetBucket*', 's3:List*', 's3:DeleteObject*', 's3:Abort*'].includes(a))).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('runs the Lambda steps on Node 24 with X-Ray tracing', () => {
+    const fns = resources(templates.aws, 'AWS::Lambda::Function').filter((f) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
+    expect(fns.length).toBe(4);
+    for (const f of fns) {
+      expect(f.Properties.Runtime).toBe('nodejs24.x');
+      expect(f.Properties.TracingConfig.Mode).toBe('Active');
+    }
+  });
+
+  it('defines the workflow: Distributed Map over the shard plan, Batch .sync, retries, catches into a Fail state', () => {
+    const asl = resolveDefinition(templates.aws, 'data-bucket') as any;
+    const s = asl.States;
+    expect(asl.StartAt).toBe('Validate');
+    expect(s.Shard.Type).toBe('Map');
+    expect(s.Shard.ItemProcessor.ProcessorConfig.Mode).toBe('DISTRIBUTED');
+    expect(s.Shard.ItemReader.Parameters).toEqual({ Bucket: 'data-bucket', 'Key.$': '$.planKey' });
+    expect(s.Shard.ItemReader.ReaderConfig.InputType).toBe('JSON');
+    expect(s.Shard.ItemBatcher).toBeUndefined();
+    expect(s.Shard.MaxConcurrency).toBeGreaterThan(0);
+    expect(s.Shard.ItemProcessor.States.ShardOne.Retry.some((r: any) => r.ErrorEquals.includes('States.TaskFailed'))).toBe(true);
+
+    expect(s.Train.Resource).toBe('arn:aws:states:::batch:submitJob.sync');
+    expect(s.Train.Parameters.ContainerOverrides.Environment).toEqual([{ Name: 'RUN_SPEC', 'Value.$': 'States.JsonToString($.runSpec)' }]);
+    expect(s.BuildRunSpec.Parameters).toMatchObject({ 'runId.$': '$.runId', 'bucket.$': '$.bucket', 'dataset.$': '$.dataset', 'options.$': '$.options' });
+
+    for (const name of ['Validate', 'Shard', 'Train', 'Publish']) {
+      expect(s[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'NotifyFailure' }]);
+    }
+    expect(s.NotifyFailure.Resource).toBe('arn:aws:states:::sns:publish');
+    expect(s.NotifyFailure.Next).toBe('Failed');
+    expect(s.Failed).toEqual({ Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' });
+    expect(s.Publish.Next).toBe('NotifySuccess');
+    expect(JSON.stringify(asl)).not.toContain('JSONata');
+
+    const machine = resources(templates.aws, 'AWS::StepFunctions::StateMachine')[0]!;
+    expect(machine.Properties.LoggingConfiguration.Level).toBe('ALL');
+    expect(machine.Properties.TracingConfiguration.Enabled).toBe(true);
+  });
+
+  it('retries a Batch job only on spot reclaims and exits on any other failure', () => {
+    const job = resources(templates.aws, 'AWS::Batch::JobDefinition')[0]!;
+    expect(job.Properties.RetryStrategy.EvaluateOnExit).toEqual([
+      { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
+      { Action: 'EXIT', OnReason: '*' },
+    ]);
+    const gpu = job.Properties.ContainerProperties.ResourceRequirements.find((r: any) => r.Type === 'GPU');
+    expect(gpu.Value).toBe('1');
+    const env = resources(templates.aws, 'AWS::Batch::ComputeEnvironment')[0]!.Properties.ComputeResources;
+    expect(env.MinvCpus).toBe(0);
+    expect(env.Type).toBe('SPOT');
+    expect(env.AllocationStrategy).toBe('SPOT_PRICE_CAPACITY_OPTIMIZED');
+    expect(resources(templates.aws, 'AWS::EC2::FlowLog')).toHaveLength(1);
+  });
+
+  it('serves Train from an Activity with heartbeat and timeout in the local stage', () => {
+    const s = resolveDefinition(templates.local, 'data-bucket').States as any;
+    expect(s.Train.Resource).toMatch(/^arn:aws:states:us-east-1:\d+:activity:/);
+    expect(s.Train.HeartbeatSeconds).toBeGreaterThan(0);
+    expect(s.Train.TimeoutSeconds).toBeGreaterThan(s.Train.HeartbeatSeconds);
+    expect(s.Train.InputPath).toBe('$.runSpec');
+  });
+
+  it('takes GPU, spot and schedule settings from context', () => {
+    const t = synth('aws', { spot: 'false', gpuInstanceTypes: 'g6.2xlarge', maxVcpus: '8', retrainSchedule: 'rate(7 days)', retrainDatasets: 'a,b' });
+    const env = resources(t, 'AWS::Batch::ComputeEnvironment')[0]!.Properties.ComputeResources;
+    expect(env.Type).toBe('EC2');
+    expect(env.InstanceTypes).toEqual(['g6.2xlarge']);
+    expect(env.MaxvCpus).toBe(8);
+    const schedule = resources(t, 'AWS::Events::Rule').find((r) => r.Properties.ScheduleExpression)!;
+    expect(schedule.Properties.ScheduleExpression).toBe('rate(7 days)');
+    const input = JSON.stringify(schedule.Properties.Targets[0].InputTransformer.InputTemplate).replace(/\\"/g, '"');
+    expect(input).toContain('"source":"rsclip.schedule"');
+    expect(input).toContain('"datasets":["a","b"]');
+    expect(input).toMatch(/"time":<[^>]+>/);
+  });
+});
