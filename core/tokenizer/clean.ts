@@ -4,7 +4,7 @@
  */
 import { fixText } from './ftfy/index.ts';
 import { htmlUnescape } from './html-unescape.ts';
-import { pySplit, pyStrip } from './python-text.ts';
+import { pyLower, pySplit, pyStrip } from './python-text.ts';
 
 /** open_clip `basic_clean`. */
 function basicClean(text: string): string {
@@ -18,5 +18,5 @@ function whitespaceClean(text: string): string {
 
 /** The text open_clip actually tokenizes: `whitespace_clean(basic_clean(text)).lower()`. */
 export function cleanText(text: string): string {
-  return whitespaceClean(basicClean(text)).toLowerCase();
+  return pyLower(whitespaceClean(basicClean(text)));
 }

@@ -25,3 +25,14 @@ export function pySplit(text: string): string[] {
 export function pyStrip(text: string): string {
   return text.replace(PY_STRIP, '');
 }
+
+/**
+ * Letters that Python 3.11's Unicode 14 tables do not have (they came with Unicode 16 and 17) and so
+ * `str.lower()` leaves alone, while Node's newer ICU lowercases them.
+ */
+const UNCASED_IN_PYTHON_311 = /[^\u1c89\ua7cb\ua7cc\ua7ce\ua7d2\ua7d4\ua7da\ua7dc\u{10d50}-\u{10d65}\u{16ea0}-\u{16eb8}]+/gu;
+
+/** Python 3.11's `str.lower()`. */
+export function pyLower(text: string): string {
+  return text.replace(UNCASED_IN_PYTHON_311, (run) => run.toLowerCase());
+}

@@ -123,4 +123,10 @@ describe('cleanText', () => {
     expect(cleanText('a\u200bb')).toBe('a\u200bb');
     expect(cleanText('a\u00adb')).toBe('a\u00adb');
   });
+
+  it('lowercases like Python 3.11: final sigma, dotted I, no mapping for letters newer than Unicode 14', () => {
+    expect(cleanText('\u03a3\u0391\u03a3 \u038c\u03a3\u039f\u03a3')).toBe('\u03c3\u03b1\u03c2 \u03cc\u03c3\u03bf\u03c2');
+    expect(cleanText('\u0130STANBUL')).toBe('i\u0307stanbul');
+    expect(cleanText('\ua78b\u1c89\u03a3')).toBe('\ua78c\u1c89\u03c3');
+  });
 });
