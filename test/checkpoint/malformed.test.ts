@@ -31,6 +31,7 @@ const cases: [string, () => Uint8Array, RegExp][] = [
   ['builtins.eval via STACK_GLOBAL', () => withPickle(new Pickle(4).global('builtins', 'eval').mark().str('1+1').tuple().reduce().stop()), /global 'builtins eval' \(builtins\.eval\) is not allowed/],
   ['torch.storage._load_from_bytes', () => withPickle(p2().global('torch.storage', '_load_from_bytes').stop()), /torch\.storage\._load_from_bytes\) is not allowed/],
   ['REDUCE on a storage type', () => withPickle(p2().global('torch', 'FloatStorage').emptyTuple().reduce().stop()), /REDUCE on torch\.FloatStorage, which is not callable here/],
+  ['GLOBAL without a newline', () => withPickle(Uint8Array.from([0x80, 2, 0x63, ...Buffer.from('os'.repeat(200))])), /GLOBAL name is unterminated or too long/],
   ['INST opcode', () => withPickle(p2().op(0x69, ...Buffer.from('os\nsystem\n')).stop()), /opcode INST \(0x69\) is not allowed/],
   ['NEWOBJ opcode', () => withPickle(p2().op(0x81).stop()), /opcode NEWOBJ \(0x81\) is not allowed/],
   ['unknown opcode', () => withPickle(p2().op(0xff).stop()), /opcode unknown \(0xff\) is not allowed/],

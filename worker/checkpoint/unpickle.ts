@@ -126,9 +126,9 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
     }
   }
   function line(): string {
-    const end = bytes.indexOf(0x0a, pos);
-    if (end < 0 || end - pos > MAX_GLOBAL_LINE) fail('GLOBAL name is unterminated or too long');
-    const s = text(end - pos);
+    const len = bytes.subarray(pos, pos + MAX_GLOBAL_LINE + 1).indexOf(0x0a);
+    if (len < 0) fail('GLOBAL name is unterminated or too long');
+    const s = text(len);
     pos++;
     return s;
   }
