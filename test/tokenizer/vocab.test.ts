@@ -41,6 +41,13 @@ describe('vocabulary file', () => {
     expect(() => tok.tokenize('a river')).toThrow(`${damaged}: line 6 is not a merge`);
   });
 
+  it('rejects a file that is not gzip, naming it', async () => {
+    const plain = join(dir, 'plain.txt.gz');
+    writeFileSync(plain, 'not compressed');
+    const tok = await tokenizerWithVocab(plain);
+    expect(() => tok.tokenize('a river')).toThrow(`${plain}: not a gzip file`);
+  });
+
   it('reads a vocabulary copied elsewhere, as a bundle would ship it', async () => {
     const copy = join(dir, 'copy.txt.gz');
     writeFileSync(copy, readFileSync(REAL_VOCAB));
