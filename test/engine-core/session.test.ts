@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../worker/engine/graph.ts';
 import * as op from '../../worker/engine/ops.ts';
@@ -59,6 +61,23 @@ describe('openSession', () => {
     expect(handed.data.length).toBe(0);
     expect(Array.from(out.y.data as Float32Array)).toEqual(expectedY);
     await session.close();
+  });
+
+  it('answers concurrent runs in order and closes only after a pending run', async () => {
+    const session = await openSession(small(), { threads: 1 });
+    const inputs = [0, 1, 2].map((k) => ({ data: Float32Array.from({ length: 6 }, (_, i) => i + 10 * k), dims: [2, 3] }));
+    const runs = inputs.map((feed) => session.run({ x: feed }));
+    const closing = session.close();
+    const outs = await Promise.all(runs);
+    await closing;
+    outs.forEach((o, k) => expect(Array.from(o.y.data as Float32Array)).toEqual(Array.from(inputs[k].data, (v) => 2 * (v + 1))));
+  });
+
+  it('does not keep the process alive once idle, even unclosed', () => {
+    const script = fileURLToPath(new URL('./fixtures/idle-session.ts', import.meta.url));
+    const child = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(child.stdout).toContain('ran 5');
+    expect(child.status).toBe(0);
   });
 
   it('passes int64 and bool tensors both ways', async () => {

@@ -60,14 +60,19 @@ const WIRE_BYTES = 2;
 
 const utf8 = new TextEncoder();
 
-/** Appends protobuf fields; nested messages are encoded to bytes first, then written length-delimited. */
+/**
+ * Appends protobuf fields. Nested messages are spliced in as chunk lists, so tensor data is copied exactly once,
+ * into the final buffer.
+ */
 class Writer {
   private chunks: Uint8Array[] = [];
   private scratch: number[] = [];
+  private done = 0;
 
   private flushScratch(): void {
     if (this.scratch.length) {
       this.chunks.push(Uint8Array.from(this.scratch));
+      this.done += this.scratch.length;
       this.scratch = [];
     }
   }
@@ -105,6 +110,7 @@ class Writer {
     this.varint(b.length);
     this.flushScratch();
     this.chunks.push(b);
+    this.done += b.length;
     return this;
   }
 
@@ -112,10 +118,19 @@ class Writer {
     return this.bytes(field, utf8.encode(s));
   }
 
+  message(field: number, m: Writer): this {
+    m.flushScratch();
+    this.tag(field, WIRE_BYTES);
+    this.varint(m.done);
+    this.flushScratch();
+    this.chunks.push(...m.chunks);
+    this.done += m.done;
+    return this;
+  }
+
   finish(): Uint8Array {
     this.flushScratch();
-    const total = this.chunks.reduce((a, c) => a + c.length, 0);
-    const out = new Uint8Array(total);
+    const out = new Uint8Array(this.done);
     let at = 0;
     for (const c of this.chunks) {
       out.set(c, at);
@@ -125,69 +140,68 @@ class Writer {
   }
 }
 
-function tensor(t: TensorProto): Uint8Array {
+function tensor(t: TensorProto): Writer {
   const w = new Writer();
   for (const d of t.dims) w.int(1, d);
   w.int(2, t.dataType).string(8, t.name);
   if (t.rawData) w.bytes(9, t.rawData);
   if (t.external) {
-    const entry = (k: string, v: string) => new Writer().string(1, k).string(2, v).finish();
-    w.bytes(13, entry('location', t.external.location));
-    w.bytes(13, entry('offset', String(t.external.offset)));
-    w.bytes(13, entry('length', String(t.external.length)));
+    const entry = (k: string, v: string) => new Writer().string(1, k).string(2, v);
+    w.message(13, entry('location', t.external.location));
+    w.message(13, entry('offset', String(t.external.offset)));
+    w.message(13, entry('length', String(t.external.length)));
     w.int(14, 1); // data_location = EXTERNAL
   }
-  return w.finish();
+  return w;
 }
 
-function valueInfo(v: ValueInfoProto): Uint8Array {
+function valueInfo(v: ValueInfoProto): Writer {
   const shape = new Writer();
-  for (const d of v.shape) shape.bytes(1, new Writer().int(1, d).finish());
-  const tensorType = new Writer().int(1, v.elemType).bytes(2, shape.finish()).finish();
-  const type = new Writer().bytes(1, tensorType).finish();
-  return new Writer().string(1, v.name).bytes(2, type).finish();
+  for (const d of v.shape) shape.message(1, new Writer().int(1, d));
+  const tensorType = new Writer().int(1, v.elemType).message(2, shape);
+  return new Writer().string(1, v.name).message(2, new Writer().message(1, tensorType));
 }
 
 const ATTR_TYPE = { float: 1, int: 2, string: 3, tensor: 4, graph: 5, floats: 6, ints: 7 } as const;
 
-function attribute(a: AttributeProto): Uint8Array {
+function attribute(a: AttributeProto): Writer {
   const w = new Writer().string(1, a.name).int(20, ATTR_TYPE[a.kind]);
   switch (a.kind) {
-    case 'float': return w.float(2, a.value).finish();
-    case 'int': return w.int(3, a.value).finish();
-    case 'string': return w.string(4, a.value).finish();
-    case 'tensor': return w.bytes(5, tensor(a.value)).finish();
-    case 'graph': return w.bytes(6, graph(a.value)).finish();
-    case 'floats': for (const f of a.value) w.float(7, f); return w.finish();
-    case 'ints': for (const i of a.value) w.int(8, i); return w.finish();
+    case 'float': return w.float(2, a.value);
+    case 'int': return w.int(3, a.value);
+    case 'string': return w.string(4, a.value);
+    case 'tensor': return w.message(5, tensor(a.value));
+    case 'graph': return w.message(6, graph(a.value));
+    case 'floats': for (const f of a.value) w.float(7, f); return w;
+    case 'ints': for (const i of a.value) w.int(8, i); return w;
   }
 }
 
-function node(n: NodeProto): Uint8Array {
+function node(n: NodeProto): Writer {
   const w = new Writer();
   for (const i of n.inputs) w.string(1, i);
   for (const o of n.outputs) w.string(2, o);
   if (n.name) w.string(3, n.name);
   w.string(4, n.opType);
-  for (const a of n.attributes) w.bytes(5, attribute(a));
+  for (const a of n.attributes) w.message(5, attribute(a));
   if (n.domain) w.string(7, n.domain);
-  return w.finish();
+  return w;
 }
 
-export function graph(g: GraphProto): Uint8Array {
+function graph(g: GraphProto): Writer {
   const w = new Writer();
-  for (const n of g.nodes) w.bytes(1, node(n));
+  for (const n of g.nodes) w.message(1, node(n));
   w.string(2, g.name);
-  for (const t of g.initializers) w.bytes(5, tensor(t));
-  for (const v of g.inputs) w.bytes(11, valueInfo(v));
-  for (const v of g.outputs) w.bytes(12, valueInfo(v));
-  return w.finish();
+  for (const t of g.initializers) w.message(5, tensor(t));
+  for (const v of g.inputs) w.message(11, valueInfo(v));
+  for (const v of g.outputs) w.message(12, valueInfo(v));
+  return w;
 }
 
 export function encodeModel(m: ModelProto): Uint8Array {
   const w = new Writer().int(1, m.irVersion);
   w.string(2, m.producerName);
-  w.bytes(7, graph(m.graph));
-  for (const o of m.opsets) w.bytes(8, new Writer().string(1, o.domain).int(2, o.version).finish());
+  w.message(7, graph(m.graph));
+  for (const o of m.opsets) w.message(8, new Writer().string(1, o.domain).int(2, o.version));
   return w.finish();
 }

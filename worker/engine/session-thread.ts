@@ -55,7 +55,9 @@ const reply = (r: ThreadReply, transfer: ArrayBuffer[] = []) => port.postMessage
 open().then(
   (session) => {
     reply({ kind: 'ready', inputs: [...session.inputNames], outputs: [...session.outputNames] });
-    port.on('message', async (req: ThreadRequest) => {
+    // One request at a time, in arrival order: a close never releases the session under a running run.
+    let queue = Promise.resolve();
+    const handle = async (req: ThreadRequest) => {
       if (req.kind === 'close') {
         await session.release();
         reply({ kind: 'closed' });
@@ -70,6 +72,9 @@ open().then(
       } catch (e) {
         reply({ kind: 'failed', id: req.id, message: e instanceof Error ? e.message : String(e) });
       }
+    };
+    port.on('message', (req: ThreadRequest) => {
+      queue = queue.then(() => handle(req));
     });
   },
   (e) => reply({ kind: 'failed', id: -1, message: e instanceof Error ? e.message : String(e) }),

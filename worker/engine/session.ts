@@ -92,6 +92,7 @@ export async function openSession(model: Uint8Array | string, opts: SessionOptio
       else {
         const p = pending.get(m.id);
         pending.delete(m.id);
+        if (!pending.size) worker.unref();
         if (m.kind === 'result') p?.resolve(m.results);
         else p?.reject(new Error(`session.run: ${m.message}`));
       }
@@ -100,6 +101,8 @@ export async function openSession(model: Uint8Array | string, opts: SessionOptio
   let names: { inputs: string[]; outputs: string[] };
   try {
     names = await ready;
+    // An idle session does not keep the process alive; a pending run or close does.
+    worker.unref();
   } catch (e) {
     await worker.terminate();
     throw e;
@@ -116,6 +119,7 @@ export async function openSession(model: Uint8Array | string, opts: SessionOptio
         : [];
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject });
+        worker.ref();
         worker.postMessage({ kind: 'run', id, feeds, outputs } satisfies ThreadRequest, transfer);
       });
     },
@@ -124,6 +128,7 @@ export async function openSession(model: Uint8Array | string, opts: SessionOptio
       dead = new Error('session is closed');
       return new Promise<void>((resolve) => {
         onClosed = resolve;
+        worker.ref();
         worker.postMessage({ kind: 'close' } satisfies ThreadRequest);
       });
     },
