@@ -1,7 +1,9 @@
+import { basename } from 'node:path';
 import { Duration } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { BPE_VOCAB_ENV } from '../core/tokenizer/bpe.ts';
 import type { DataBucket } from './data-bucket.ts';
 import { HandlerFunction } from './node-function.ts';
 
@@ -10,6 +12,8 @@ export interface IngestFunctionsProps {
   architecture: lambda.Architecture;
   logRetentionDays: logs.RetentionDays;
 }
+
+const BPE_VOCAB_FILE = 'core/assets/clip-bpe/bpe_simple_vocab_16e6.txt.gz';
 
 /** The Lambda steps of the workflow: Validate and Shard (ingest team's handlers) and Publish. */
 export class IngestFunctions extends Construct {
@@ -20,12 +24,18 @@ export class IngestFunctions extends Construct {
   constructor(scope: Construct, id: string, props: IngestFunctionsProps) {
     super(scope, id);
     const common = { architecture: props.architecture, logRetentionDays: props.logRetentionDays };
+    // The tokenizer reads its vocabulary from a file; bundles ship it at the task root.
+    const tokenizer = {
+      files: [BPE_VOCAB_FILE],
+      environment: { [BPE_VOCAB_ENV]: `/var/task/${basename(BPE_VOCAB_FILE)}` },
+    };
     this.validate = new HandlerFunction(this, 'Validate', {
       ...common,
       handler: 'validate',
       memorySize: 1024,
       timeout: Duration.minutes(5),
       nativeModules: ['sharp'],
+      ...tokenizer,
     });
     this.shard = new HandlerFunction(this, 'Shard', {
       ...common,
@@ -33,6 +43,7 @@ export class IngestFunctions extends Construct {
       memorySize: 2048,
       timeout: Duration.minutes(10),
       nativeModules: ['sharp'],
+      ...tokenizer,
     });
     this.publish = new HandlerFunction(this, 'Publish', {
       ...common,

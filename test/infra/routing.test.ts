@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { matchesEventPattern, objectCreatedEvent, uploadRulePattern } from '../../cdk/local/event-routing.ts';
+import { synthesizeTemplate } from '../../cdk/local/synth.ts';
+import { trigger } from '../../lambdas/trigger/handler.ts';
+import { runFor } from '../../lambdas/trigger/run-id.ts';
+import type { StartExecution } from '../../lambdas/trigger/start-run.ts';
+
+/** A StartExecution with Step Functions' name rule: a name used once is ExecutionAlreadyExists afterwards. */
+function fakeStepFunctions(): { start: StartExecution; started: { name: string; input: unknown }[] } {
+  const started: { name: string; input: unknown }[] = [];
+  const start: StartExecution = async (name, input) => {
+    if (!/^[A-Za-z0-9_-]{1,80}$/.test(name)) throw Object.assign(new Error(`bad name ${name}`), { name: 'InvalidName' });
+    if (started.some((s) => s.name === name)) throw Object.assign(new Error('exists'), { name: 'ExecutionAlreadyExists' });
+    started.push({ name, input: JSON.parse(input) });
+  };
+  return { start, started };
+}
+
+describe('S3 upload routing', () => {
+  const pattern = uploadRulePattern(synthesizeTemplate('aws'), 'data');
+  const routed = (key: string, bucket = 'data'): boolean =>
+    matchesEventPattern(pattern, objectCreatedEvent({ bucket, key, etag: '"abc"' }));
+
+  it("matches the upload rule only for a dataset's captions.csv in the data bucket", () => {
+    expect(routed('datasets/uc-merced/captions.csv')).toBe(true);
+    expect(routed('datasets/uc-merced/img/0001.png')).toBe(false);
+    expect(routed('datasets/uc-merced/captions.csv.bak')).toBe(false);
+    expect(routed('runs/x/captions.csv')).toBe(false);
+    expect(routed('datasets/uc-merced/captions.csv', 'other-bucket')).toBe(false);
+  });
+
+  it('implements the EventBridge operators the rule may use', () => {
+    const event = { source: 'aws.s3', detail: { object: { key: 'a/b.csv', size: 3 } } };
+    expect(matchesEventPattern({ detail: { object: { key: [{ prefix: 'a/' }] } } }, event)).toBe(true);
+    expect(matchesEventPattern({ detail: { object: { key: [{ suffix: '.png' }] } } }, event)).toBe(false);
+    expect(matchesEventPattern({ detail: { object: { key: [{ wildcard: '*/b.csv' }] } } }, event)).toBe(true);
+    expect(matchesEventPattern({ detail: { object: { key: [{ wildcard: 'a.b.csv' }] } } }, { detail: { object: { key: 'a/b.csv' } } })).toBe(false);
+    expect(matchesEventPattern({ detail: { object: { etag: [{ exists: false }] } } }, event)).toBe(true);
+    expect(matchesEventPattern({ detail: { object: { size: [3] } } }, event)).toBe(true);
+    expect(matchesEventPattern({ source: [{ 'anything-but': ['aws.s3'] }] }, event)).toBe(false);
+    expect(matchesEventPattern({ 'detail-type': ['Object Created'] }, event)).toBe(false);
+    expect(() => matchesEventPattern({ detail: { object: { size: [{ numeric: ['>', 1] }] } } }, event)).toThrow(/not supported/);
+  });
+});
+
+describe('trigger', () => {
+  const created = (key: string, version: { etag?: string; versionId?: string }) =>
+    objectCreatedEvent({ bucket: 'data', key, ...version });
+
+  it('names one run per object version: duplicates collapse, a changed upload starts a new run', async () => {
+    const sfn = fakeStepFunctions();
+    const first = await trigger(created('datasets/rs/captions.csv', { versionId: 'v1', etag: 'e1' }), sfn.start);
+    const again = await trigger(created('datasets/rs/captions.csv', { versionId: 'v1', etag: 'e1' }), sfn.start);
+    const changed = await trigger(created('datasets/rs/captions.csv', { versionId: 'v2', etag: 'e2' }), sfn.start);
+    expect(first).toEqual([{ status: 'started', runId: expect.stringMatching(/^rs-[0-9a-f]{12}$/), key: 'datasets/rs/captions.csv' }]);
+    expect(again).toEqual([{ ...first[0], status: 'duplicate' }]);
+    expect(changed[0]).toMatchObject({ status: 'started' });
+    expect((changed[0] as { runId: string }).runId).not.toBe((first[0] as { runId: string }).runId);
+    expect(sfn.started.map((s) => s.input)).toEqual([
+      { bucket: 'data', key: 'datasets/rs/captions.csv', runId: (first[0] as { runId: string }).runId },
+      { bucket: 'data', key: 'datasets/rs/captions.csv', runId: (changed[0] as { runId: string }).runId },
+    ]);
+  });
+
+  it('falls back to the ETag without versioning and ignores keys that are not captions files', async () => {
+    const sfn = fakeStepFunctions();
+    const [byEtag] = await trigger(created('datasets/rs/captions.csv', { etag: 'e1' }), sfn.start);
+    expect(byEtag).toMatchObject({ status: 'started', runId: runFor('data', 'datasets/rs/captions.csv', 'e1')!.name });
+    expect(await trigger(created('datasets/rs/sub/captions.csv', { etag: 'e1' }), sfn.start)).toEqual([
+      { status: 'ignored', key: 'datasets/rs/sub/captions.csv' },
+    ]);
+    await expect(trigger(created('datasets/rs/captions.csv', {}), sfn.start)).rejects.toThrow(/neither version-id nor etag/);
+    expect(sfn.started).toHaveLength(1);
+  });
+
+  it('derives a valid execution name from any dataset name', () => {
+    const run = runFor('data', `datasets/${'ü'.repeat(100)} x/captions.csv`, 'v')!;
+    expect(run.name).toMatch(/^_{64}-[0-9a-f]{12}$/);
+    expect(run.input.runId).toBe(run.name);
+  });
+
+  it('passes other StartExecution errors on, so EventBridge retries the event', async () => {
+    const failing: StartExecution = async () => {
+      throw Object.assign(new Error('throttled'), { name: 'ThrottlingException' });
+    };
+    await expect(trigger(created('datasets/rs/captions.csv', { etag: 'e' }), failing)).rejects.toThrow('throttled');
+  });
+});
