@@ -63,6 +63,21 @@ describe('trainer on a QuickGELU variant config', () => {
     expect(sa.params.get('visual.proj')!.data).not.toEqual(init.get('visual.proj')!.data);
   });
 
+  it('resumes from a snapshot exactly where it stopped (AdamW step count included)', async () => {
+    const straight = await trainer();
+    await straight.train(steps);
+    const first = await trainer();
+    await first.train(steps.slice(0, 2));
+    const saved = await first.snapshot();
+    const resumed = await trainer({ init: saved.params, optimizer: saved.optimizer });
+    await resumed.train(steps.slice(2));
+    const [a, b] = [await straight.snapshot(), await resumed.snapshot()];
+    expect(b.optimizer.step).toBe(3);
+    const all = clipParams(cfg).map((p) => p.name);
+    expectBitIdentical(a.params, b.params, all);
+    expectBitIdentical(a.optimizer.v, b.optimizer.v, all);
+  });
+
   it('accumulates 2 micro-batches of 3 into the sum of their gradients', async () => {
     const micro = [randomBatch(rng, cfg, 3), randomBatch(rng, cfg, 3)];
     const t = await trainer({ batchSize: 3, accumulate: 2, hyper: { ...hyper, gradClip: 0 } });
