@@ -111,7 +111,7 @@ export async function validateDataset(store: ObjectStore, dataset: string): Prom
     const good = rows.filter((r) => !r.bad);
     const splits = { train: 0, val: 0, test: 0 };
     for (const r of good) splits[r.split!]++;
-    problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+    problems.sort(byLine);
     return {
       options,
       rows: good.map((r) => ({ line: r.line, filename: r.filename, caption: r.caption, split: r.split!, ...(r.label !== null ? { label: r.label } : {}) })),
@@ -191,14 +191,15 @@ export async function validateDataset(store: ObjectStore, dataset: string): Prom
     } else if (!fp) {
       r.split = hashSplit(r.filename, options.split);
     }
-    if (fp || cp) continue;
+    if (r.bad) continue;
     const pair = `${r.filename}\u0000${r.caption}`;
     const dup = pairs.get(pair);
     if (dup !== undefined) rowProblem(r, 'caption', `duplicate of line ${dup} (same filename and caption)`);
     else pairs.set(pair, r.line);
+    // The first otherwise-good row of an image fixes its split and label.
     const first = firstOfImage.get(r.filename);
     if (!first) firstOfImage.set(r.filename, r);
-    else if (r.split && first.split && r.split !== first.split) {
+    else if (r.split !== first.split) {
       rowProblem(r, 'split', `image is '${first.split}' on line ${first.line} but '${r.split}' here (all captions of an image share its split)`);
     } else if (r.label !== first.label) {
       rowProblem(r, 'label', `image is labelled '${first.label ?? ''}' on line ${first.line} but '${r.label ?? ''}' here`);
@@ -214,6 +215,7 @@ export async function validateDataset(store: ObjectStore, dataset: string): Prom
   // Problems of the file as a whole (no line, or the header) cannot be skipped.
   const fatal = good.length === 0 || problems.some((p) => p.line === undefined || p.line === 1);
   const valid = !fatal && (policy === 'fail' ? bad === 0 : bad / total <= maxBadFraction);
+  problems.sort(byLine);
   const summary = valid
     ? `${good.length} rows, ${new Set(good.map((r) => r.filename)).size} images valid` + (bad ? ` (${bad} bad rows skipped under policy 'skip')` : '')
     : summarize(problems, bad, total);
@@ -290,6 +292,11 @@ async function checkImages(
       reasons.set(filename, 'image not found in the dataset folder');
       return;
     }
+    // A ranged GET of an empty object is answered 416.
+    if (size === 0) {
+      reasons.set(filename, 'image file is empty (0 bytes)');
+      return;
+    }
     try {
       let head = await readHead(store, filename, PROBE_BYTES);
       const whole = size <= PROBE_BYTES;
@@ -311,6 +318,8 @@ async function checkImages(
     if (reason && !r.bad) rowProblem(r, 'filename', reason);
   }
 }
+
+const byLine = (a: DatasetProblem, b: DatasetProblem): number => (a.line ?? 0) - (b.line ?? 0);
 
 function problemLine(p: DatasetProblem): string {
   return `${p.file}${p.line !== undefined ? ` line ${p.line}` : ''} ${p.field}: ${p.reason}`;

@@ -1,0 +1,257 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ShardRequest, ValidationReport } from '../../core/dataset.ts';
+import { preprocessImage } from '../../core/preprocess.ts';
+import { captionsKey, shardPlanKey, validationKey } from '../../core/s3-layout.ts';
+import { decodeShard } from '../../core/shard-format.ts';
+import type { ObjectStore } from '../../core/store.ts';
+import { tokenize } from '../../core/tokenizer/index.ts';
+import { jpeg, png, pngClaiming } from './helpers/images.ts';
+import { checksums, putAll, startS3 } from './helpers/s3.ts';
+
+const BUCKET = 'ingest-test';
+let s3: Awaited<ReturnType<typeof startS3>>;
+let store: ObjectStore;
+// Imported after the environment points the SDK at the loopback server: the handlers build their client at load.
+let validate: typeof import('../../lambdas/validate/handler.ts').handler;
+let shard: typeof import('../../lambdas/shard/handler.ts').handler;
+
+beforeAll(async () => {
+  s3 = await startS3(BUCKET);
+  store = s3.store;
+  validate = (await import('../../lambdas/validate/handler.ts')).handler;
+  shard = (await import('../../lambdas/shard/handler.ts')).handler;
+});
+afterAll(async () => s3?.stop());
+
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+const cat = (...parts: (Uint8Array | string)[]): Uint8Array => Buffer.concat(parts.map((p) => (typeof p === 'string' ? enc(p) : p)));
+
+async function runValidate(dataset: string, runId: string): Promise<{ error?: Error; report: ValidationReport }> {
+  let error: Error | undefined;
+  try {
+    await validate({ bucket: BUCKET, key: captionsKey(dataset), runId });
+  } catch (e) {
+    error = e as Error;
+  }
+  const report = JSON.parse(new TextDecoder().decode(await store.get(validationKey(runId)))) as ValidationReport;
+  return { error, report };
+}
+
+describe('Validate handler on a corpus of bad inputs', () => {
+  let report: ValidationReport;
+  let error: Error | undefined;
+  let before: Record<string, string>;
+
+  beforeAll(async () => {
+    const good = { 'good1.png': await png(8, 6, 3, 1), 'good2.png': await png(6, 6, 1, 2), 'dir/good3.png': await png(5, 9, 4, 3) };
+    const jpg = await jpeg(16, 16);
+    const rows = [
+      'filename,caption,split,label', // 1
+      'good1.png,a field,train,farm', // 2  ok
+      'good2.png,"a road, with cars",train,road', // 3  ok
+      '../etc/passwd,escape,train,x', // 4
+      '/abs/path.png,absolute,train,x', // 5
+      'https://evil.example/x.png,url,train,x', // 6
+      'sub\\win.png,backslash,train,x', // 7
+      'good1.png,   ,train,farm', // 8
+      `good1.png,${'long '.repeat(201)},train,farm`, // 9
+      'missing.png,not there,train,x', // 10
+      'good1.png,a field,train,farm', // 11
+      'text.png,not an image,train,x', // 12
+      'trunc.jpg,truncated,train,x', // 13
+      'bomb.png,bomb,train,x', // 14
+      'good2.png,another caption,val,road', // 15
+      'dir/good3.png,weird split,holdout,x', // 16
+      'dir/good3.png,too,many,fields,here', // 17
+      'dir/good3.png', // 18
+      'good2.png,third caption,train,lake', // 19
+      'C:/windows/x.png,drive,train,x', // 20
+      'vector.svg,svg,train,x', // 21
+      'a//b.png,double slash,train,x', // 22
+      '"",empty filename,train,x', // 23
+      'dir/good3.png,quote "inside" bad,train,x', // 24
+      'empty.png,zero bytes,train,x', // 25
+      'garbage.jpg,jpeg header then noise,train,x', // 26
+      'bad\u0001name.png,control character,train,x', // 27
+      'dir/good3.png,a lake,train,lake', // 28 ok
+      'dir/../good1.png,sneaky,train,x', // 29
+      'http:x.png,scheme,train,x', // 30
+    ];
+    const csv = cat(rows.join('\n'), '\ndir/good3.png,Stra', Uint8Array.of(0xdf), 'e,train,x\n', 'good1.png,"never closed,train,x\n');
+    await putAll(store, 'datasets/corpus', {
+      ...good,
+      'captions.csv': csv,
+      'text.png': 'this is not a png',
+      'trunc.jpg': jpg.subarray(0, jpg.length - 40),
+      'bomb.png': await pngClaiming(100_000, 100_000),
+      'vector.svg': '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
+      'empty.png': new Uint8Array(0),
+      'garbage.jpg': cat(Uint8Array.of(0xff, 0xd8, 0xff, 0xe0), new Uint8Array(300).fill(7)),
+    });
+    before = await checksums(store, 'datasets/');
+    ({ report, error } = await runValidate('corpus', 'corpus-run'));
+  });
+
+  const expectProblem = (line: number, field: string, reason: RegExp): void => {
+    const hits = report.problems.filter((p) => p.line === line);
+    expect(hits, `line ${line}: ${JSON.stringify(hits)}`).toContainEqual(expect.objectContaining({ file: 'captions.csv', field, reason: expect.stringMatching(reason) }));
+  };
+
+  it('fails the run with DatasetInvalid and a one-line cause', () => {
+    expect(error?.name).toBe('DatasetInvalid');
+    expect(error!.message).not.toContain('\n');
+    expect(error!.message).toMatch(/^28 of 31 rows are bad: captions\.csv line 4 filename: filename escapes the dataset folder \('\.\.'\); captions\.csv line 5 filename: .*; \+25 more$/);
+    expect(report.valid).toBe(false);
+    expect(report.counts).toMatchObject({ rows: 31, goodRows: 3, badRows: 28 });
+  });
+
+  it.each([
+    [4, 'filename', /escapes the dataset folder/],
+    [5, 'filename', /absolute path/],
+    [6, 'filename', /URL/],
+    [7, 'filename', /backslash/],
+    [8, 'caption', /empty or whitespace-only caption/],
+    [9, 'caption', /caption is 1005 characters, over the limit of 1000/],
+    [10, 'filename', /image not found/],
+    [11, 'caption', /duplicate of line 2/],
+    [12, 'filename', /not a readable image/],
+    [13, 'filename', /cannot decode image/],
+    [14, 'filename', /100000 x 100000 = 10000000000 pixels, over the limit/],
+    [15, 'split', /image is 'train' on line 3 but 'val' here/],
+    [16, 'split', /unknown split 'holdout'/],
+    [17, 'row', /expected 4 fields, found 5/],
+    [18, 'row', /expected 4 fields, found 1/],
+    [19, 'label', /labelled 'road' on line 3 but 'lake' here/],
+    [20, 'filename', /URL or drive path/],
+    [21, 'filename', /unsupported image format 'svg'/],
+    [22, 'filename', /empty or '\.' path segment/],
+    [23, 'filename', /empty filename/],
+    [24, 'row', /malformed quoting/],
+    [25, 'filename', /image file is empty/],
+    [26, 'filename', /not a readable image|cannot decode/],
+    [27, 'filename', /control characters/],
+    [29, 'filename', /escapes the dataset folder/],
+    [30, 'filename', /URL/],
+    [31, 'row', /not valid UTF-8/],
+    [32, 'row', /unterminated quote/],
+  ])('line %i: %s %s', (line, field, reason) => expectProblem(line, field, reason));
+
+  it('accepts the good rows', () => {
+    for (const line of [2, 3, 28]) expect(report.problems.filter((p) => p.line === line)).toEqual([]);
+  });
+
+  it("leaves the user's objects byte-identical", async () => {
+    expect(await checksums(store, 'datasets/')).toEqual(before);
+  });
+});
+
+describe('Validate handler: file-level problems and policies', () => {
+  it('rejects a missing column at line 1', async () => {
+    await putAll(store, 'datasets/nocap', { 'captions.csv': 'filename,text\na.png,x\n', 'a.png': await png(4, 4, 3) });
+    const { error, report } = await runValidate('nocap', 'nocap-run');
+    expect(error?.name).toBe('DatasetInvalid');
+    expect(report.problems).toContainEqual(expect.objectContaining({ line: 1, field: 'caption', reason: expect.stringMatching(/missing column 'caption'/) }));
+    expect(report.problems).toContainEqual(expect.objectContaining({ line: 1, field: 'text', reason: expect.stringMatching(/unknown column/) }));
+  });
+
+  it('rejects an empty captions.csv and a bad train.json', async () => {
+    await putAll(store, 'datasets/empty', { 'captions.csv': '' });
+    expect((await runValidate('empty', 'empty-run')).report.problems[0]).toMatchObject({ line: 1, field: 'header' });
+    await putAll(store, 'datasets/badopts', { 'captions.csv': 'filename,caption\na.png,x\n', 'a.png': await png(4, 4, 3), 'train.json': '{"model": "ViT-B-32", "lr": -1}' });
+    const { report } = await runValidate('badopts', 'badopts-run');
+    expect(report.problems).toContainEqual(expect.objectContaining({ file: 'train.json', field: 'lr' }));
+    await putAll(store, 'datasets/badmodel', { 'captions.csv': 'filename,caption\na.png,x\n', 'a.png': await png(4, 4, 3), 'train.json': '{"model": "../../etc/passwd"}' });
+    expect((await runValidate('badmodel', 'badmodel-run')).report.problems).toContainEqual(
+      expect.objectContaining({ file: 'train.json', field: 'model', reason: expect.stringMatching(/unknown model/) }),
+    );
+  });
+
+  it('finds the one bad line at the end of a 10,000-row CSV', async () => {
+    const lines = ['filename,caption'];
+    for (let i = 0; i < 9_999; i++) lines.push(`img${i % 4}.png,caption number ${i}`);
+    lines.push('img0.png,');
+    const images = Object.fromEntries(await Promise.all([0, 1, 2, 3].map(async (i) => [`img${i}.png`, await png(4, 4, 3, i)] as const)));
+    await putAll(store, 'datasets/big', { ...images, 'captions.csv': `${lines.join('\r\n')}\r\n` });
+    const { error, report } = await runValidate('big', 'big-run');
+    expect(error?.message).toMatch(/^1 of 10000 rows are bad: captions\.csv line 10001 caption: empty or whitespace-only caption$/);
+    expect(report.problems).toEqual([{ file: 'captions.csv', line: 10001, field: 'caption', reason: 'empty or whitespace-only caption' }]);
+  });
+
+  it("skips bad rows under policy 'skip' while under maxBadFraction, and fails above it", async () => {
+    const rows = ['\uFEFFfilename,caption'];
+    for (let i = 0; i < 19; i++) rows.push(`p${i}.png,photo ${i}`);
+    rows.push('gone.png,missing image');
+    const images = Object.fromEntries(await Promise.all(Array.from({ length: 19 }, async (_, i) => [`p${i}.png`, await png(4, 4, 3, i)] as const)));
+    const files = { ...images, 'captions.csv': rows.join('\n') };
+    await putAll(store, 'datasets/skip', { ...files, 'train.json': '{"validation": {"policy": "skip", "maxBadFraction": 0.1}}' });
+    const ok = await validate({ bucket: BUCKET, key: captionsKey('skip'), runId: 'skip-run' });
+    expect(ok).toMatchObject({ rows: 19, images: 19, shards: 1, imageSize: 224, planKey: shardPlanKey('skip-run') });
+    const plan = JSON.parse(new TextDecoder().decode(await store.get(ok.planKey))) as ShardRequest[];
+    expect(plan[0]!.rows.map((r) => r.line)).not.toContain(21);
+    await putAll(store, 'datasets/skip2', { ...files, 'train.json': '{"validation": {"policy": "skip", "maxBadFraction": 0.01}}' });
+    expect((await runValidate('skip2', 'skip2-run')).error?.name).toBe('DatasetInvalid');
+  });
+});
+
+describe('Shard handler', () => {
+  it('writes shards whose decoded content equals preprocessImage and tokenize of the sources, idempotently', async () => {
+    const files: Record<string, Uint8Array> = {
+      'a.png': await png(40, 30, 3, 1),
+      'b.png': await png(17, 18, 4, 2),
+      'c/grey.png': await png(100, 37, 1, 3),
+      'd.jpg': await jpeg(50, 58, 4),
+    };
+    const csv = [
+      'filename,caption,split,label',
+      'a.png,"fields, and a river",train,farm',
+      'b.png,a bridge over the water & 3 boats,train,bridge',
+      'a.png,"two ""tennis"" courts",train,farm',
+      'c/grey.png,Straße neben dem Flughafen,val,',
+      'd.jpg,a dense residential area,test,town',
+    ].join('\n');
+    await putAll(store, 'datasets/rt', { ...files, 'captions.csv': csv, 'train.json': '{"model": "ViT-tiny", "shardSize": 2}' });
+    const before = await checksums(store, 'datasets/');
+    const out = await validate({ bucket: BUCKET, key: captionsKey('rt'), runId: 'rt-run' });
+    expect(out).toMatchObject({ rows: 5, images: 4, imageSize: 32, shards: 3 });
+    const plan = JSON.parse(new TextDecoder().decode(await store.get(out.planKey))) as ShardRequest[];
+    // Both captions of a.png travel together even though shardSize is 2.
+    expect(plan.map((p) => p.rows.map((r) => r.line))).toEqual([[2, 4], [3, 5], [6]]);
+
+    const seen = new Set<number>();
+    for (const item of plan) {
+      const res = await shard(item);
+      const again = await shard(item);
+      expect(again).toEqual(res);
+      const s = decodeShard(await store.get(res.key), res.key);
+      expect(s.imageSize).toBe(32);
+      expect(res).toMatchObject({ rows: item.rows.length, images: s.imageIds.length });
+      for (const [i, id] of s.imageIds.entries()) {
+        const want = await preprocessImage(files[id]!, { size: 32 });
+        expect(Buffer.from(s.pixels.subarray(i * 32 * 32 * 3, (i + 1) * 32 * 32 * 3)).equals(Buffer.from(want))).toBe(true);
+      }
+      for (const [k, row] of item.rows.entries()) {
+        seen.add(row.line);
+        expect(s.lines[k]).toBe(row.line);
+        expect(s.captions[k]).toBe(row.caption);
+        expect(s.imageIds[s.captionImage[k]!]).toBe(row.filename);
+        expect(s.splits[s.captionImage[k]!]).toBe(row.split);
+        expect(s.labels[s.captionImage[k]!]).toBe(row.label ?? null);
+        expect(Array.from(s.tokens.subarray(k * 77, (k + 1) * 77))).toEqual(Array.from(tokenize(row.caption)));
+      }
+    }
+    expect([...seen].sort()).toEqual([2, 3, 4, 5, 6]);
+    expect((await store.list('')).filter((o) => o.key.includes('_tmp'))).toEqual([]);
+    expect(await checksums(store, 'datasets/')).toEqual(before);
+  });
+
+  it('rejects hostile input before touching S3', async () => {
+    const item = { bucket: BUCKET, runId: 'x', dataset: 'rt', shard: 0, imageSize: 32, rows: [{ line: 2, filename: '../secret.png', caption: 'x', split: 'train' }] };
+    await expect(shard(item as ShardRequest)).rejects.toThrow(/escapes the dataset folder/);
+  });
+
+  it('names the file and line of an image that fails at shard time', async () => {
+    await putAll(store, 'datasets/late', { 'big.jpg': (await jpeg(64, 64)).subarray(0, 200) });
+    const item: ShardRequest = { bucket: BUCKET, runId: 'late', dataset: 'late', shard: 0, imageSize: 32, rows: [{ line: 7, filename: 'big.jpg', caption: 'x', split: 'train' }] };
+    await expect(shard(item)).rejects.toThrow(/big\.jpg \(captions\.csv line 7\): (not a readable image|cannot decode image)/);
+  });
+});
