@@ -62,15 +62,18 @@ async function readBounded(uri: string): Promise<Uint8Array> {
   return new Uint8Array(await readFile(uri));
 }
 
-/** The model key models/<dataset>/latest.json names, as a URI inside `bucket`. */
-export async function latestModelUri(bucket: ObjectStore, dataset: string): Promise<string> {
+/**
+ * The model models/<dataset>/latest.json names, as a URI inside `bucket`, with the config name its run recorded
+ * (a published model.safetensors has no config name in its file name).
+ */
+export async function latestModel(bucket: ObjectStore, dataset: string): Promise<{ uri: string; modelName?: string }> {
   const key = modelLatestKey(dataset);
   const bytes = await bucket.tryGet(key);
   if (!bytes) throw new TrainInputError(`init "latest": ${bucket.uri.replace(/\/$/, '')}/${key} does not exist (no model published for ${dataset} yet)`);
-  const model = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { model?: unknown }).model;
-  if (typeof model !== 'string' || !model) throw new TrainInputError(`${key}: has no "model" key`);
-  const root = bucket.uri.replace(/\/$/, '');
-  return `${root}/${model}`;
+  const latest = JSON.parse(Buffer.from(bytes).toString('utf8')) as { model?: unknown; metrics?: { model?: unknown } };
+  if (typeof latest.model !== 'string' || !latest.model) throw new TrainInputError(`${key}: has no "model" key`);
+  const modelName = typeof latest.metrics?.model === 'string' ? latest.metrics.model : undefined;
+  return { uri: `${bucket.uri.replace(/\/$/, '')}/${latest.model}`, modelName };
 }
 
 export async function loadBaseModel(base: string, config: ClipModelConfig, seed: number): Promise<StateDict> {

@@ -3,7 +3,7 @@ import { FINAL, runPrefix, shardsPrefix } from '../../core/s3-layout.ts';
 import { openStore, type ObjectStore } from '../../core/store.ts';
 import type { ExecutionProvider } from '../engine/api.ts';
 import { TrainInputError } from './errors.ts';
-import { LATEST, chooseModel, latestModelUri, loadBaseModel } from './base-model.ts';
+import { LATEST, chooseModel, latestModel, loadBaseModel } from './base-model.ts';
 import { jsonLinesTo, type Logger } from './log.ts';
 import { runLoop, type CreateTrainer, type TrainJob } from './loop.ts';
 import type { RetrievalMetrics } from './metrics.ts';
@@ -83,9 +83,14 @@ export async function runTraining(input: RunSpec, deps: RunDeps = {}): Promise<T
   const bucket = deps.bucket ?? openStore(`s3://${spec.bucket}`);
   const o = spec.options;
   let base = o.init ?? spec.baseModel;
-  if (!base) throw new Error(`run ${spec.runId}: no base model (set "init" in train.json or the deployment's baseModel)`);
-  if (base === LATEST) base = await latestModelUri(bucket, spec.dataset);
-  const model = chooseModel(base, o.model);
+  if (!base) throw new TrainInputError(`run ${spec.runId}: no base model (set "init" in train.json or the deployment's baseModel)`);
+  let modelName = o.model;
+  if (base === LATEST) {
+    const latest = await latestModel(bucket, spec.dataset);
+    base = latest.uri;
+    modelName ??= latest.modelName;
+  }
+  const model = chooseModel(base, modelName);
   const recipe = resolveRecipe(model.config, o);
   const out = bucket.child(runPrefix(spec.runId));
   const published = await trainAndPublish(
