@@ -87,6 +87,8 @@ describe('Graph.toModel', () => {
     expect(() => op.add(a, g.input('q', 'float32', [4]))).toThrow(/add: shapes do not broadcast/);
     expect(() => op.add(a, new Graph().input('r', 'float32', [3]))).toThrow(/unrelated graphs/);
     expect(() => op.reshape(a, [4, -1])).toThrow(/cannot reshape/);
+    expect(() => op.reduceSum(a, [])).toThrow(/reduceSum: axes \[\] empty or out of range/);
+    expect(() => new Graph({ opset: 17 })).toThrow(/opset 17 is outside 18..26/);
   });
 
   it('shares small constants by value', () => {

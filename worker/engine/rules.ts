@@ -46,7 +46,9 @@ export function broadcastShapes(op: string, ins: readonly Tensor[], shapes: read
   });
 }
 
-const i64 = (g: Graph, values: readonly number[]) => g.constant(BigInt64Array.from(values, (v) => BigInt(v)));
+/** An int64 vector constant; out-of-range values (e.g. Infinity as a slice end) saturate. */
+const i64 = (g: Graph, values: readonly number[]) =>
+  g.constant(BigInt64Array.from(values, (v) => BigInt(Math.max(-Number.MAX_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, v)))));
 
 /** Sums a broadcast gradient back to `shape` (ReduceSum over expanded axes, then Reshape). */
 function unbroadcast(grad: Tensor, shape: readonly number[]): Tensor {
@@ -89,7 +91,8 @@ interface ReduceAttrs {
 function reduceInfer(op: string) {
   return (ins: readonly Tensor[], a: ReduceAttrs): Spec[] => {
     const axes = a.axes.map((ax) => normAxis(ax, ins[0].shape.length));
-    if (axes.some((ax) => ax < 0 || ax >= ins[0].shape.length)) fail(op, `axes [${a.axes}] out of range`, ins);
+    // ONNX reads empty axes as 'all axes': name them instead.
+    if (!axes.length || axes.some((ax) => ax < 0 || ax >= ins[0].shape.length)) fail(op, `axes [${a.axes}] empty or out of range`, ins);
     const shape = ins[0].shape.flatMap((d, i) => (axes.includes(i) ? (a.keepdims ? [1] : []) : [d]));
     return [{ dtype: ins[0].dtype, shape }];
   };
