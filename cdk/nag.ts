@@ -1,4 +1,4 @@
-import { Stack, Validations, type CfnElement } from 'aws-cdk-lib';
+import { Stack, Token, Validations, type CfnElement } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
 import { DATASETS } from '../core/s3-layout.ts';
 import { TMP_SEGMENT } from '../core/store.ts';
@@ -18,6 +18,9 @@ function ref(construct: IConstruct): string {
  * Lambdas, access logs, TLS-only bucket and topic), each acknowledged by its full ID with the reason it stays.
  */
 export function acknowledgeNagFindings(stack: Stack, pipeline: Pipeline): void {
+  // An environment-agnostic stack prints pseudo parameters; one with an env prints the values.
+  const region = Token.isUnresolved(stack.region) ? '<AWS::Region>' : stack.region;
+  const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
   acknowledge(
     stack,
     'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
@@ -51,7 +54,7 @@ export function acknowledgeNagFindings(stack: Stack, pipeline: Pipeline): void {
     'The Distributed Map ItemReader reads the shard plan, whose key (runs/<runId>/shard-plan.json) is chosen at run time.',
   );
   const machine = `{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"${ref(workflow.stateMachine)}"}]}]}`;
-  const executions = `arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:${machine}`;
+  const executions = `arn:<AWS::Partition>:states:${region}:${account}:execution:${machine}`;
   for (const resource of [`${executions}:*`, `${executions}/*:*`]) {
     acknowledge(workflow, `IAM5[Resource::${resource}]`, 'The Distributed Map manages the child executions of this state machine only.');
   }
@@ -59,7 +62,7 @@ export function acknowledgeNagFindings(stack: Stack, pipeline: Pipeline): void {
   if (pipeline.gpu) {
     acknowledge(
       workflow,
-      'IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/*]',
+      `IAM5[Resource::arn:<AWS::Partition>:batch:${region}:${account}:job-definition/*]`,
       'BatchSubmitJob grants all revisions of the job definition: each deploy registers a new revision.',
     );
     acknowledge(

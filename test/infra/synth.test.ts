@@ -37,6 +37,19 @@ describe('CDK app', () => {
     expect(Object.keys(templates.local.Outputs ?? {})).toEqual(expect.arrayContaining(['TrainActivityArn', 'BucketName']));
   });
 
+  it('passes cdk-nag for a stack bound to an account and region too', () => {
+    const saved = { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION };
+    Object.assign(process.env, { CDK_DEFAULT_ACCOUNT: '123456789012', CDK_DEFAULT_REGION: 'eu-west-1' });
+    try {
+      expect(JSON.stringify(synth('aws'))).toContain('eu-west-1');
+    } finally {
+      for (const [k, v] of [['CDK_DEFAULT_ACCOUNT', saved.account], ['CDK_DEFAULT_REGION', saved.region]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
+
   it('rejects a stage it does not know', () => {
     expect(() => createApp({ context: { stage: 'prod' }, templateOnly: true })).toThrow(/stage.*aws, local/);
   });

@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLocalS3, type LocalS3 } from '../../cli/local-s3.ts';
+import { modelLatestKey } from '../../core/s3-layout.ts';
+import { sha256Hex } from '../../core/store.ts';
+import { handler } from '../../lambdas/publish/handler.ts';
+
+let s3: LocalS3;
+beforeAll(async () => {
+  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+  s3 = await startLocalS3('publish-test');
+});
+afterAll(async () => s3?.stop());
+
+const model = new Uint8Array(70_000).map((_, i) => (i * 31) % 251);
+const recall = (mean: number) => ({ mean_recall: mean, 'image_to_text_R@1': mean / 2 });
+
+async function writeFinal(runId: string, files: Record<string, Uint8Array | string>): Promise<void> {
+  for (const [name, body] of Object.entries(files)) await s3.store.put(`runs/${runId}/final/${name}`, body);
+}
+
+const complete = (sha256 = sha256Hex(model)) => ({
+  'model.safetensors': model,
+  'image_encoder.onnx': 'onnx-image',
+  'text_encoder.onnx': 'onnx-text',
+  'README.md': '# model card',
+  'metrics.json': JSON.stringify({ model: 'ViT-tiny', steps: 12, before: recall(10), after: recall(40), sha256 }),
+});
+
+describe('Publish handler', () => {
+  it('points models/<dataset>/latest.json at a complete run', async () => {
+    await writeFinal('rs-1', complete());
+    const out = await handler({ runId: 'rs-1', bucket: s3.bucket, dataset: 'rs' });
+    const latest = JSON.parse(new TextDecoder().decode(await s3.store.get(modelLatestKey('rs'))));
+    expect(latest).toEqual(out);
+    expect(latest).toMatchObject({
+      runId: 'rs-1',
+      model: 'runs/rs-1/final/model.safetensors',
+      sha256: sha256Hex(model),
+      metrics: { model: 'ViT-tiny', steps: 12, before: recall(10), after: recall(40) },
+    });
+    expect(Date.parse(latest.publishedAt)).not.toBeNaN();
+  });
+
+  it('refuses a run whose final/ lacks a file, and leaves latest.json alone', async () => {
+    const files: Record<string, Uint8Array | string> = complete();
+    delete files['text_encoder.onnx'];
+    await writeFinal('rs-2', files);
+    await expect(handler({ runId: 'rs-2', bucket: s3.bucket, dataset: 'rs' })).rejects.toMatchObject({
+      name: 'RunIncomplete',
+      message: expect.stringContaining('lacks text_encoder.onnx'),
+    });
+    const latest = JSON.parse(new TextDecoder().decode(await s3.store.get(modelLatestKey('rs'))));
+    expect(latest.runId).toBe('rs-1');
+  });
+
+  it('refuses a model whose bytes do not hash to what the worker recorded', async () => {
+    await writeFinal('rs-3', complete('0'.repeat(64)));
+    await expect(handler({ runId: 'rs-3', bucket: s3.bucket, dataset: 'rs' })).rejects.toThrow(/hashes to [0-9a-f]{64}, but metrics.json records 0{64}/);
+  });
+
+  it('refuses metrics.json without before/after mean recall', async () => {
+    await writeFinal('rs-4', { ...complete(), 'metrics.json': JSON.stringify({ after: { R1: 3 } }) });
+    await expect(handler({ runId: 'rs-4', bucket: s3.bucket, dataset: 'rs' })).rejects.toThrow(/lacks before\/after.mean_recall/);
+  });
+});
