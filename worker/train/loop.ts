@@ -173,7 +173,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
       const out: Sample[] = [];
       while (out.length < n) {
         const r = await samples.next();
-        if (r.done) throw new Error(`epoch ${state.cursor.epoch} ran out of samples (the shards changed during the run?)`);
+        if (r.done) throw new TrainInputError(`epoch ${state.cursor.epoch} ran out of samples (the shards changed during the run?)`);
         out.push(r.value);
       }
       state.cursor = out[out.length - 1]!.after;
