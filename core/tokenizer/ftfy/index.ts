@@ -7,7 +7,6 @@ import { UTF8_DETECTOR_PATTERN } from './chardata.ts';
 import {
   CHARMAP_CODECS,
   LATIN_1,
-  type SingleByteCodec,
   decodeCp1252Strict,
   decodeUtf8Strict,
   decodeUtf8Variants,
@@ -42,11 +41,11 @@ function fixEncodingOneStep(text: string): string {
   if (text.length === 0 || ASCII_ONLY.test(text) || !isBad(text)) return text;
 
   // Most often the text was UTF-8 decoded as a single-byte encoding: undo that when the bytes allow it.
-  const possible: SingleByteCodec[] = [];
+  let latin1Bytes: string | null = null;
   for (const codec of CHARMAP_CODECS) {
     let bytes = encodeCharmap(text, codec);
     if (bytes === null) continue;
-    possible.push(codec);
+    if (codec === LATIN_1) latin1Bytes = bytes;
     if (codec.name !== 'macroman' && HAS_ALTERED_UTF8.test(bytes)) bytes = restoreByteA0(bytes);
     if (codec.sloppy) bytes = replaceLossySequences(bytes);
     const fixed = MAY_NEED_UTF8_VARIANTS.test(bytes) ? decodeUtf8Variants(bytes) : decodeUtf8Strict(bytes);
@@ -61,8 +60,8 @@ function fixEncodingOneStep(text: string): string {
 
   // Latin-1 meant as Windows-1252. (ftfy's check for text that is also possible in "windows-1252" never
   // holds, because its list only has "sloppy-windows-1252"; so this runs whenever Latin-1 is possible.)
-  if (possible.includes(LATIN_1)) {
-    const fixed = decodeCp1252Strict(encodeCharmap(text, LATIN_1)!);
+  if (latin1Bytes !== null) {
+    const fixed = decodeCp1252Strict(latin1Bytes);
     if (fixed !== null && fixed !== text) return fixed;
   }
 
