@@ -24,7 +24,8 @@ export interface Rule<A> {
 
 type NoAttrs = Record<string, never>;
 
-const fail = (op: string, msg: string, ins: readonly Tensor[]): never => {
+/** Throws the op's error naming its operands (shared by op tables). */
+export const fail = (op: string, msg: string, ins: readonly Tensor[]): never => {
   throw new Error(`${op}: ${msg} (operands ${ins.map(String).join(', ')})`);
 };
 
