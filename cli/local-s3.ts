@@ -100,3 +100,27 @@ export async function uploadFolder(store: ObjectStore, dir: string, opts: Upload
   progress?.done();
   return keys;
 }
+
+/** What S3's "Object Created" event says about a write. */
+export interface CreatedObject {
+  bucket: string;
+  key: string;
+  etag?: string;
+  size: number;
+}
+
+/**
+ * The writes the server saw since the last call, oldest first, as S3 would announce them to EventBridge (puts and
+ * copies). A temporary key that is already gone again (ObjectStore.put's staging copy) is left out.
+ */
+export async function drainCreatedObjects(s3: LocalS3): Promise<CreatedObject[]> {
+  const events = s3.server.spy.getAllMessages();
+  s3.server.spy.clear();
+  const out: CreatedObject[] = [];
+  for (const m of events) {
+    if (m.service !== 's3' || m.bucket !== s3.bucket || (m.status !== 'uploaded' && m.status !== 'copied')) continue;
+    const head = await s3.store.head(m.key);
+    if (head) out.push({ bucket: s3.bucket, key: m.key, etag: head.etag, size: head.size });
+  }
+  return out;
+}

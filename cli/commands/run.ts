@@ -1,0 +1,280 @@
+import { readFile, stat } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
+import { TrainOptionsSchema, type TrainOptions } from '../../core/train-options.ts';
+import { CAPTIONS_FILE, captionsKey, FINAL, datasetPrefix, modelLatestKey, runPrefix, shardsPrefix, TRAIN_OPTIONS_FILE, validationKey } from '../../core/s3-layout.ts';
+import { FsStore, type ObjectStore } from '../../core/store.ts';
+import type { RetrievalMetrics } from '../../worker/train/metrics.ts';
+import { chooseModel, loadBaseModel } from '../../worker/train/base-model.ts';
+import { resolveRecipe } from '../../worker/train/recipe.ts';
+import { runTraining } from '../../worker/train/run.ts';
+import type { TrainEvent } from '../../worker/train/log.ts';
+import { UserError, type Command } from '../command.ts';
+import { drainCreatedObjects, startLocalS3, uploadFolder } from '../local-s3.ts';
+import { createProgress, type Progress } from '../progress.ts';
+import { REPORT_FILE, writeReport } from '../report/build.ts';
+import { METRIC_ROWS } from '../report/html.ts';
+import { LocalPipeline, type LocalWorkflowOptions } from '../../cdk/local/run-workflow.ts';
+import { STATE } from '../../cdk/workflow.ts';
+import { parseFlags } from './train.ts';
+
+// aws-local-stepfunctions 3.0.0, which runs the state machine here, calls Promise.withResolvers (Node 22); we run on
+// Node 20. Same shim as test/setup.ts; it only has to exist before the first execution.
+if (typeof (Promise as { withResolvers?: unknown }).withResolvers !== 'function') {
+  Object.assign(Promise, {
+    withResolvers<T>() {
+      let resolve!: (v: T | PromiseLike<T>) => void;
+      let reject!: (e?: unknown) => void;
+      const promise = new Promise<T>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      return { promise, resolve, reject };
+    },
+  });
+}
+
+const USAGE = 'run --data <dir> [--model <checkpoint|random:CONFIG>] [--config <train.json>] [--out <dir>] [--name <dataset>] [--json]';
+
+export interface LocalRunOptions {
+  /** Folder with captions.csv and the images it names (and optionally train.json). */
+  data: string;
+  /** Base checkpoint: a local .pt/.safetensors, s3:// URI, or `random:<config>`; wins over train.json's `init`. */
+  model?: string;
+  /** A train.json-style file merged over the dataset's. */
+  config?: string;
+  /** Result folder; default ./out/<dataset>. */
+  out?: string;
+  /** Dataset name in the bucket; default: the folder's name. */
+  name?: string;
+  /** Progress and stage lines go here (stderr by default). */
+  log?: (line: string) => void;
+}
+
+export interface LocalRunResult {
+  runId: string;
+  dataset: string;
+  out: string;
+  report: string;
+  steps: number;
+  before: RetrievalMetrics;
+  after: RetrievalMetrics;
+  seconds: number;
+}
+
+/** Bucket-safe dataset name from a folder name. */
+export function datasetName(dir: string): string {
+  const name = basename(resolve(dir)).replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '');
+  if (!name) throw new UserError(`cannot derive a dataset name from '${dir}': pass --name`);
+  return name;
+}
+
+async function readOptions(path: string, required: boolean): Promise<TrainOptions> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new UserError(`${path}: ${(e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${path}: not JSON: ${(e as Error).message}`);
+  }
+  const parsed = TrainOptionsSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new UserError(`${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** Training events as a progress bar (steps) and one line per evaluation. */
+function trainingLog(log: (line: string) => void): { event(e: TrainEvent): void; close(): void } {
+  let bar: Progress | undefined;
+  return {
+    event(e) {
+      if (e.event === 'plan') {
+        log(`train: ${e.totalSteps} steps (${e.epochs} epochs of ${e.stepsPerEpoch}, batch ${e.batchSize}) on ${e.trainRows} caption rows`);
+        bar = createProgress('train', Number(e.totalSteps));
+      } else if (e.event === 'step') {
+        bar?.tick(1, { loss: Number(e.loss), lr: Number(e.lr) });
+      } else if (e.event === 'eval') {
+        const m = e.metrics as RetrievalMetrics;
+        log(`eval (${e.split}, step ${e.step}): mean recall ${m.mean_recall.toFixed(1)}%${m.zeroshot_top1 !== undefined ? `, zero-shot ${m.zeroshot_top1.toFixed(1)}%` : ''}`);
+      } else if (e.event === 'published') {
+        bar?.done();
+        bar = undefined;
+      }
+    },
+    close() {
+      bar?.done();
+    },
+  };
+}
+
+type WorkflowEvent = Parameters<NonNullable<LocalWorkflowOptions<unknown>['onEvent']>>[0];
+
+/** The state machine's progress: one line per top-level state, a bar over the Shard map's items. */
+function stageLog(log: (line: string) => void): (e: WorkflowEvent) => void {
+  let shards: Progress | undefined;
+  return (e) => {
+    if (e.type === 'MapIterationSucceeded' || e.type === 'MapIterationFailed') {
+      shards?.tick(1, e.type === 'MapIterationFailed' ? { failed: e.index } : undefined);
+      return;
+    }
+    if (e.type === 'ExecutionFailed') {
+      log(`workflow failed: ${e.Error}`);
+      return;
+    }
+    if (e.type !== 'StateEntered' && e.type !== 'StateExited' && e.type !== 'StateFailed') return;
+    const { name, output } = e.state;
+    if (e.type === 'StateFailed') log(`${name}: failed: ${e.Error}: ${typeof e.Cause === 'string' ? e.Cause : JSON.stringify(e.Cause)}`);
+    else if (e.type === 'StateEntered' && name === STATE.shard) {
+      const plan = (e.state.input as { __items?: unknown[] }).__items;
+      shards = createProgress('shard', plan?.length ?? 0);
+    } else if (e.type === 'StateExited' && name === STATE.shard) {
+      shards?.done();
+    } else if (e.type === 'StateExited' && name === STATE.validate && output) {
+      const v = output as { rows?: number; images?: number; shards?: number; imageSize?: number };
+      log(`validate: ${v.rows} caption rows, ${v.images} images, ${v.shards} shards of ${v.imageSize}px images`);
+    } else if (e.type === 'StateEntered' && (name === STATE.validate || name === STATE.train || name === STATE.publish)) {
+      log(`${name}...`);
+    }
+  };
+}
+
+async function copyPrefix(from: ObjectStore, to: ObjectStore): Promise<number> {
+  const objects = await from.list();
+  for (const o of objects) await to.put(o.key, await from.get(o.key));
+  return objects.length;
+}
+
+/**
+ * The whole pipeline on this machine: an S3 API server on loopback, the dataset uploaded as datasets/<name>/,
+ * the synthesized state machine run with the real handlers and the worker on CPU, then the published model,
+ * validation report and latest.json copied into `out` with a report.html.
+ */
+export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
+  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const t0 = Date.now();
+  const data = resolve(o.data);
+  if (!(await stat(data).catch(() => undefined))?.isDirectory()) throw new UserError(`--data ${o.data}: not a folder`);
+  if (!(await stat(resolve(data, CAPTIONS_FILE)).catch(() => undefined))?.isFile()) throw new UserError(`--data ${o.data}: has no ${CAPTIONS_FILE}`);
+  const dataset = o.name ?? datasetName(data);
+  const options: TrainOptions = {
+    ...(await readOptions(resolve(data, TRAIN_OPTIONS_FILE), false)),
+    ...(o.config ? await readOptions(o.config, true) : {}),
+    ...(o.model ? { init: o.model } : {}),
+  };
+  if (!options.init) throw new UserError(`no base model: pass --model <checkpoint|random:ViT-tiny> or set "init" in ${TRAIN_OPTIONS_FILE}`);
+  const out = new FsStore(o.out ?? resolve('out', dataset));
+
+  // The starting weights, loaded as the worker will, for the report's "before" gallery.
+  const model = chooseModel(options.init, options.model);
+  const base = { uri: options.init, config: model.config, params: await loadBaseModel(options.init, model.config, resolveRecipe(model.config, options).seed) };
+
+  // The handlers' Powertools logs and EMF metrics print to stdout, which carries this command's result.
+  process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
+  process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
+  const s3 = await startLocalS3();
+  try {
+    const datasetStore = s3.store.child(datasetPrefix(dataset));
+    log(`local S3 at ${s3.endpoint}, bucket ${s3.bucket}; uploading ${data} as ${datasetPrefix(dataset)}/`);
+    const files = await uploadFolder(datasetStore, data, {
+      replace: new Map([[TRAIN_OPTIONS_FILE, `${JSON.stringify(options, null, 2)}\n`]]),
+      progress: (n) => createProgress('upload', n),
+    });
+    log(`uploaded ${files.length} files; ${CAPTIONS_FILE} written last, starting the workflow`);
+
+    const training = trainingLog(log);
+    const pipeline = new LocalPipeline({
+      s3Endpoint: s3.endpoint,
+      train: (spec) => runTraining(spec, { bucket: s3.store, log: training.event }),
+      onEvent: stageLog(log),
+    });
+    const started: string[] = [];
+    for (const put of await drainCreatedObjects(s3)) {
+      for (const r of await pipeline.objectCreated(put)) if (r.status === 'started') started.push(r.runId);
+    }
+    if (started.length !== 1) throw new Error(`expected the upload to start one run, it started ${started.length}`);
+    const runId = started[0]!;
+    log(`run ${runId} started by the upload of ${captionsKey(dataset)}`);
+    let result;
+    try {
+      result = await pipeline.result(runId);
+    } finally {
+      training.close();
+    }
+    const validation = await s3.store.tryGet(validationKey(runId));
+    if (validation) await out.put('validation.json', validation);
+    if (result.status !== 'SUCCEEDED') {
+      const where = validation ? ` (details: ${resolve(out.root, 'validation.json')})` : '';
+      throw new UserError(`run ${runId} failed: ${result.error?.name ?? 'unknown error'}: ${result.error?.cause ?? ''}${where}`);
+    }
+
+    await copyPrefix(s3.store.child(`${runPrefix(runId)}/${FINAL}`), out);
+    await out.put('latest.json', await s3.store.get(modelLatestKey(dataset)));
+    log(`building ${REPORT_FILE}: embedding the validation images with the base and the fine-tuned model`);
+    await writeReport({ out, shards: s3.store.child(shardsPrefix(runId)), base, runId, seconds: (Date.now() - t0) / 1000 });
+    const metrics = JSON.parse(Buffer.from(await out.get('metrics.json')).toString('utf8')) as {
+      steps: number;
+      before: RetrievalMetrics;
+      after: RetrievalMetrics;
+    };
+    return {
+      runId,
+      dataset,
+      out: out.root,
+      report: resolve(out.root, REPORT_FILE),
+      steps: metrics.steps,
+      before: metrics.before,
+      after: metrics.after,
+      seconds: (Date.now() - t0) / 1000,
+    };
+  } finally {
+    await s3.stop();
+  }
+}
+
+/** The before/after table printed at the end of `run` and `demo`. */
+export function resultTable(r: LocalRunResult): string {
+  const cell = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(1)).padStart(8);
+  const lines = [`${'metric (%)'.padEnd(26)}${'before'.padStart(8)}${'after'.padStart(8)}`];
+  for (const [k, label] of METRIC_ROWS) {
+    if (r.before[k] === undefined && r.after[k] === undefined) continue;
+    lines.push(`${label.padEnd(26)}${cell(r.before[k])}${cell(r.after[k])}`);
+  }
+  return lines.join('\n');
+}
+
+export function printResult(r: LocalRunResult, json: boolean): void {
+  console.log(resultTable(r));
+  console.log(`\n${r.steps} steps, ${r.seconds.toFixed(1)} s. Model and report in ${r.out}\nreport: ${r.report}`);
+  if (json) console.log(JSON.stringify({ runId: r.runId, before: r.before, after: r.after, seconds: r.seconds, report: r.report }));
+}
+
+const command: Command = {
+  summary: 'run the whole pipeline locally (embedded S3, the real state machine and handlers, CPU worker) on a folder',
+  async run(argv) {
+    const f = parseFlags(
+      argv,
+      {
+        data: { type: 'string' },
+        model: { type: 'string' },
+        config: { type: 'string' },
+        out: { type: 'string' },
+        name: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      USAGE,
+    );
+    if (!f.data) throw new UserError(`--data is required\nusage: ${USAGE}`);
+    const r = await runLocal({ data: f.data, model: f.model, config: f.config, out: f.out, name: f.name });
+    printResult(r, Boolean(f.json));
+    return 0;
+  },
+};
+
+export default command;
