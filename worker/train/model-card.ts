@@ -1,5 +1,5 @@
 import type { RetrievalMetrics } from './metrics.ts';
-import type { MetricsFile, RunSummary } from './publish.ts';
+import { PUBLISHED_BATCH, type MetricsFile, type RunSummary } from './publish.ts';
 
 const ROWS: [keyof RetrievalMetrics, string][] = [
   ['image_to_text_R@1', 'image→text R@1'],
@@ -43,7 +43,8 @@ sha256 of \`model.safetensors\`: \`${m.sha256}\`
 
 ## Data
 
-${run.plan.stepsPerEpoch} steps per epoch over the train split; evaluated on the ${run.evalSplit} split
+${run.trainRows} training caption rows in ${run.shards} shards (each caption row is one sample), ${run.plan.stepsPerEpoch} steps
+per epoch; evaluated on the ${run.evalSplit} split
 (${m.after.images} images, ${m.after.captions} captions) before training and after every epoch.
 
 ## Hyper-parameters
@@ -72,14 +73,14 @@ model, _, preprocess = open_clip.create_model_and_transforms('${run.modelName}',
 tokenizer = open_clip.get_tokenizer('${run.modelName}')
 \`\`\`
 
-onnxruntime (\`image_encoder.onnx\`: input \`image\` float32 [N,3,${run.config.vision_cfg.image_size},${run.config.vision_cfg.image_size}]
-normalised with CLIP mean/std; \`text_encoder.onnx\`: input \`text\` int64 [N,77] CLIP BPE tokens; both output an
-L2-normalised \`embedding\` [N,${run.config.embed_dim}]):
+onnxruntime (\`image_encoder.onnx\`: input \`image\` float32 [${PUBLISHED_BATCH},3,${run.config.vision_cfg.image_size},${run.config.vision_cfg.image_size}]
+normalised with CLIP mean/std; \`text_encoder.onnx\`: input \`text\` int64 [${PUBLISHED_BATCH},77] CLIP BPE tokens; both output an
+L2-normalised \`embedding\` [${PUBLISHED_BATCH},${run.config.embed_dim}]; the batch size is fixed):
 
 \`\`\`ts
 import * as ort from 'onnxruntime-node';
 const image = await ort.InferenceSession.create('image_encoder.onnx');
-const { embedding } = await image.run({ image: new ort.Tensor('float32', pixels, [1, 3, ${run.config.vision_cfg.image_size}, ${run.config.vision_cfg.image_size}]) });
+const { embedding } = await image.run({ image: new ort.Tensor('float32', pixels, [${PUBLISHED_BATCH}, 3, ${run.config.vision_cfg.image_size}, ${run.config.vision_cfg.image_size}]) });
 \`\`\`
 `;
 }

@@ -25,6 +25,9 @@ export const FINAL_FILES = {
   metrics: 'metrics.json',
 } as const;
 
+/** Rows per run of the published encoders (their graphs have static shapes). */
+export const PUBLISHED_BATCH = 1;
+
 export interface RunSummary {
   modelName: string;
   dataset: string;
@@ -32,6 +35,9 @@ export interface RunSummary {
   config: ClipModelConfig;
   recipe: ResolvedRecipe;
   plan: StepPlan;
+  /** Training caption rows and the shards that held them. */
+  trainRows: number;
+  shards: number;
   steps: number;
   evalSplit: string;
   history: StepRecord[];
@@ -106,8 +112,8 @@ export async function publishFinal(out: ObjectStore, params: StateDict, run: Run
   const model = writeSafetensors(params, { format: 'pt' });
   const sha256 = sha256Hex(model);
   await dir.put(FINAL_FILES.model, model);
-  await dir.put(FINAL_FILES.imageEncoder, exportImageEncoder(run.config, params));
-  await dir.put(FINAL_FILES.textEncoder, exportTextEncoder(run.config, params));
+  await dir.put(FINAL_FILES.imageEncoder, exportImageEncoder(run.config, params, { batch: PUBLISHED_BATCH }));
+  await dir.put(FINAL_FILES.textEncoder, exportTextEncoder(run.config, params, { batch: PUBLISHED_BATCH }));
   for (const [name, svg] of Object.entries(plots(run))) await dir.put(name, svg);
   const metrics = metricsFile(run, sha256);
   await dir.put(FINAL_FILES.card, modelCard(run, metrics));

@@ -52,6 +52,8 @@ export async function trainAndPublish(job: TrainJob, about: TrainDescription, cr
       config: job.config,
       recipe: job.recipe,
       plan: result.plan,
+      trainRows: result.index.totals.train,
+      shards: result.index.keys.length,
       steps: result.state.step,
       evalSplit: result.evalSplit,
       history: result.state.history,
