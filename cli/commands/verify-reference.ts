@@ -29,10 +29,12 @@ const command: Command = {
     const unknown = only?.filter((n) => !STAGES.some((s) => s.name === n));
     if (unknown?.length) throw new UserError(`--only: unknown stage(s) ${unknown.join(', ')}\nusage: ${USAGE}`);
     const stages = only ? STAGES.filter((s) => only.includes(s.name)) : STAGES;
-    console.log(`${'stage'.padEnd(28)} ${'worst'.padStart(9)}     ${'tolerance'.padStart(9)}  verdict`);
     let results: StageResult[];
     try {
-      results = await verifyReference(dir, (r) => console.log(line(r)), stages);
+      results = await verifyReference(dir, (r) => console.log(line(r)), stages, (ref) => {
+        console.log(`model ${ref.modelFile} (${ref.params.size} tensors), ${ref.n} image/caption pairs`);
+        console.log(`${'stage'.padEnd(28)} ${'worst'.padStart(9)}     ${'tolerance'.padStart(9)}  verdict`);
+      });
     } catch (e) {
       throw new UserError((e as Error).message);
     }
