@@ -4,6 +4,7 @@ import type { ClipModelConfig } from '../engine/api.ts';
 import { isVit } from './config.ts';
 import { clipLoss, l2normalize } from './loss.ts';
 import type { ParamLookup, ParamSpec } from './spec.ts';
+import { encodeImageResnet, resnetBuffers, resnetParams } from './resnet.ts';
 import { encodeText, textParams } from './text.ts';
 import { encodeImageVit, vitParams } from './vit.ts';
 
@@ -23,9 +24,14 @@ const vit: VisionTower = {
   encode: (cfg, P, images) => ({ features: encodeImageVit(cfg, P, images) }),
 };
 
+const resnet: VisionTower = {
+  params: resnetParams,
+  buffers: resnetBuffers,
+  encode: (cfg, P, images, train) => encodeImageResnet(cfg, P, images, train),
+};
+
 export function visionTower(cfg: ClipModelConfig): VisionTower {
-  if (isVit(cfg)) return vit;
-  throw new Error('ModifiedResNet image towers (vision_cfg.layers given as a list) are not implemented yet');
+  return isVit(cfg) ? vit : resnet;
 }
 
 /** ln(1/0.07), open_clip's init_logit_scale. */
