@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { startFauxqs, type FauxqsServer } from 'fauxqs';
 import { CAPTIONS_FILE } from '../core/s3-layout.ts';
 import { makeS3Client } from '../core/s3-client.ts';
@@ -12,6 +12,7 @@ export interface LocalS3 {
   endpoint: string;
   bucket: string;
   server: FauxqsServer;
+  client: S3Client;
   /** The bucket root as an ObjectStore. */
   store: ObjectStore;
   /** Stops the server and restores the environment it changed. */
@@ -39,6 +40,7 @@ export async function startLocalS3(bucket = 'rsclip-local'): Promise<LocalS3> {
     endpoint,
     bucket,
     server,
+    client,
     store: openStore(`s3://${bucket}/`, client),
     async stop() {
       client.destroy();
@@ -74,27 +76,30 @@ export interface UploadOptions {
 }
 
 /**
- * Uploads a local dataset folder under `store` the way a user would: everything else first, captions.csv last,
- * because writing captions.csv is what starts a run. Returns the keys written.
+ * Uploads a local dataset folder as `<prefix>/` the way a user does with `aws s3 cp --recursive`: one PutObject per
+ * file (each an "Object Created" event), everything else first and captions.csv last, because writing captions.csv
+ * is what starts a run. Returns the keys written, relative to `prefix`.
  */
-export async function uploadFolder(store: ObjectStore, dir: string, opts: UploadOptions = {}): Promise<string[]> {
+export async function uploadFolder(s3: LocalS3, prefix: string, dir: string, opts: UploadOptions = {}): Promise<string[]> {
   const replace = opts.replace ?? new Map<string, Uint8Array | string>();
   const files = await listFolder(dir);
   const keys = [...new Set([...files, ...replace.keys()])].sort();
   const first = keys.filter((k) => k !== CAPTIONS_FILE);
   const body = async (key: string): Promise<Uint8Array | string> => replace.get(key) ?? (await readFile(join(dir, ...key.split('/'))));
+  const put = async (key: string): Promise<unknown> =>
+    s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/${key}`, Body: await body(key) }));
   const progress = opts.progress?.(keys.length);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < first.length) {
       const key = first[next++]!;
-      await store.put(key, await body(key));
+      await put(key);
       progress?.tick();
     }
   };
   await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 8, first.length) }, worker));
   if (keys.includes(CAPTIONS_FILE)) {
-    await store.put(CAPTIONS_FILE, await body(CAPTIONS_FILE));
+    await put(CAPTIONS_FILE);
     progress?.tick();
   }
   progress?.done();
@@ -111,7 +116,7 @@ export interface CreatedObject {
 
 /**
  * The writes the server saw since the last call, oldest first, as S3 would announce them to EventBridge (puts and
- * copies). A temporary key that is already gone again (ObjectStore.put's staging copy) is left out.
+ * copies). A key that is already gone again (a temporary key of ObjectStore.put) is left out.
  */
 export async function drainCreatedObjects(s3: LocalS3): Promise<CreatedObject[]> {
   const events = s3.server.spy.getAllMessages();

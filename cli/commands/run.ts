@@ -180,9 +180,8 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   const s3 = await startLocalS3();
   try {
-    const datasetStore = s3.store.child(datasetPrefix(dataset));
     log(`local S3 at ${s3.endpoint}, bucket ${s3.bucket}; uploading ${data} as ${datasetPrefix(dataset)}/`);
-    const files = await uploadFolder(datasetStore, data, {
+    const files = await uploadFolder(s3, datasetPrefix(dataset), data, {
       replace: new Map([[TRAIN_OPTIONS_FILE, `${JSON.stringify(options, null, 2)}\n`]]),
       progress: (n) => createProgress('upload', n),
     });
