@@ -47,7 +47,7 @@ const command: Command = {
     const s3 = await startLocalS3('rsclip-bench');
     try {
       const dataset = 'bench';
-      await uploadFolder(s3.store.child(datasetPrefix(dataset)), f.images);
+      await uploadFolder(s3, datasetPrefix(dataset), f.images);
       // The handler builds its S3 client when loaded, so load it once the loopback endpoint is set; its
       // CloudWatch metrics would print to stdout, whose last line is this command's result.
       process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
