@@ -1,0 +1,180 @@
+/**
+ * Conformance stages for BatchNorm towers (open_clip's ModifiedResNet; the test/fixtures/open_clip-tiny-rn format).
+ * They replace reference.ts's `forward` and `steps` stages: `forward.json` is an evaluation-mode pass there and
+ * `forward_train.json` the training-mode one; the step files hold BatchNorm buffers; `steps.json` adds the
+ * evaluation-mode numbers after the last step and an evaluation-mode training variant (BatchNorm statistics frozen).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ClipTrainer, TrainerOptions } from '../engine/api.ts';
+import { Graph, type Tensor } from '../engine/graph.ts';
+import { openSession } from '../engine/session.ts';
+import { names } from '../engine/train-graph.ts';
+import { createTrainer } from '../engine/trainer.ts';
+import type { StateDict } from '../tensor.ts';
+import { clipBuffers, clipParams } from './clip.ts';
+import {
+  Diff,
+  forwardStages,
+  hyperOf,
+  paramStage,
+  result,
+  runProbe,
+  tolerance,
+  type ReferenceFolder,
+  type Stage,
+  type StageResult,
+} from './reference.ts';
+import { encodeImageResnet } from './resnet.ts';
+
+const readJson = (file: string): Record<string, unknown> => JSON.parse(readFileSync(file, 'utf8'));
+
+/** Renames stage results (`forward` -> `forward_train`). */
+const suffixed = (rs: StageResult[], suffix: string) => rs.map((r) => ({ ...r, stage: `${r.stage}${suffix}` }));
+
+/** The image tower alone, outputting every tapped intermediate as `debug.<name>`. */
+async function imageTowerTaps(ref: ReferenceFolder, train: boolean): Promise<Map<string, Float32Array>> {
+  const g = new Graph({ name: 'resnet_debug' });
+  const specs = [...clipParams(ref.config), ...clipBuffers(ref.config)].filter((p) => p.name.startsWith('visual.'));
+  const P = new Map(specs.map((p) => [p.name, g.input(names.param(p.name), 'float32', p.shape)]));
+  const s = ref.config.vision_cfg.image_size;
+  const images = g.input('images', 'float32', [ref.n, 3, s, s]);
+  const taps: string[] = [];
+  encodeImageResnet(ref.config, (name) => P.get(name)!, images, train, (name: string, t: Tensor) => {
+    taps.push(`debug.${name}`);
+    g.output(t, `debug.${name}`);
+  });
+  const session = await openSession(g.toModel(), { threads: 1 });
+  try {
+    const feeds: Record<string, { data: Float32Array; dims: number[] }> = { images: { data: ref.pixels.slice(), dims: [ref.n, 3, s, s] } };
+    for (const p of specs) feeds[names.param(p.name)] = { data: ref.params.get(p.name)!.data.slice(), dims: p.shape };
+    const out = await session.run(feeds, taps);
+    return new Map(taps.map((n) => [n, out[n].data as Float32Array]));
+  } finally {
+    await session.close();
+  }
+}
+
+/** Per-tensor rel-L2 of every `debug.visual.*` tensor of `file` (intermediates and BatchNorm batch statistics). */
+async function debugStage(ref: ReferenceFolder, file: string, train: boolean, stage: string): Promise<StageResult> {
+  if (!existsSync(join(ref.dir, file))) return result(stage, Infinity, 0, `no ${file}`);
+  const expected = [...ref.read(file)].filter(([n]) => n.startsWith('debug.visual.'));
+  const ours = await imageTowerTaps(ref, train);
+  let worst = 0;
+  let where = '';
+  for (const [name, entry] of expected) {
+    const mine = ours.get(name);
+    if (!mine) return result(stage, Infinity, 0, `the image tower does not produce ${name}`);
+    const d = new Diff();
+    (entry.data as Float32Array).forEach((v, i) => d.add(mine[i], v));
+    if (!(d.relL2 <= worst)) [worst, where] = [d.relL2, name];
+  }
+  return result(stage, worst, tolerance(ref, 'debug', 'rel_l2'), `${expected.length} tensors, worst ${where}`);
+}
+
+/** Buffers after k steps against step<k>.safetensors: running statistics by max abs, num_batches_tracked exactly. */
+function bufferStage(ref: ReferenceFolder, stage: string, state: StateDict): StageResult[] {
+  const file = ref.read(`${stage}.safetensors`);
+  let worst = 0;
+  let where = '';
+  const counts: string[] = [];
+  for (const b of clipBuffers(ref.config)) {
+    const want = file.get(b.name);
+    if (!want) return [result(`${stage}_buffers`, Infinity, 0, `${stage}.safetensors lacks ${b.name}`)];
+    const mine = state.get(b.name)!.data;
+    if (b.name.endsWith('.num_batches_tracked')) {
+      if (mine[0] !== Number((want.data as BigInt64Array)[0])) counts.push(`${b.name} ${mine[0]} != ${(want.data as BigInt64Array)[0]}`);
+      continue;
+    }
+    (want.data as Float32Array).forEach((v, i) => {
+      const d = Math.abs(mine[i] - v);
+      if (!(d <= worst)) [worst, where] = [Number.isNaN(d) ? Infinity : d, b.name];
+    });
+  }
+  return [
+    result(`${stage}_buffers`, worst, tolerance(ref, `${stage}_buffers`, 'abs'), where),
+    result(`${stage}_buffers.num_batches_tracked`, counts.length, 0, counts[0]),
+  ];
+}
+
+async function withTrainer<T>(ref: ReferenceFolder, extra: Partial<TrainerOptions>, fn: (t: ClipTrainer) => Promise<T>): Promise<T> {
+  const trainer = await createTrainer({ config: ref.config, init: ref.params, batchSize: ref.n, hyper: hyperOf(ref).hyper, stepsPerRun: 1, ...extra });
+  try {
+    return await fn(trainer);
+  } finally {
+    await trainer.close();
+  }
+}
+
+const sameBatchSteps = (ref: ReferenceFolder, count: number) => {
+  const step = { micro: [{ images: ref.pixels, tokens: Int32Array.from(ref.tokens.flat()) }], lr: hyperOf(ref).lr };
+  return Array.from({ length: count }, () => step);
+};
+
+const maxAbs = (ours: ArrayLike<number>, want: number[]) => Math.max(...want.map((v, i) => Math.abs(ours[i] - v)).map((d) => (Number.isNaN(d) ? Infinity : d)));
+
+/** The folder's training-mode optimizer steps: parameters, buffers, losses, then the numbers after the last step. */
+async function trainModeSteps(ref: ReferenceFolder): Promise<StageResult[]> {
+  const losses = ref.steps.losses as number[];
+  const last = `step${losses.length}`;
+  return withTrainer(ref, {}, async (trainer) => {
+    const results = await trainer.train(sameBatchSteps(ref, 1));
+    const first = (await trainer.snapshot()).params;
+    const out = [...paramStage(ref, 'step1', first), ...bufferStage(ref, 'step1', first)];
+    results.push(...(await trainer.train(sameBatchSteps(ref, losses.length - 1))));
+    const after = (await trainer.snapshot()).params;
+    out.push(...paramStage(ref, last, after), ...bufferStage(ref, last, after));
+    out.push(result('step_losses', maxAbs(results.map((r) => r.loss), losses), tolerance(ref, 'step_losses', 'abs')));
+    const tol = tolerance(ref, 'after_last_step', 'abs');
+    const trainLoss = ref.steps.loss_after_last_step;
+    if (typeof trainLoss === 'number') out.push(result('after_last_step', Math.abs((await runProbe(ref, after)).loss[0] - trainLoss), tol));
+    const evalMode = ref.steps.eval_mode_after_last_step as { loss: number; logits_per_image: number[][] } | undefined;
+    if (evalMode) {
+      const probe = await runProbe(ref, after, false);
+      const worst = Math.max(Math.abs(probe.loss[0] - evalMode.loss), maxAbs(probe.logits_per_image, evalMode.logits_per_image.flat()));
+      out.push(result('after_last_step.eval', worst, tol, 'loss and logits_per_image'));
+    }
+    return out;
+  });
+}
+
+/**
+ * steps.json's `eval_mode_variant`: the same steps with BatchNorm in evaluation mode throughout (freezeBnStats).
+ * Step-1 loss within the loss tolerance, later losses within the step-loss tolerance, grad norms relative 2e-3.
+ */
+async function evalModeVariant(ref: ReferenceFolder): Promise<StageResult[]> {
+  const v = ref.steps.eval_mode_variant as { losses: number[]; grad_global_norm_before_clip: number[] } | undefined;
+  if (!v) return [];
+  return withTrainer(ref, { freezeBnStats: true }, async (trainer) => {
+    const rs = await trainer.train(sameBatchSteps(ref, v.losses.length));
+    const buffers = (await trainer.snapshot()).params;
+    const moved = clipBuffers(ref.config).filter((b) => buffers.get(b.name)!.data.some((x, i) => x !== ref.params.get(b.name)!.data[i]));
+    const normRel = Math.max(...rs.map((r, i) => Math.abs(r.gradNorm - v.grad_global_norm_before_clip[i]) / v.grad_global_norm_before_clip[i]));
+    return [
+      result('eval_mode_variant.loss1', Math.abs(rs[0].loss - v.losses[0]), tolerance(ref, 'loss', 'abs')),
+      result('eval_mode_variant.losses', maxAbs(rs.slice(1).map((r) => r.loss), v.losses.slice(1)), tolerance(ref, 'step_losses', 'abs')),
+      result('eval_mode_variant.grad_norm_rel', normRel, EVAL_VARIANT_GRAD_NORM_REL),
+      result('eval_mode_variant.buffers_kept', moved.length, 0, moved[0]?.name),
+    ];
+  });
+}
+
+/** The README's tolerance for the variant's global gradient norms (tolerances.json has no key for it). */
+const EVAL_VARIANT_GRAD_NORM_REL = 2e-3;
+
+export const BATCHNORM_STAGES: Record<string, Stage['run']> = {
+  async forward(ref, probe) {
+    const evalMode = forwardStages(ref, await runProbe(ref, ref.params, false));
+    const trainFile = join(ref.dir, 'forward_train.json');
+    const trainMode = existsSync(trainFile) ? suffixed(forwardStages({ ...ref, forward: readJson(trainFile) }, await probe()), '_train') : [];
+    return [
+      ...evalMode,
+      ...trainMode,
+      await debugStage(ref, 'forward.safetensors', false, 'debug'),
+      ...(existsSync(join(ref.dir, 'forward_train.safetensors')) ? [await debugStage(ref, 'forward_train.safetensors', true, 'debug_train')] : []),
+    ];
+  },
+  async steps(ref) {
+    return [...(await trainModeSteps(ref)), ...(await evalModeVariant(ref))];
+  },
+};
