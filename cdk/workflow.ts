@@ -192,7 +192,8 @@ function lambdaStep(
   id: string,
   fn: lambda.IFunction,
   payload?: sfn.TaskInput,
-  resultPath = '$',
+  /** Unset: the result replaces the state (an explicit "$" trips aws-local-stepfunctions 3.0.0). */
+  resultPath?: string,
 ): tasks.LambdaInvoke {
   return new tasks.LambdaInvoke(scope, id, {
     lambdaFunction: fn,

@@ -13,8 +13,11 @@ interface Machine {
 export const READ_ITEMS = '__ReadItems';
 export const ITEMS_PATH = '$.__items';
 
-/** AWS lets a Task without TimeoutSeconds run for a year; aws-local-stepfunctions would stop it after 60 s. */
-const AWS_DEFAULT_TASK_TIMEOUT_SECONDS = 365 * 24 * 3600;
+/**
+ * AWS lets a Task without TimeoutSeconds run for a year; aws-local-stepfunctions would stop it after 60 s. The
+ * longest timer Node keeps is 2^31-1 ms (24.8 days); a longer one fires at once.
+ */
+const AWS_DEFAULT_TASK_TIMEOUT_SECONDS = 24 * 24 * 3600;
 
 function renameTargets(states: States, from: string, to: string): void {
   for (const state of Object.values(states)) {

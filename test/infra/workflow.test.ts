@@ -1,0 +1,142 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateDemoDataset } from '../../cli/demo-data/generate.ts';
+import { drainCreatedObjects, startLocalS3, uploadFolder, type LocalS3 } from '../../cli/local-s3.ts';
+import { LocalPipeline, runWorkflowLocally, type Intercept } from '../../cdk/local/run-workflow.ts';
+import type { RunSpec } from '../../core/run-spec.ts';
+import { captionsKey, datasetPrefix, modelLatestKey, shardPlanKey, shardsPrefix, validationKey } from '../../core/s3-layout.ts';
+import type { TrainOptions } from '../../core/train-options.ts';
+import { silentLogger } from '../../worker/train/log.ts';
+import { runTraining, type TrainOutput } from '../../worker/train/run.ts';
+
+let s3: LocalS3;
+let data: string;
+
+// 8 land-cover classes x 2 tiles of 32 px: 16 images, 8 of them in validation.
+const TINY: TrainOptions = { model: 'ViT-tiny', init: 'random:ViT-tiny', maxSteps: 2, batchSize: 8, shardSize: 12, seed: 1 };
+
+beforeAll(async () => {
+  process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+  s3 = await startLocalS3('workflow-test');
+  data = await mkdtemp(join(tmpdir(), 'rsclip-infra-data-'));
+  await generateDemoDataset(data, { perClass: 2, valPerClass: 1, testPerClass: 0, size: 32, seed: 3 });
+});
+afterAll(async () => {
+  await s3?.stop();
+  if (data) await rm(data, { recursive: true, force: true });
+});
+
+/** Uploads the dataset as a user would (captions.csv last) and returns the puts the S3 server saw. */
+async function upload(dataset: string, options: TrainOptions, csv?: string) {
+  const replace = new Map<string, string>([['train.json', JSON.stringify(options)]]);
+  if (csv !== undefined) replace.set('captions.csv', csv);
+  s3.server.spy.clear();
+  await uploadFolder(s3, datasetPrefix(dataset), data, { replace });
+  return drainCreatedObjects(s3);
+}
+
+const realWorker = (spec: RunSpec): Promise<TrainOutput> => runTraining(spec, { bucket: s3.store, log: silentLogger });
+
+describe('the synthesized state machine, run locally with the real handlers', () => {
+  it('publishes a model from an upload, retrying a failed shard, and starts one run for a duplicate event', async () => {
+    const shardCalls: number[] = [];
+    let failedOnce = false;
+    const intercept: Intercept = async (state, input, next) => {
+      if (state === 'ShardOne') {
+        const { shard } = input as { shard: number };
+        shardCalls.push(shard);
+        if (shard === 1 && !failedOnce) {
+          failedOnce = true;
+          throw Object.assign(new Error('injected: S3 SlowDown'), { name: 'SlowDown' });
+        }
+      }
+      return next(input);
+    };
+    const pipeline = new LocalPipeline({ train: realWorker, intercept });
+    const puts = await upload('tiles', TINY);
+    expect(puts.length).toBeGreaterThan(16);
+
+    const routed = (await Promise.all(puts.map((p) => pipeline.objectCreated(p)))).flat();
+    const started = routed.filter((r) => r.status === 'started');
+    expect(started).toEqual([expect.objectContaining({ key: captionsKey('tiles') })]);
+    const runId = (started[0] as { runId: string }).runId;
+    // EventBridge delivers at least once: the same event again must not start a second run.
+    const captionsPut = puts.find((p) => p.key === captionsKey('tiles'))!;
+    expect(await pipeline.objectCreated(captionsPut)).toEqual([{ status: 'duplicate', runId, key: captionsKey('tiles') }]);
+    expect(pipeline.runIds).toEqual([runId]);
+
+    const result = await pipeline.result(runId);
+    expect(result.error).toBeUndefined();
+    expect(result.status).toBe('SUCCEEDED');
+
+    const plan = JSON.parse(new TextDecoder().decode(await s3.store.get(shardPlanKey(runId)))) as unknown[];
+    expect(plan.length).toBeGreaterThan(1);
+    expect(await s3.store.list(`${shardsPrefix(runId)}/`)).toHaveLength(plan.length);
+    // Every shard once, and shard 1 once more after its injected failure.
+    expect(shardCalls.sort((a, b) => a - b)).toEqual([...plan.keys(), 1].sort((a, b) => a - b));
+
+    const latest = JSON.parse(new TextDecoder().decode(await s3.store.get(modelLatestKey('tiles'))));
+    expect(result.output).toEqual(latest);
+    expect(latest.model).toBe(`runs/${runId}/final/model.safetensors`);
+    expect(latest.sha256).toBe(result.train!.sha256);
+    expect(result.train!.steps).toBe(2);
+    expect(latest.metrics.after.mean_recall).toBe(result.train!.after.mean_recall);
+    expect(result.notifications).toEqual([
+      { state: 'NotifySuccess', subject: 'rsclip: model published', message: { runId, dataset: 'tiles', model: latest.model, sha256: latest.sha256 } },
+    ]);
+  });
+
+  it('ends a malformed CSV in the Fail state with its reason, before any shard or training', async () => {
+    let trained = false;
+    const csv = 'filename,caption,split\nimages/nope.png,a tile,train\n"unterminated,quote\n';
+    await upload('broken', TINY, csv);
+    const result = await runWorkflowLocally({
+      bucket: s3.bucket,
+      key: captionsKey('broken'),
+      train: async () => {
+        trained = true;
+        return {};
+      },
+    });
+    expect(result.status).toBe('FAILED');
+    expect(result.error!.name).toBe('DatasetInvalid');
+    expect(result.error!.cause).toMatch(/line [23]/);
+    expect(trained).toBe(false);
+    expect(await s3.store.list(`${shardsPrefix(result.runId)}/`)).toEqual([]);
+    expect(await s3.store.head(validationKey(result.runId))).toBeDefined();
+    expect(result.notifications).toEqual([
+      { state: 'NotifyFailure', subject: 'rsclip: run failed', message: { runId: result.runId, error: 'DatasetInvalid', cause: result.error!.cause } },
+    ]);
+  });
+
+  it('fails the run when a shard keeps failing after its retries', async () => {
+    await upload('flaky', TINY);
+    let attempts = 0;
+    const result = await runWorkflowLocally({
+      bucket: s3.bucket,
+      key: captionsKey('flaky'),
+      train: realWorker,
+      intercept: async (state, input, next) => {
+        if (state === 'ShardOne' && (input as { shard: number }).shard === 0) {
+          attempts++;
+          throw Object.assign(new Error('image decoder crashed'), { name: 'ShardFailed' });
+        }
+        return next(input);
+      },
+    });
+    expect(result).toMatchObject({ status: 'FAILED', error: { name: 'ShardFailed', cause: 'image decoder crashed' } });
+    expect(attempts).toBe(4); // the first try and 3 retries
+    expect(result.train).toBeUndefined();
+  });
+
+  it("fails the run with the worker's error when training cannot start", async () => {
+    await upload('nobase', { ...TINY, init: 'random:No-Such-Model', model: undefined });
+    const result = await runWorkflowLocally({ bucket: s3.bucket, key: captionsKey('nobase'), train: realWorker });
+    expect(result.status).toBe('FAILED');
+    expect(result.error!.cause).toMatch(/No-Such-Model/);
+    expect(await s3.store.head(modelLatestKey('nobase'))).toBeUndefined();
+  });
+});
