@@ -57,7 +57,7 @@ describe('training on S3 shards (fauxqs)', () => {
       },
       { bucket: s3.store, createTrainer: capturing, log: silentLogger },
     );
-  });
+  }, 300_000);
   afterAll(async () => s3?.stop());
 
   it('raises validation mean recall clearly above the untrained model', () => {
