@@ -14,10 +14,10 @@ import type { StateDict } from '../tensor.ts';
 
 export type Tower = 'image' | 'text';
 
-/** State-dict entries each tower reads (the logit scale belongs to neither). */
+/** State-dict entries each tower reads (the logit scale belongs to neither; evaluation-mode BatchNorm reads no batch counter). */
 export function towerParamNames(config: ClipModelConfig, tower: Tower): string[] {
   const all = [...clipParams(config), ...clipBuffers(config)].map((p) => p.name);
-  return all.filter((n) => n !== 'logit_scale' && n.startsWith('visual.') === (tower === 'image'));
+  return all.filter((n) => n !== 'logit_scale' && !n.endsWith('.num_batches_tracked') && n.startsWith('visual.') === (tower === 'image'));
 }
 
 export interface EncoderGraphOptions {
