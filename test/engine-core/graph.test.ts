@@ -22,6 +22,34 @@ function mlpReference(x: Float32Array, w: Float32Array, b: Float32Array, w2: Flo
   return y;
 }
 
+/** The length-delimited fields of one protobuf message, by field number (enough to walk ModelProto/GraphProto). */
+function fields(bytes: Uint8Array): Map<number, Uint8Array[]> {
+  const out = new Map<number, Uint8Array[]>();
+  let at = 0;
+  const varint = () => {
+    let v = 0;
+    for (let shift = 1; ; shift *= 128) {
+      const b = bytes[at++];
+      v += (b & 0x7f) * shift;
+      if (b < 0x80) return v;
+    }
+  };
+  while (at < bytes.length) {
+    const key = varint();
+    const wire = key % 8;
+    if (wire === 0) varint();
+    else if (wire === 5) at += 4;
+    else if (wire === 2) {
+      const len = varint();
+      const list = out.get(Math.floor(key / 8)) ?? [];
+      list.push(bytes.subarray(at, at + len));
+      out.set(Math.floor(key / 8), list);
+      at += len;
+    } else throw new Error(`unexpected wire type ${wire}`);
+  }
+  return out;
+}
+
 const tmp = mkdtempSync(join(tmpdir(), 'engine-core-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -64,6 +92,17 @@ describe('Graph.toModel', () => {
     const ones = new Float32Array(600).fill(1);
     const out = await runOnce(modelPath, { x: { data: ones, dims: [1, 600] } });
     expect((out.s.data as Float32Array)[0]).toBeCloseTo(big.reduce((a, v) => a + v, 0), 1);
+  });
+
+  it('encodes a graph of 20,000 nodes', () => {
+    const g = new Graph();
+    let y = g.input('x', 'float32', [1]);
+    for (let i = 0; i < 20_000; i++) [y] = g.node('Neg', [y], {}, [{ dtype: 'float32', shape: [1] }]);
+    g.output(y, 'y');
+    const graph = fields(fields(g.toModel()).get(7)![0]);
+    const nodes = graph.get(1)!;
+    expect(nodes.length).toBe(20_000);
+    expect(new TextDecoder().decode(fields(nodes[nodes.length - 1]).get(2)![0])).toBe('y');
   });
 
   it('emits outputs under their final names without Identity copies', () => {

@@ -15,8 +15,9 @@ export function gradients(loss: Tensor, wrt: Tensor[], seed?: Tensor): (Tensor |
   }
   // Inside a Loop body, ops on outer tensors alone were emitted (and taped) in the enclosing graphs; they precede
   // everything in the body, so the enclosing tapes come first. Their VJPs read body gradients, so they emit here.
-  const tape: TapeEntry[] = [];
-  for (let g: Graph | undefined = graph; g; g = g.parent) tape.unshift(...g.tape);
+  const scopes: Graph[] = [];
+  for (let g: Graph | undefined = graph; g; g = g.parent) scopes.unshift(g);
+  const tape: TapeEntry[] = scopes.flatMap((g) => g.tape);
   const depends = new Set<Tensor>(wrt.filter((t) => isFloat(t.dtype)));
   const active = tape.map((e) => {
     const on = e.inputs.some((t) => depends.has(t));

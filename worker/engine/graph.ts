@@ -184,11 +184,11 @@ export class Graph {
     const values: ArrayLike<number | bigint> = typeof value === 'number' ? [value] : value;
     const shp = shape ?? (typeof value === 'number' ? [] : [values.length]);
     const n = numel(shp);
-    const data = typedArray(dt, values.length === 1 && n !== 1 ? Array.from({ length: n }, () => values[0]) : values);
-    if (data.length !== n) throw new Error(`constant: ${values.length} values do not fill shape [${shp.join(',')}]`);
-    const key = n <= DEDUPE_LIMIT ? `${dt}|${shp.join(',')}|${Array.from(data as ArrayLike<number | bigint>).join(',')}` : undefined;
+    const key = n <= DEDUPE_LIMIT ? `${dt}|${shp.join(',')}|${Array.from(values).join(',')}` : undefined;
     const hit = key && this.constants.get(key);
     if (hit) return hit;
+    const data = typedArray(dt, values.length === 1 && n !== 1 ? Array.from({ length: n }, () => values[0]) : values);
+    if (data.length !== n) throw new Error(`constant: ${values.length} values do not fill shape [${shp.join(',')}]`);
     const t = new Tensor(this, this.fresh('const'), shp, dt, 'initializer');
     this.inits.push({ tensor: t, data });
     if (key) this.constants.set(key, t);

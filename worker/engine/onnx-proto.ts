@@ -60,35 +60,60 @@ const WIRE_BYTES = 2;
 
 const utf8 = new TextEncoder();
 
+/** Byte strings from this size on are referenced, not copied, until the final buffer is assembled. */
+const SPLICE_MIN = 4096;
+
 /**
- * Appends protobuf fields. Nested messages are spliced in as chunk lists, so tensor data is copied exactly once,
- * into the final buffer.
+ * Appends protobuf fields to a growable buffer. Large byte strings (tensor data) are kept as separate parts and
+ * nested messages are spliced in, so tensor data is copied exactly once, into the final buffer.
  */
 class Writer {
-  private chunks: Uint8Array[] = [];
-  private scratch: number[] = [];
-  private done = 0;
+  private parts: Uint8Array[] = [];
+  private sealed = 0;
+  private buf = new Uint8Array(64);
+  private pos = 0;
 
-  private flushScratch(): void {
-    if (this.scratch.length) {
-      this.chunks.push(Uint8Array.from(this.scratch));
-      this.done += this.scratch.length;
-      this.scratch = [];
-    }
+  private get length(): number {
+    return this.sealed + this.pos;
   }
 
-  private varint(v: number | bigint): void {
-    // int64 fields: negatives are written as their 64-bit two's complement (10 bytes).
-    let n = BigInt.asUintN(64, BigInt(v));
-    while (n >= 0x80n) {
-      this.scratch.push(Number(n & 0x7fn) | 0x80);
-      n >>= 7n;
+  private reserve(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = new Uint8Array(Math.max(this.buf.length * 2, this.pos + n));
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+
+  private copy(b: Uint8Array): void {
+    this.reserve(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
+  /** Moves the small-data buffer into the parts list, so a large part can follow it. */
+  private seal(): void {
+    if (!this.pos) return;
+    this.parts.push(this.buf.subarray(0, this.pos));
+    this.sealed += this.pos;
+    this.buf = new Uint8Array(64);
+    this.pos = 0;
+  }
+
+  private varint(v: number): void {
+    this.reserve(10);
+    if (v < 0) {
+      // int64 fields: negatives are written as their 64-bit two's complement (10 bytes).
+      let n = BigInt.asUintN(64, BigInt(v));
+      for (; n >= 0x80n; n >>= 7n) this.buf[this.pos++] = Number(n & 0x7fn) | 0x80;
+      this.buf[this.pos++] = Number(n);
+      return;
     }
-    this.scratch.push(Number(n));
+    for (; v >= 0x80; v = Math.floor(v / 0x80)) this.buf[this.pos++] = (v % 0x80) | 0x80;
+    this.buf[this.pos++] = v;
   }
 
   private tag(field: number, wire: number): void {
-    this.varint((field << 3) | wire);
+    this.varint(field * 8 + wire);
   }
 
   int(field: number, v: number): this {
@@ -99,18 +124,21 @@ class Writer {
 
   float(field: number, v: number): this {
     this.tag(field, WIRE_FIXED32);
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setFloat32(0, v, true);
-    this.scratch.push(...b);
+    this.reserve(4);
+    new DataView(this.buf.buffer).setFloat32(this.pos, v, true);
+    this.pos += 4;
     return this;
   }
 
   bytes(field: number, b: Uint8Array): this {
     this.tag(field, WIRE_BYTES);
     this.varint(b.length);
-    this.flushScratch();
-    this.chunks.push(b);
-    this.done += b.length;
+    if (b.length < SPLICE_MIN) this.copy(b);
+    else {
+      this.seal();
+      this.parts.push(b);
+      this.sealed += b.length;
+    }
     return this;
   }
 
@@ -119,20 +147,24 @@ class Writer {
   }
 
   message(field: number, m: Writer): this {
-    m.flushScratch();
     this.tag(field, WIRE_BYTES);
-    this.varint(m.done);
-    this.flushScratch();
-    this.chunks.push(...m.chunks);
-    this.done += m.done;
+    this.varint(m.length);
+    if (m.parts.length) {
+      this.seal();
+      for (const p of m.parts) this.parts.push(p);
+      this.sealed += m.sealed;
+    }
+    this.copy(m.buf.subarray(0, m.pos));
     return this;
   }
 
   finish(): Uint8Array {
-    this.flushScratch();
-    const out = new Uint8Array(this.done);
+    this.seal();
+    const only = this.parts[0];
+    if (this.parts.length === 1 && only.byteLength === only.buffer.byteLength) return only;
+    const out = new Uint8Array(this.sealed);
     let at = 0;
-    for (const c of this.chunks) {
+    for (const c of this.parts) {
       out.set(c, at);
       at += c.length;
     }
