@@ -14,8 +14,8 @@ interface Case {
   dtype?: 'float32' | 'float64';
 }
 
-const F64_TOL = 1e-6;
-const F32_TOL = 3e-3;
+const F64_TOL = 1e-7;
+const F32_TOL = 1e-3;
 
 const cases: Case[] = [
   { name: 'matmul 2D x 2D', inputs: [{ shape: [2, 3] }, { shape: [3, 4] }], f: op.matmul },
