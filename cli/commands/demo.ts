@@ -23,7 +23,7 @@ export interface DemoSettings {
  */
 export const DEMO: DemoSettings = {
   data: { perClass: 40, valPerClass: 8, testPerClass: 0, seed: 7 },
-  train: { init: 'random:ViT-tiny', model: 'ViT-tiny', epochs: 4, batchSize: 32, lr: 2e-3, warmupSteps: 10, seed: 0 },
+  train: { init: 'random:ViT-tiny', model: 'ViT-tiny', epochs: 5, batchSize: 32, lr: 3e-3, warmupSteps: 10, seed: 0 },
 };
 
 /** Generates the synthetic dataset (with its train.json) in a temporary folder and runs the local pipeline on it. */

@@ -33,8 +33,7 @@ export async function generateDemoDataset(dir: string, opts: DemoDataOptions): P
   const size = opts.size ?? 64;
   const rng = makeRng(opts.seed ?? 7);
   await mkdir(join(dir, 'images'), { recursive: true });
-  const rows = ['filename,caption,split,label'];
-  let images = 0;
+  const tiles: string[][] = [];
   for (const scene of SCENES) {
     for (let i = 0; i < opts.perClass; i++) {
       const split = i < opts.valPerClass ? 'val' : i < opts.valPerClass + opts.testPerClass ? 'test' : 'train';
@@ -42,10 +41,16 @@ export async function generateDemoDataset(dir: string, opts: DemoDataOptions): P
       const filename = `images/${scene.label}-${String(i).padStart(3, '0')}.png`;
       const png = await sharp(rgb, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
       await writeFile(join(dir, filename), png);
-      for (const caption of captions) rows.push([filename, caption, split, scene.label].map(csvField).join(','));
-      images++;
+      tiles.push(captions.map((caption) => [filename, caption, split, scene.label].map(csvField).join(',')));
     }
   }
-  await writeFile(join(dir, CAPTIONS_FILE), `${rows.join('\n')}\n`);
-  return { images, captions: rows.length - 1, labels: SCENES.map((s) => s.label) };
+  // Rows in random tile order, as a real export would be: the pipeline shards in CSV order and the worker
+  // shuffles within a shard, so class-sorted rows would make every batch nearly one class.
+  for (let i = tiles.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [tiles[i], tiles[j]] = [tiles[j]!, tiles[i]!];
+  }
+  const rows = tiles.flat();
+  await writeFile(join(dir, CAPTIONS_FILE), `${['filename,caption,split,label', ...rows].join('\n')}\n`);
+  return { images: tiles.length, captions: rows.length, labels: SCENES.map((s) => s.label) };
 }

@@ -33,6 +33,10 @@ describe('generateDemoDataset', () => {
       const meta = await sharp(join(dir, file)).metadata();
       expect([meta.width, meta.height, meta.channels]).toEqual([32, 32, 3]);
     }
+    // Tiles come in random order, not class by class (the worker shuffles within a shard only).
+    const order = [...byFile.values()].map((rs) => rs[0]!.label);
+    const changes = order.filter((l, i) => i > 0 && l !== order[i - 1]).length;
+    expect(changes).toBeGreaterThan(summary.labels.length);
     for (const label of summary.labels) {
       const splits = [...byFile.values()].filter((rs) => rs[0]!.label === label).map((rs) => rs[0]!.split).sort();
       expect(splits).toEqual(['test', 'train', 'val']);

@@ -31,8 +31,8 @@ describe('rsclip run/demo through the real workflow', () => {
     expect(latest.runId).toBe(r.runId);
     expect(latest.model).toBe(`runs/${r.runId}/final/model.safetensors`);
     expect(latest.sha256).toBe(sha256Hex(model));
-    const validation = JSON.parse(await readFile(join(out, 'validation.json'), 'utf8')) as Record<string, unknown>;
-    expect(JSON.stringify(validation)).toContain('96');
+    const validation = JSON.parse(await readFile(join(out, 'validation.json'), 'utf8')) as { valid: boolean; counts: { images: number; badRows: number } };
+    expect(validation).toMatchObject({ valid: true, counts: { images: 96, badRows: 0 } });
     for (const f of ['image_encoder.onnx', 'text_encoder.onnx', 'metrics.json', 'loss.svg']) expect((await readFile(join(out, f))).length).toBeGreaterThan(0);
 
     const html = await readFile(r.report, 'utf8');
