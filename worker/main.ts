@@ -16,6 +16,7 @@ import {
   SFNClient,
 } from '@aws-sdk/client-sfn';
 import { RunSpecSchema, type RunSpec } from '../core/run-spec.ts';
+import { TrainInputError } from './train/errors.ts';
 import { jsonLinesTo, type Logger } from './train/log.ts';
 import { runTraining, type TrainOutput } from './train/run.ts';
 
@@ -45,13 +46,13 @@ export function parseRunSpec(input: string, source: string): RunSpec {
   try {
     json = JSON.parse(input);
   } catch (e) {
-    throw new Error(`${source}: not JSON (${(e as Error).message})`);
+    throw new TrainInputError(`${source}: not JSON (${(e as Error).message})`);
   }
   const candidate = json && typeof json === 'object' && 'runSpec' in json ? (json as { runSpec: unknown }).runSpec : json;
   const parsed = RunSpecSchema.safeParse(candidate);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new Error(`${source}: invalid run spec at ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new TrainInputError(`${source}: invalid run spec at ${issue.path.join('.') || '(root)'}: ${issue.message}`);
   }
   return parsed.data;
 }
@@ -126,7 +127,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env, activityArn = e
     });
     return 0;
   }
-  throw new Error('worker: set RUN_SPEC (one run, optionally with TASK_TOKEN) or ACTIVITY_ARN / --activity-arn (activity worker)');
+  throw new TrainInputError('worker: set RUN_SPEC (one run, optionally with TASK_TOKEN) or ACTIVITY_ARN / --activity-arn (activity worker)');
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
