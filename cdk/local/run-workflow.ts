@@ -1,3 +1,4 @@
+import './promise-with-resolvers.ts';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
 import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
@@ -72,10 +73,10 @@ function useEndpoint(s3Endpoint: string | undefined): void {
 }
 
 /** What the trigger names runs after: the object's versionId, else its ETag. */
-async function currentVersion(bucket: string, key: string): Promise<{ versionId?: string; etag?: string }> {
+async function currentVersion(bucket: string, key: string): Promise<{ versionId?: string; etag: string }> {
   const head = await makeS3Client().send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-  if (!head.VersionId && !head.ETag) throw new Error(`s3://${bucket}/${key} has neither a version id nor an ETag`);
-  return { versionId: head.VersionId, etag: head.ETag?.replace(/"/g, '') };
+  if (!head.ETag) throw new Error(`s3://${bucket}/${key} has no ETag`);
+  return { versionId: head.VersionId, etag: head.ETag.replace(/"/g, '') };
 }
 
 async function readJsonItems(params: unknown): Promise<unknown[]> {
@@ -84,6 +85,11 @@ async function readJsonItems(params: unknown): Promise<unknown[]> {
   const items: unknown = JSON.parse(await res.Body!.transformToString());
   if (!Array.isArray(items)) throw new Error(`s3://${Bucket}/${Key}: an ItemReader JSON file must hold an array`);
   return items;
+}
+
+async function defaultRunId(bucket: string, key: string): Promise<string | undefined> {
+  const { versionId, etag } = await currentVersion(bucket, key);
+  return runFor(bucket, key, versionId ?? etag)?.input.runId;
 }
 
 /** The RunSpec out of the Batch SubmitJob parameters, validated as the worker validates RUN_SPEC. */
@@ -104,8 +110,7 @@ function runSpecOfSubmitJob(params: unknown): RunSpec {
  */
 export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOptions<T>): Promise<WorkflowResult<T>> {
   useEndpoint(run.s3Endpoint);
-  const version = run.runId ? undefined : await currentVersion(run.bucket, run.key);
-  const runId = run.runId ?? runFor(run.bucket, run.key, (version!.versionId ?? version!.etag)!)?.input.runId;
+  const runId = run.runId ?? (await defaultRunId(run.bucket, run.key));
   if (!runId) throw new Error(`${run.key} is not a dataset's captions.csv (datasets/<name>/captions.csv)`);
 
   const definition = rewriteForLocal(resolveDefinition(synthesizeTemplate('aws'), run.bucket));
