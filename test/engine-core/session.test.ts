@@ -56,6 +56,14 @@ describe('openSession', () => {
     const kept = x();
     await session.run({ x: kept });
     expect(kept.data.length).toBe(6);
+    // Views into a larger buffer, as a flat parameter store would pass them.
+    const store = Float32Array.from({ length: 20 }, (_, i) => i);
+    const view = { data: store.subarray(7, 13), dims: [2, 3] };
+    for (const transfer of [false, true]) {
+      const out = await session.run({ x: view }, undefined, { transfer });
+      expect(Array.from(out.y.data as Float32Array)).toEqual([16, 18, 20, 22, 24, 26]);
+    }
+    expect(store.length).toBe(0);
     const handed = x();
     const out = await session.run({ x: handed }, undefined, { transfer: true });
     expect(handed.data.length).toBe(0);

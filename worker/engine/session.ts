@@ -24,7 +24,10 @@ export interface SessionOptions {
 }
 
 export interface RunOptions {
-  /** Hand the feeds' buffers to the session thread instead of copying them; the caller's arrays become detached. */
+  /**
+   * Hand the feeds' backing buffers to the session thread instead of copying the feeds; the caller's arrays (and
+   * every other view of those buffers) become detached.
+   */
   transfer?: boolean;
 }
 
@@ -114,13 +117,16 @@ export async function openSession(model: Uint8Array | string, opts: SessionOptio
     run(feeds, outputs, runOpts = {}) {
       if (dead) return Promise.reject(dead);
       const id = nextId++;
-      const transfer = runOpts.transfer
-        ? [...new Set(Object.values(feeds).flatMap((f) => (Array.isArray(f.data) ? [] : [f.data.buffer as ArrayBuffer])))]
-        : [];
+      // Without transfer, each feed is copied compactly and the copy handed over: posting a view would clone its
+      // whole backing buffer (once per view of a shared buffer).
+      const sent = runOpts.transfer
+        ? feeds
+        : Object.fromEntries(Object.entries(feeds).map(([k, f]) => [k, Array.isArray(f.data) ? f : { ...f, data: f.data.slice() }]));
+      const transfer = [...new Set(Object.values(sent).flatMap((f) => (Array.isArray(f.data) ? [] : [f.data.buffer as ArrayBuffer])))];
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject });
         worker.ref();
-        worker.postMessage({ kind: 'run', id, feeds, outputs } satisfies ThreadRequest, transfer);
+        worker.postMessage({ kind: 'run', id, feeds: sent, outputs } satisfies ThreadRequest, transfer);
       });
     },
     close() {
