@@ -2,6 +2,7 @@ import { Duration, Size } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
@@ -81,6 +82,8 @@ export class GpuWorker extends Construct {
         // Build context is the repository root (the worker imports core/); /.dockerignore trims it.
         image: ecs.ContainerImage.fromAsset(REPO_ROOT, {
           file: 'worker/Dockerfile',
+          // g4dn/g5/g6 hosts are x86-64 and onnxruntime's CUDA provider ships for x64 only.
+          platform: Platform.LINUX_AMD64,
           exclude: ['node_modules', 'cdk.out', '.git', 'out', '.tmp'],
         }),
         cpu: props.vcpus ?? 4,
