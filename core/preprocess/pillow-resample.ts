@@ -1,16 +1,16 @@
+import { Arena, simdKernels } from './resample-wasm.ts';
+
 /**
  * Pillow 9.4's resampling on interleaved 8-bit pixels, reproduced operation for operation (libImaging/Resample.c
  * and Geometry.c) so that our shards hold the same bytes open_clip's preprocessing produces.
  *
  * Bicubic: separable, horizontal pass first, kernel a = -0.5 with support scaled by the downscale factor,
  * coefficients normalised per output pixel and quantised to 22-bit fixed point, each pass rounded and clamped to
- * uint8. Only the output window [x0, x0+w) x [y0, y0+h) is computed: every output pixel depends only on its own
+ * uint8 (the multiply-add loops run as WebAssembly SIMD, resample-wasm.ts). Only the output window [x0, x0+w) x [y0, y0+h) is computed: every output pixel depends only on its own
  * coefficients, so computing just the centre crop gives the same bytes as resizing everything and cropping.
  */
 
 const PRECISION_BITS = 32 - 8 - 2;
-const HALF = 1 << (PRECISION_BITS - 1);
-const CLIP_HIGH = (1 << PRECISION_BITS) * 256;
 const BICUBIC_SUPPORT = 2;
 
 function bicubic(x: number): number {
@@ -59,8 +59,6 @@ function coefficients(inSize: number, outSize: number): Coeffs {
   return { ksize, bounds, kk };
 }
 
-const clip8 = (v: number): number => (v >= CLIP_HIGH ? 255 : v <= 0 ? 0 : v >> PRECISION_BITS);
-
 export interface Raster {
   data: Uint8Array;
   width: number;
@@ -79,82 +77,52 @@ export interface Window {
   height: number;
 }
 
-/** Pillow `Image.resize(size, BICUBIC)` on 8-bit channels, restricted to a window of the result. */
+/** Pillow `Image.resize(size, BICUBIC)` on 8-bit channels (1 to 4), restricted to a window of the result. */
 export function resizeBicubic(src: Raster, win: Window): Raster {
   const needH = win.outWidth !== src.width;
   const needV = win.outHeight !== src.height;
+  if (!needH && !needV) return crop(src, win.x0, win.y0, win.width, win.height);
+  const c = src.channels;
+  if (c < 1 || c > 4) throw new Error(`resizeBicubic: ${c} channels (1 to 4 supported)`);
+  const k = simdKernels();
+  const arena = new Arena(k);
   const v = needV ? coefficients(src.height, win.outHeight) : undefined;
-  if (!needH) return v ? verticalPass(src, v, win, 0, win.x0) : crop(src, win.x0, win.y0, win.width, win.height);
-  // The horizontal pass covers only the input rows the vertical pass will read.
+  // Only the input rows the vertical pass reads (or the window's rows when there is none).
   const last = win.y0 + win.height - 1;
   const yFirst = v ? v.bounds[win.y0 * 2]! : win.y0;
   const yEnd = v ? v.bounds[last * 2]! + v.bounds[last * 2 + 1]! : last + 1;
-  const rows: Raster = {
-    data: horizontalPass(src, coefficients(src.width, win.outWidth), win, yFirst, yEnd - yFirst),
-    width: win.width,
-    height: yEnd - yFirst,
-    channels: src.channels,
-  };
-  return v ? verticalPass(rows, v, win, yFirst, 0) : rows;
-}
-
-function horizontalPass(src: Raster, h: Coeffs, win: Window, yFirst: number, rows: number): Uint8Array {
-  const { width: inW, channels: c, data } = src;
-  const out = new Uint8Array(rows * win.width * c);
-  const { ksize, bounds, kk } = h;
-  // Products stay below 2^31 (255 * 2^22 * the kernel's positive mass), so int32 arithmetic is exact.
-  for (let y = 0; y < rows; y++) {
-    const inRow = (y + yFirst) * inW * c;
-    let o = y * win.width * c;
-    for (let xo = 0; xo < win.width; xo++) {
-      const xx = xo + win.x0;
-      const xmax = bounds[xx * 2 + 1]!;
-      const kOff = xx * ksize;
-      const p0 = inRow + bounds[xx * 2]! * c;
-      if (c === 3) {
-        let s0 = HALF, s1 = HALF, s2 = HALF;
-        for (let x = 0, p = p0; x < xmax; x++, p += 3) {
-          const k = kk[kOff + x]!;
-          s0 = (s0 + Math.imul(data[p]!, k)) | 0;
-          s1 = (s1 + Math.imul(data[p + 1]!, k)) | 0;
-          s2 = (s2 + Math.imul(data[p + 2]!, k)) | 0;
-        }
-        out[o++] = clip8(s0);
-        out[o++] = clip8(s1);
-        out[o++] = clip8(s2);
-      } else {
-        for (let ch = 0; ch < c; ch++) {
-          let ss = HALF;
-          for (let x = 0, p = p0 + ch; x < xmax; x++, p += c) ss = (ss + Math.imul(data[p]!, kk[kOff + x]!)) | 0;
-          out[o++] = clip8(ss);
-        }
-      }
+  const rows = yEnd - yFirst;
+  let rowLen = src.width * c;
+  let cur = arena.alloc(rows * rowLen);
+  arena.bytes(cur, rows * rowLen).set(src.data.subarray(yFirst * rowLen, yEnd * rowLen));
+  let colOffset = win.x0 * c;
+  if (needH) {
+    const h = coefficients(src.width, win.outWidth);
+    const bounds = arena.alloc(win.width * 8);
+    const b = arena.ints(bounds, win.width * 2);
+    for (let x = 0; x < win.width; x++) {
+      b[x * 2] = h.bounds[(x + win.x0) * 2]! * c;
+      b[x * 2 + 1] = h.bounds[(x + win.x0) * 2 + 1]!;
     }
+    const kk = arena.alloc(win.width * h.ksize * 4);
+    arena.ints(kk, win.width * h.ksize).set(h.kk.subarray(win.x0 * h.ksize, (win.x0 + win.width) * h.ksize));
+    const out = arena.alloc(rows * win.width * c);
+    k.horizontal(cur, rowLen, rows, win.width, c, bounds, kk, h.ksize * 4, out);
+    cur = out;
+    rowLen = win.width * c;
+    colOffset = 0;
   }
-  return out;
-}
-
-function verticalPass(src: Raster, v: Coeffs, win: Window, rowOffset: number, x0: number): Raster {
-  const { width: inW, channels: c, data } = src;
-  const rowLen = win.width * c;
-  const out = new Uint8Array(win.height * rowLen);
-  const acc = new Int32Array(rowLen);
-  const { ksize, bounds, kk } = v;
+  const outLen = win.width * c;
+  if (!v) return { data: arena.bytes(cur, rows * outLen).slice(), width: win.width, height: win.height, channels: c };
+  const kk = arena.alloc(v.kk.length * 4);
+  arena.ints(kk, v.kk.length).set(v.kk);
+  const dst = arena.alloc(win.height * outLen);
   for (let yo = 0; yo < win.height; yo++) {
     const yy = yo + win.y0;
-    const ymin = bounds[yy * 2]! - rowOffset;
-    const ymax = bounds[yy * 2 + 1]!;
-    acc.fill(HALF);
-    // Tap-outer order walks the rows sequentially; the sum per pixel is the same integer either way.
-    for (let y = 0; y < ymax; y++) {
-      const k = kk[yy * ksize + y]!;
-      const base = (ymin + y) * inW * c + x0 * c;
-      for (let i = 0; i < rowLen; i++) acc[i] = (acc[i]! + Math.imul(data[base + i]!, k)) | 0;
-    }
-    const o = yo * rowLen;
-    for (let i = 0; i < rowLen; i++) out[o + i] = clip8(acc[i]!);
+    const from = cur + (v.bounds[yy * 2]! - yFirst) * rowLen + colOffset;
+    k.vertical(from, rowLen, outLen, kk + yy * v.ksize * 4, v.bounds[yy * 2 + 1]!, dst + yo * outLen);
   }
-  return { data: out, width: win.width, height: win.height, channels: c };
+  return { data: arena.bytes(dst, win.height * outLen).slice(), width: win.width, height: win.height, channels: c };
 }
 
 export function crop(src: Raster, x0: number, y0: number, width: number, height: number): Raster {
