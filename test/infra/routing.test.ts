@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { resolveDefinition } from '../../cdk/local/asl.ts';
 import { matchesEventPattern, objectCreatedEvent, uploadRulePattern } from '../../cdk/local/event-routing.ts';
+import { ITEMS_PATH, READ_ITEMS, rewriteForLocal } from '../../cdk/local/rewrite.ts';
 import { synthesizeTemplate } from '../../cdk/local/synth.ts';
 import { trigger } from '../../lambdas/trigger/handler.ts';
 import { runFor } from '../../lambdas/trigger/run-id.ts';
@@ -84,5 +86,28 @@ describe('trigger', () => {
       throw Object.assign(new Error('throttled'), { name: 'ThrottlingException' });
     };
     await expect(trigger(created('datasets/rs/captions.csv', { etag: 'e' }), failing)).rejects.toThrow('throttled');
+  });
+});
+
+describe('local rewrite of the definition', () => {
+  it('turns the Distributed Map into an inline Map fed by a task that reads the plan, leaving the original intact', () => {
+    const original = resolveDefinition(synthesizeTemplate('aws'), 'data') as any;
+    const before = JSON.stringify(original);
+    const local = rewriteForLocal(original) as any;
+    expect(JSON.stringify(original)).toBe(before);
+
+    expect(local.States.Validate.Next).toBe(`Shard${READ_ITEMS}`);
+    expect(local.States.Validate.Catch[0].Next).toBe('NotifyFailure');
+    const read = local.States[`Shard${READ_ITEMS}`];
+    expect(read).toMatchObject({ Type: 'Task', Parameters: { Bucket: 'data', 'Key.$': '$.planKey' }, ResultPath: ITEMS_PATH, Next: 'Shard' });
+    expect(read.Catch).toEqual(original.States.Shard.Catch);
+    const map = local.States.Shard;
+    expect(map.ItemsPath).toBe(ITEMS_PATH);
+    expect(map.ItemReader).toBeUndefined();
+    expect(map.ItemProcessor.ProcessorConfig).toEqual({ Mode: 'INLINE' });
+    expect(map.MaxConcurrency).toBe(original.States.Shard.MaxConcurrency);
+    // Every task gets a timeout Node can keep; the ones the template sets are left alone.
+    expect(local.States.Train.TimeoutSeconds * 1000).toBeLessThan(2 ** 31);
+    expect(local.States.Validate.TimeoutSeconds).toBe(original.States.Validate.TimeoutSeconds);
   });
 });
