@@ -1,0 +1,38 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { UserError } from '../../cli/command.ts';
+import { runLocal } from '../../cli/commands/run.ts';
+
+// A file of its own: the Lambda handlers keep their S3 client per process (as on AWS), so one local pipeline
+// per test process.
+let root = '';
+afterAll(async () => root && rm(root, { recursive: true, force: true }));
+const quiet = (): void => undefined;
+
+describe('rsclip run on bad input', () => {
+  it('rejects a folder without captions.csv and a train.json that breaks the schema, before starting anything', async () => {
+    root = await mkdtemp(join(tmpdir(), 'rsclip-run-errors-'));
+    await expect(runLocal({ data: root, model: 'random:ViT-tiny', log: quiet })).rejects.toThrow(/has no captions\.csv/);
+    const data = join(root, 'ds');
+    await mkdir(data);
+    await writeFile(join(data, 'captions.csv'), 'filename,caption\na.png,a beach\n');
+    await writeFile(join(root, 'bad.json'), '{"epochs": -1}');
+    await expect(runLocal({ data, config: join(root, 'bad.json'), model: 'random:ViT-tiny', log: quiet })).rejects.toThrow(/bad\.json: epochs: /);
+    await expect(runLocal({ data, log: quiet })).rejects.toThrow(/no base model/);
+  });
+
+  it('ends an invalid dataset as one line naming the bad row, with validation.json in --out', async () => {
+    const data = join(root, 'broken');
+    await mkdir(data);
+    await writeFile(join(data, 'captions.csv'), 'filename,caption\nmissing.png,a beach\n');
+    const out = join(root, 'out');
+    const err = await runLocal({ data, model: 'random:ViT-tiny', out, log: quiet }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as Error).message).toMatch(/DatasetInvalid: .*line 2/);
+    expect((err as Error).message).not.toContain('\n');
+    const report = JSON.parse(await readFile(join(out, 'validation.json'), 'utf8')) as { valid: boolean };
+    expect(report.valid).toBe(false);
+  });
+});
