@@ -2,6 +2,7 @@ import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
 import { FINAL, runPrefix, shardsPrefix } from '../../core/s3-layout.ts';
 import { openStore, type ObjectStore } from '../../core/store.ts';
 import type { ExecutionProvider } from '../engine/api.ts';
+import { createTrainer as engineTrainer } from '../engine/trainer.ts';
 import { TrainInputError } from './errors.ts';
 import { LATEST, chooseModel, latestModel, loadBaseModel } from './base-model.ts';
 import { jsonLinesTo, type Logger } from './log.ts';
@@ -38,13 +39,9 @@ export function parseEp(value: string | undefined, source: string): ExecutionPro
   return value as ExecutionProvider;
 }
 
-async function defaultCreateTrainer(): Promise<CreateTrainer> {
-  return (await import('../engine/trainer.ts')).createTrainer;
-}
-
 /** Trains (resuming when a checkpoint exists), then publishes final/. Shared by `rsclip train` and runTraining. */
-export async function trainAndPublish(job: TrainJob, about: TrainDescription, createTrainer?: CreateTrainer): Promise<Published> {
-  const result = await runLoop(job, createTrainer ?? (await defaultCreateTrainer()));
+export async function trainAndPublish(job: TrainJob, about: TrainDescription, createTrainer: CreateTrainer = engineTrainer): Promise<Published> {
+  const result = await runLoop(job, createTrainer);
   try {
     const { params } = await result.trainer.snapshot();
     const published = await publishFinal(job.out, params, {
