@@ -1,7 +1,6 @@
-import { App, Duration } from 'aws-cdk-lib';
+import { App, Duration, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
-import { Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { PipelineStack } from './pipeline-stack.ts';
 import type { PipelineProps } from './pipeline.ts';
@@ -25,8 +24,8 @@ export interface CreateAppOptions {
 /**
  * The app of `cdk synth`/`cdk deploy`, the tests and the local runner: one stack, cdk-nag at every synth.
  * Context keys (all optional): stage (aws|local), baseModelUri, notificationEmail, gpuInstanceTypes
- * (comma-separated), spot (true|false), maxVcpus, retrainSchedule (an EventBridge rate/cron expression) with
- * retrainDatasets (comma-separated).
+ * (comma-separated), spot (true|false), maxVcpus, trainTimeoutHours, retrainSchedule (an EventBridge rate/cron
+ * expression) with retrainDatasets (comma-separated).
  */
 export function createApp(options: CreateAppOptions = {}): { app: App; stack: PipelineStack } {
   const app = new App({
@@ -57,17 +56,22 @@ function pipelineProps(context: (key: string) => unknown): PipelineProps {
     return String(v);
   };
   const list = (key: string): string[] | undefined => text(key)?.split(',').map((s) => s.trim()).filter(Boolean);
+  const positive = (key: string): number | undefined => {
+    const v = text(key);
+    if (v !== undefined && !/^[1-9]\d*$/.test(v)) throw new Error(`context "${key}" must be a positive integer (got ${v})`);
+    return v === undefined ? undefined : Number(v);
+  };
 
   const instanceTypes = list('gpuInstanceTypes');
   const spot = text('spot');
-  const maxVcpus = text('maxVcpus');
+  const maxVcpus = positive('maxVcpus');
+  const trainHours = positive('trainTimeoutHours');
   if (spot !== undefined && spot !== 'true' && spot !== 'false') throw new Error('context "spot" must be true or false');
-  if (maxVcpus !== undefined && !/^[1-9]\d*$/.test(maxVcpus)) throw new Error('context "maxVcpus" must be a positive integer');
   const gpu = props.gpu && {
     ...props.gpu,
     ...(instanceTypes ? { instanceTypes: instanceTypes.map((t) => new ec2.InstanceType(t)) } : {}),
     ...(spot ? { spot: spot === 'true' } : {}),
-    ...(maxVcpus ? { maxvCpus: Number(maxVcpus) } : {}),
+    ...(maxVcpus ? { maxvCpus: maxVcpus } : {}),
   };
   const schedule = text('retrainSchedule');
   const datasets = list('retrainDatasets');
@@ -78,6 +82,6 @@ function pipelineProps(context: (key: string) => unknown): PipelineProps {
     baseModelUri: text('baseModelUri') ?? props.baseModelUri,
     notificationEmail: text('notificationEmail'),
     ...(schedule && datasets ? { retrain: { schedule: events.Schedule.expression(schedule), datasets } } : {}),
-    trainTimeout: text('trainTimeoutHours') ? Duration.hours(Number(text('trainTimeoutHours'))) : props.trainTimeout,
+    trainTimeout: trainHours ? Duration.hours(trainHours) : props.trainTimeout,
   };
 }

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -41,6 +41,5 @@ export function stageProps(stage: StageName): PipelineProps {
     lambdaArchitecture: lambda.Architecture.ARM_64,
     removalPolicy: RemovalPolicy.RETAIN,
     logRetentionDays: logs.RetentionDays.THREE_MONTHS,
-    trainTimeout: Duration.hours(12),
   };
 }

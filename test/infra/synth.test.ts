@@ -79,6 +79,8 @@ describe('CDK app', () => {
     );
     expect(denyInsecure.Action).toBe('s3:*');
     expect(denyInsecure.Principal).toEqual({ AWS: '*' });
+    const denyOldTls = policy.Properties.PolicyDocument.Statement.find((s: any) => s.Effect === 'Deny' && s.Condition?.NumericLessThan);
+    expect(denyOldTls.Condition.NumericLessThan['s3:TlsVersion']).toBe(1.2);
   });
 
   it('grants no wildcard actions beyond what grant* produces on the data bucket', () => {
