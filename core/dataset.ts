@@ -78,6 +78,10 @@ export const DEFAULT_MODEL = 'ViT-B-32';
 export const DEFAULT_SHARD_SIZE = 256;
 export const DEFAULT_MAX_BAD_FRACTION = 0.05;
 export const MAX_CSV_BYTES = 256 * 1024 * 1024;
+/** An image object larger than this is refused before anything reads it whole. */
+export const MAX_IMAGE_BYTES = 256 * 1024 * 1024;
+/** Step Functions passes each plan item as state (256 KiB at most); rows of one shard stay below this. */
+export const MAX_PLAN_ITEM_BYTES = 192 * 1024;
 export const MAX_TRAIN_OPTIONS_BYTES = 64 * 1024;
 export const MAX_REPORTED_PROBLEMS = 1000;
 /** Header probe: enough for the image header of every supported format in practice (EXIF included). */
@@ -297,6 +301,10 @@ async function checkImages(
       reasons.set(filename, 'image file is empty (0 bytes)');
       return;
     }
+    if (size > MAX_IMAGE_BYTES) {
+      reasons.set(filename, `image file is ${size} bytes, over the limit of ${MAX_IMAGE_BYTES}`);
+      return;
+    }
     try {
       let head = await readHead(store, filename, PROBE_BYTES);
       const whole = size <= PROBE_BYTES;
@@ -333,8 +341,9 @@ function summarize(problems: DatasetProblem[], bad: number, total: number): stri
 }
 
 /**
- * Groups rows into shards of about `shardSize` rows; all rows of an image go to the same shard (an image with more
- * rows than shardSize gets a shard of its own). Images keep their first-appearance order.
+ * Groups rows into shards of at most `shardSize` rows and MAX_PLAN_ITEM_BYTES of row JSON; all rows of an image go
+ * to the same shard (an image with more rows than that gets a shard of its own). Images keep their
+ * first-appearance order.
  */
 export function planShards(rows: DatasetRow[], shardSize = DEFAULT_SHARD_SIZE): DatasetRow[][] {
   const byImage = new Map<string, DatasetRow[]>();
@@ -345,12 +354,16 @@ export function planShards(rows: DatasetRow[], shardSize = DEFAULT_SHARD_SIZE): 
   }
   const shards: DatasetRow[][] = [];
   let current: DatasetRow[] = [];
+  let bytes = 0;
   for (const group of byImage.values()) {
-    if (current.length > 0 && current.length + group.length > shardSize) {
+    const groupBytes = group.reduce((n, r) => n + Buffer.byteLength(JSON.stringify(r)) + 1, 0);
+    if (current.length > 0 && (current.length + group.length > shardSize || bytes + groupBytes > MAX_PLAN_ITEM_BYTES)) {
       shards.push(current);
       current = [];
+      bytes = 0;
     }
     current.push(...group);
+    bytes += groupBytes;
   }
   if (current.length > 0) shards.push(current);
   return shards;
