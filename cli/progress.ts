@@ -91,3 +91,11 @@ function lineProgress(
     },
   };
 }
+
+/**
+ * A log line that coexists with a live bar: on a terminal the bar's line is cleared first and the bar redraws
+ * below on its next tick.
+ */
+export function logLine(line: string, stream: ProgressOptions['stream'] = process.stderr): void {
+  stream.write(`${stream.isTTY ? '\r\x1b[K' : ''}${line}\n`);
+}

@@ -5,6 +5,7 @@ import { TRAIN_OPTIONS_FILE } from '../../core/s3-layout.ts';
 import type { TrainOptions } from '../../core/train-options.ts';
 import type { Command } from '../command.ts';
 import { generateDemoDataset, type DemoDataOptions } from '../demo-data/generate.ts';
+import { logLine } from '../progress.ts';
 import { printResult, runLocal, type LocalRunResult } from './run.ts';
 import { parseFlags } from './train.ts';
 
@@ -33,7 +34,7 @@ export async function runDemo(settings: DemoSettings, out: string, log?: (line: 
     const data = join(root, DEMO_DATASET);
     const summary = await generateDemoDataset(data, settings.data);
     await writeFile(join(data, TRAIN_OPTIONS_FILE), `${JSON.stringify(settings.train, null, 2)}\n`);
-    (log ?? ((l: string) => process.stderr.write(`${l}\n`)))(
+    (log ?? logLine)(
       `demo dataset: ${summary.images} tiles of ${summary.labels.length} land-cover classes (${summary.labels.join(', ')}), ${summary.captions} captions`,
     );
     return await runLocal({ data, out, log });

@@ -10,7 +10,7 @@ import { runTraining } from '../../worker/train/run.ts';
 import type { TrainEvent } from '../../worker/train/log.ts';
 import { UserError, type Command } from '../command.ts';
 import { drainCreatedObjects, startLocalS3, uploadFolder } from '../local-s3.ts';
-import { createProgress, type Progress } from '../progress.ts';
+import { createProgress, logLine, type Progress } from '../progress.ts';
 import { REPORT_FILE, writeReport } from '../report/build.ts';
 import { METRIC_ROWS } from '../report/html.ts';
 import { LocalPipeline, type LocalWorkflowOptions } from '../../cdk/local/run-workflow.ts';
@@ -154,7 +154,7 @@ async function copyPrefix(from: ObjectStore, to: ObjectStore): Promise<number> {
  * validation report and latest.json copied into `out` with a report.html.
  */
 export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
-  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = o.log ?? ((line: string) => logLine(line));
   const t0 = Date.now();
   const data = resolve(o.data);
   if (!(await stat(data).catch(() => undefined))?.isDirectory()) throw new UserError(`--data ${o.data}: not a folder`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createProgress } from '../../cli/progress.ts';
+import { createProgress, logLine } from '../../cli/progress.ts';
 
 function sink(isTTY: boolean): { write(s: string): boolean; isTTY: boolean; text(): string } {
   let out = '';
@@ -36,5 +36,16 @@ describe('createProgress without a terminal', () => {
     const e = sink(false);
     createProgress('none', 0, { stream: e }).done();
     expect(e.text().trim()).toMatch(/^none: 0\/0 \(100%\)/);
+  });
+});
+
+describe('logLine', () => {
+  it('clears a live bar line first on a terminal and writes the plain line otherwise', () => {
+    const tty = sink(true);
+    logLine('eval: mR 50', tty);
+    expect(tty.text()).toBe('\r\x1b[Keval: mR 50\n');
+    const plain = sink(false);
+    logLine('eval: mR 50', plain);
+    expect(plain.text()).toBe('eval: mR 50\n');
   });
 });
