@@ -33,7 +33,15 @@ export async function trigger(event: TriggerEvent, start: StartExecution): Promi
     const results: StartResult[] = [];
     for (const dataset of event.datasets) {
       const key = captionsKey(dataset);
-      const head = await s3.send(new HeadObjectCommand({ Bucket: event.bucket, Key: key }));
+      const head = await s3.send(new HeadObjectCommand({ Bucket: event.bucket, Key: key })).catch((e: unknown) => {
+        // A dataset that is gone must not keep the others from retraining.
+        if ((e as { name?: string }).name === 'NotFound') return undefined;
+        throw e;
+      });
+      if (!head) {
+        results.push({ status: 'ignored', key });
+        continue;
+      }
       // The tick's time makes each period a new run; a redelivered tick still maps to the same one.
       const version = `${head.VersionId ?? head.ETag ?? ''}@${event.time}`;
       results.push(await startRun(start, event.bucket, key, version));

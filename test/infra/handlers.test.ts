@@ -3,11 +3,13 @@ import { startLocalS3, type LocalS3 } from '../../cli/local-s3.ts';
 import { modelLatestKey } from '../../core/s3-layout.ts';
 import { sha256Hex } from '../../core/store.ts';
 import { handler } from '../../lambdas/publish/handler.ts';
+import { trigger } from '../../lambdas/trigger/handler.ts';
+import type { StartExecution } from '../../lambdas/trigger/start-run.ts';
 
 let s3: LocalS3;
 beforeAll(async () => {
   process.env.POWERTOOLS_METRICS_DISABLED = 'true';
-  s3 = await startLocalS3('publish-test');
+  s3 = await startLocalS3('handlers-test');
 });
 afterAll(async () => s3?.stop());
 
@@ -61,5 +63,25 @@ describe('Publish handler', () => {
   it('refuses metrics.json without before/after mean recall', async () => {
     await writeFinal('rs-4', { ...complete(), 'metrics.json': JSON.stringify({ after: { R1: 3 } }) });
     await expect(handler({ runId: 'rs-4', bucket: s3.bucket, dataset: 'rs' })).rejects.toThrow(/lacks before\/after.mean_recall/);
+  });
+});
+
+describe('trigger on the retraining schedule', () => {
+  it('starts one run per dataset and tick, skipping datasets that are gone', async () => {
+    await s3.store.put('datasets/kept/captions.csv', 'filename,caption\na.png,a field\n');
+    const names: string[] = [];
+    const start: StartExecution = async (name) => {
+      if (names.includes(name)) throw Object.assign(new Error('exists'), { name: 'ExecutionAlreadyExists' });
+      names.push(name);
+    };
+    const tick = (time: string) => ({ source: 'rsclip.schedule' as const, bucket: s3.bucket, datasets: ['kept', 'gone'], time });
+    const first = await trigger(tick('2026-11-01T00:00:00Z'), start);
+    expect(first).toEqual([
+      { status: 'started', runId: expect.stringMatching(/^kept-[0-9a-f]{12}$/), key: 'datasets/kept/captions.csv' },
+      { status: 'ignored', key: 'datasets/gone/captions.csv' },
+    ]);
+    expect((await trigger(tick('2026-11-01T00:00:00Z'), start))[0]).toMatchObject({ status: 'duplicate' });
+    expect((await trigger(tick('2026-11-08T00:00:00Z'), start))[0]).toMatchObject({ status: 'started' });
+    expect(names).toHaveLength(2);
   });
 });
