@@ -13,7 +13,7 @@ import { READ_ITEMS, rewriteForLocal } from './rewrite.ts';
 import { synthesizeTemplate } from './synth.ts';
 
 type JSONValue = Parameters<StateMachine['run']>[0];
-type EventLog = Awaited<ReturnType<ReturnType<StateMachine['run']>['eventLogs']['next']>>['value'];
+export type WorkflowEvent = Awaited<ReturnType<ReturnType<StateMachine['run']>['eventLogs']['next']>>['value'];
 
 /** Wraps a Task: call `next` to run the real handler (or don't, to inject a failure). */
 export type Intercept = (state: string, input: unknown, next: (input: unknown) => Promise<unknown>) => Promise<unknown>;
@@ -26,7 +26,7 @@ export interface LocalWorkflowOptions<T> {
   intercept?: Intercept;
   /** Milliseconds between retries per state; 0 for every state by default (retries still happen). */
   retryIntervalOverrides?: Record<string, number | number[]>;
-  onEvent?: (event: EventLog) => void;
+  onEvent?: (event: WorkflowEvent) => void;
 }
 
 export interface LocalRunInput {
@@ -116,22 +116,22 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   const definition = rewriteForLocal(resolveDefinition(synthesizeTemplate('aws'), run.bucket));
   const notifications: Notification[] = [];
   let trained: { value: T } | undefined;
-  const [validate, shard, publish] = await Promise.all(['validate', 'shard', 'publish'].map((n) => lambdaHandler(n as 'validate')));
+  const [validate, shard, publish] = await Promise.all([lambdaHandler('validate'), lambdaHandler('shard'), lambdaHandler('publish')]);
   const notify = (state: string): Handler => async (params) => {
     const { Subject, Message } = params as { Subject?: string; Message: unknown };
     notifications.push({ state, subject: Subject, message: Message });
     return { MessageId: `local-${notifications.length}` };
   };
   const handlers: Record<string, Handler> = {
-    [STATE.validate]: validate!,
+    [STATE.validate]: validate,
     [`${STATE.shard}${READ_ITEMS}`]: readJsonItems,
-    [STATE.shardOne]: shard!,
+    [STATE.shardOne]: shard,
     [STATE.train]: async (params) => {
       const value = await run.train(runSpecOfSubmitJob(params));
       trained = { value };
       return { JobId: `local-${runId}`, JobName: runId, Status: 'SUCCEEDED' };
     },
-    [STATE.publish]: publish!,
+    [STATE.publish]: publish,
     [STATE.notifySuccess]: notify(STATE.notifySuccess),
     [STATE.notifyFailure]: notify(STATE.notifyFailure),
   };
@@ -142,13 +142,12 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
       ((input: unknown) => (intercept ? intercept(state, input, h) : h(input))) as (input: JSONValue) => Promise<JSONValue>,
     ]),
   );
-  const retryStates = [STATE.validate, STATE.shardOne, STATE.train, STATE.publish, STATE.notifySuccess, STATE.notifyFailure];
 
   const input = { bucket: run.bucket, key: run.key, runId };
-  const execution = new StateMachine(definition, { validationOptions: { checkPaths: true, checkArn: true } }).run(input, {
+  const execution = new StateMachine(definition).run(input, {
     overrides: {
       taskResourceLocalHandlers,
-      retryIntervalOverrides: { ...Object.fromEntries(retryStates.map((s) => [s, 0])), ...run.retryIntervalOverrides },
+      retryIntervalOverrides: { ...Object.fromEntries(Object.keys(handlers).map((s) => [s, 0])), ...run.retryIntervalOverrides },
     },
     context: {
       Execution: {
@@ -178,7 +177,7 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   }
 }
 
-async function forwardEvents(events: AsyncGenerator<EventLog>, onEvent: (event: EventLog) => void): Promise<void> {
+async function forwardEvents(events: AsyncGenerator<WorkflowEvent>, onEvent: (event: WorkflowEvent) => void): Promise<void> {
   for await (const event of events) onEvent(event);
 }
 
