@@ -21,6 +21,7 @@ const cases: Case[] = [
   { name: 'conv 3x3 stride 2 pad 1, even size', inputs: [{ shape: [2, 2, 6, 6] }, { shape: [3, 2, 3, 3] }], f: (x, w) => conv2d(x, w, { stride: 2, pad: 1 }), dtype: 'float32' },
   { name: 'conv 3x3 stride 2 pad 1, odd size', inputs: [{ shape: [1, 2, 7, 5] }, { shape: [2, 2, 3, 3] }], f: (x, w) => conv2d(x, w, { stride: 2, pad: 1 }), dtype: 'float32' },
   { name: 'conv 2x2 stride 3 no pad (rows skipped)', inputs: [{ shape: [2, 2, 7, 8] }, { shape: [3, 2, 2, 2] }], f: (x, w) => conv2d(x, w, { stride: 3 }), dtype: 'float32' },
+  { name: 'conv 3x3 no pad, 3x1 kernel (flipped-kernel input gradient)', inputs: [{ shape: [2, 2, 5, 4] }, { shape: [3, 2, 3, 1] }], f: (x, w) => conv2d(x, w), dtype: 'float32' },
   { name: 'conv 1x1', inputs: [{ shape: [3, 4, 2, 3] }, { shape: [5, 4, 1, 1] }], f: (x, w) => conv2d(x, w), dtype: 'float32' },
   { name: 'avgPool 2, even', inputs: [{ shape: [2, 3, 4, 6] }], f: (x) => avgPool2d(x, 2), dtype: 'float32' },
   { name: 'avgPool 2, odd size drops the last row/column', inputs: [{ shape: [1, 2, 5, 3] }], f: (x) => avgPool2d(x, 2), dtype: 'float32' },

@@ -60,8 +60,16 @@ export const convRules = {
     vjp([x, w], [y], [g], a, need) {
       const gr = g!.graph;
       const [kh, kw] = w.shape.slice(2);
+      const stride1 = a.stride === 1 && a.pad <= Math.min(kh, kw) - 1;
       let gx: Tensor | undefined;
-      if (need[0]) {
+      if (need[0] && stride1) {
+        // A plain convolution with the transposed, spatially flipped kernel: about twice as fast as ConvTranspose on
+        // the CPU EP. It reads only the weight, so inside a Loop the flip runs once, outside.
+        const wt = ops.transpose(w, [1, 0, 2, 3]);
+        const flipped = kh > 1 || kw > 1 ? ops.slice(wt, [kh - 1, kw - 1], [-kh - 1, -kw - 1], [2, 3], [-1, -1]) : wt;
+        const [ph, pw] = [kh - 1 - a.pad, kw - 1 - a.pad];
+        gx = gr.node('Conv', [g!, flipped], { kernel_shape: [kh, kw], pads: [ph, pw, ph, pw] }, [{ dtype: x.dtype, shape: [...x.shape] }])[0];
+      } else if (need[0]) {
         // The transposed convolution with the same weight; output_padding restores rows a strided forward skipped.
         const extra = [2, 3].map((i) => x.shape[i] - ((y.shape[i] - 1) * a.stride + w.shape[i] - 2 * a.pad));
         gx = gr.node(
@@ -72,7 +80,30 @@ export const convRules = {
         )[0];
       }
       let gw: Tensor | undefined;
-      if (need[1]) {
+      if (need[1] && stride1) {
+        // dW[:,:,ky,kx] = g [O, N·H'·W'] x (x shifted by (ky,kx), channels last) [N·H'·W', C]: one large matrix
+        // product per kernel tap (for 1x1 about 2x faster on the CPU EP than the convolution form below).
+        const [n, c, h, wd] = x.shape;
+        const [ho, wo] = y.shape.slice(2);
+        const rows = n * ho * wo;
+        const gFlat = ops.reshape(ops.transpose(g!, [1, 0, 2, 3]), [w.shape[0], rows]);
+        let xl = ops.transpose(x, [0, 2, 3, 1]);
+        if (a.pad > 0) {
+          const p = a.pad;
+          const zeros = (shape: number[]) => ops.expand(gr.constant(0, [], x.dtype), shape);
+          xl = ops.concat([zeros([n, h, p, c]), xl, zeros([n, h, p, c])], 2);
+          xl = ops.concat([zeros([n, p, wd + 2 * p, c]), xl, zeros([n, p, wd + 2 * p, c])], 1);
+        }
+        const taps: Tensor[] = [];
+        for (let ky = 0; ky < kh; ky++) {
+          for (let kx = 0; kx < kw; kx++) {
+            const shifted = kh * kw === 1 ? xl : ops.slice(xl, [ky, kx], [ky + ho, kx + wo], [1, 2]);
+            taps.push(ops.matmul(gFlat, ops.reshape(shifted, [rows, c])));
+          }
+        }
+        // [O, C] per tap, taps in (ky, kx) order -> [O, C, kh, kw]
+        gw = taps.length === 1 ? ops.reshape(taps[0], [...w.shape]) : ops.reshape(ops.concat(taps.map((t) => ops.unsqueeze(t, [2])), 2), [...w.shape]);
+      } else if (need[1]) {
         // dW[o,c] = sum_n x[n,c] (*) g[n,o]: a convolution over the batch axis, with the forward stride as dilation.
         // End padding is cut to what the kernel reaches; anything past the kernel (odd sizes) is sliced off.
         const xt = ops.transpose(x, [1, 0, 2, 3]);
