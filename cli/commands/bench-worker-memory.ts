@@ -52,7 +52,7 @@ async function dataPass(dir: string, batch: number): Promise<Record<string, numb
   let peakHeap = 0;
   let batches = 0;
   let pending = [];
-  for await (const s of epochSamples(store, index, 0, { epoch: 0, shard: 0, sample: 0 })) {
+  for await (const s of epochSamples(store, index, 0, { epoch: 0, sample: 0 })) {
     pending.push(s);
     if (pending.length === batch) {
       makeBatch(pending, index.imageSize, COMMON.augment, rng);

@@ -14,7 +14,7 @@ const tensors = (v: number): StateDict =>
 
 const state = (step: number, best?: number): TrainerState => ({
   step,
-  cursor: { epoch: 1, shard: 2, sample: 3 },
+  cursor: { epoch: 1, sample: 3 },
   augmentRng: [1, 2, 3, 4],
   fingerprint: { seed: 0 },
   history: [{ step, epoch: 0, loss: 1.5, lr: 1e-4, logit_scale: 14.3, grad_norm: 0.7 }],

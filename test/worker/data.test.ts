@@ -162,23 +162,36 @@ describe('shard stream', async () => {
   };
 
   it('visits every train row of the epoch once, in a seeded order that changes per epoch', async () => {
-    const e0 = await drain(1, { epoch: 0, shard: 0, sample: 0 });
+    const e0 = await drain(1, { epoch: 0, sample: 0 });
     expect(e0).toHaveLength(48);
     expect(e0.every((s) => s.shard.splits[s.shard.captionImage[s.row]!] === 'train')).toBe(true);
     const ids = e0.map((s) => `${s.shard.imageIds[s.shard.captionImage[s.row]!]}#${s.row}`);
     expect(new Set(ids).size).toBe(48);
-    expect((await drain(1, { epoch: 0, shard: 0, sample: 0 })).map(rowId)).toEqual(e0.map(rowId));
-    const e1 = await drain(1, { epoch: 1, shard: 0, sample: 0 });
+    expect((await drain(1, { epoch: 0, sample: 0 })).map(rowId)).toEqual(e0.map(rowId));
+    const e1 = await drain(1, { epoch: 1, sample: 0 });
     expect(e1.map(rowId)).not.toEqual(e0.map(rowId));
     expect(new Set(e1.map((s) => `${s.shard.imageIds[s.shard.captionImage[s.row]!]}#${s.row}`))).toEqual(new Set(ids));
   });
 
   it('resuming at any cursor yields exactly the rest of the epoch', async () => {
-    const full = await drain(9, { epoch: 2, shard: 0, sample: 0 });
+    const full = await drain(9, { epoch: 2, sample: 0 });
     for (const cut of [1, 9, 10, 23, 47]) {
       const rest = await drain(9, full[cut - 1]!.after);
       expect(rest.map(rowId)).toEqual(full.slice(cut).map(rowId));
     }
+  });
+
+  it('interleaves two shards at a time and fetches each shard once per epoch', async () => {
+    const counting = new CountingStore(store);
+    const shardsOf: string[] = [];
+    for await (const s of epochSamples(counting, index, 4, { epoch: 0, sample: 0 })) shardsOf.push(s.shard.imageIds[0]!);
+    expect(counting.gets).toBe(5);
+    // The first 10 samples (one shard's worth) already come from both shards of the window.
+    expect(new Set(shardsOf.slice(0, 10)).size).toBe(2);
+    // At most two shards interleave: the k-th shard to appear starts only after the (k-2)-th has finished.
+    const firstUse = [...new Set(shardsOf)];
+    const span = (id: string): [number, number] => [shardsOf.indexOf(id), shardsOf.lastIndexOf(id)];
+    for (let k = 2; k < firstUse.length; k++) expect(span(firstUse[k]!)[0]).toBeGreaterThan(span(firstUse[k - 2]!)[1]);
   });
 
   it('keeps at most the current and one prefetched shard in flight', async () => {
@@ -195,7 +208,7 @@ describe('shard stream', async () => {
   });
 
   it('makes normalised batches with the rows tokens', async () => {
-    const samples = (await drain(1, { epoch: 0, shard: 0, sample: 0 })).slice(0, 4);
+    const samples = (await drain(1, { epoch: 0, sample: 0 })).slice(0, 4);
     const b = makeBatch(samples, 8, { randomResizedCrop: false, dihedral: false }, Rng.fromSeed(0));
     expect(b.images).toHaveLength(4 * 3 * 8 * 8);
     expect(b.tokens).toHaveLength(4 * 77);

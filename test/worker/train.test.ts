@@ -62,7 +62,6 @@ describe('training on S3 shards (fauxqs)', () => {
 
   it('raises validation mean recall clearly above the untrained model', () => {
     expect(output.runId).toBe(runId);
-    // Measured: 25.5 -> 52.4 over 20 steps.
     const mR = `mR ${output.before.mean_recall} -> ${output.after.mean_recall}`;
     expect(output.after.mean_recall, mR).toBeGreaterThan(output.before.mean_recall + 10);
     expect(output.after.images).toBe(16);

@@ -16,14 +16,15 @@ export interface ShardIndex {
   /** Caption rows per split, per shard (same order as keys). */
   rows: Record<Split, number>[];
   totals: Record<Split, number>;
+  /** Per shard: the caption rows whose image is in the train split. */
+  trainRows: Int32Array[];
   /** Distinct labels per split, sorted. */
   labels: Record<Split, string[]>;
 }
 
-/** Where the training stream stands: the next sample is `sample` in the order of the `shard`-th shard of `epoch`. */
+/** Where the training stream stands: the next sample is position `sample` of the epoch's order (epochOrder). */
 export interface DataCursor {
   epoch: number;
-  shard: number;
   sample: number;
 }
 
@@ -70,6 +71,7 @@ export async function indexShards(store: ObjectStore, keys?: string[]): Promise<
   const all = keys ?? (await listShardKeys(store));
   if (all.length === 0) throw new TrainInputError(`no ${SHARD_SUFFIX} files under ${store.uri}`);
   const rows: Record<Split, number>[] = [];
+  const trainRows: Int32Array[] = [];
   const totals = emptyCounts();
   const labelSets: Record<Split, Set<string>> = { train: new Set(), val: new Set(), test: new Set() };
   let imageSize = 0;
@@ -79,7 +81,13 @@ export async function indexShards(store: ObjectStore, keys?: string[]): Promise<
       throw new TrainInputError(`${all[index]}: image size ${shard.imageSize} differs from the other shards' ${imageSize}`);
     }
     const counts = emptyCounts();
-    for (let r = 0; r < shard.captions.length; r++) counts[shard.splits[shard.captionImage[r]!]!]++;
+    const train: number[] = [];
+    for (let r = 0; r < shard.captions.length; r++) {
+      const split = shard.splits[shard.captionImage[r]!]!;
+      counts[split]++;
+      if (split === 'train') train.push(r);
+    }
+    trainRows.push(Int32Array.from(train));
     shard.labels.forEach((label, i) => {
       if (label !== null) labelSets[shard.splits[i]!].add(label);
     });
@@ -91,24 +99,66 @@ export async function indexShards(store: ObjectStore, keys?: string[]): Promise<
     val: [...labelSets.val].sort(),
     test: [...labelSets.test].sort(),
   };
-  return { keys: all, imageSize, rows, totals, labels };
+  return { keys: all, imageSize, rows, totals, trainRows, labels };
 }
 
 // Salts keep the derived streams independent of each other.
 const SALT_SHARD_ORDER = 1;
-const SALT_SAMPLE_ORDER = 2;
+const SALT_ROW_ORDER = 2;
+const SALT_INTERLEAVE = 4;
+
+/**
+ * Shards consumed together. Shards are often written in CSV order, which in remote-sensing datasets groups
+ * images by class; drawing each batch from two shards at once keeps in-batch negatives varied while still only
+ * two shards (plus the one being prefetched) are resident.
+ */
+export const SHUFFLE_WINDOW = 2;
 
 /** The epoch's shard order: a permutation seeded by (seed, epoch). */
 export function epochShardOrder(seed: number, epoch: number, nShards: number): Int32Array {
   return Rng.fromSeed(seed, SALT_SHARD_ORDER, epoch).permutation(nShards);
 }
 
-/** The epoch's order of a shard's training caption rows, seeded by (seed, epoch, shard index). */
-export function shardSampleOrder(seed: number, epoch: number, shardIndex: number, shard: Shard): Int32Array {
-  const rows: number[] = [];
-  for (let r = 0; r < shard.captions.length; r++) if (shard.splits[shard.captionImage[r]!] === 'train') rows.push(r);
-  const perm = Rng.fromSeed(seed, SALT_SAMPLE_ORDER, epoch, shardIndex).permutation(rows.length);
-  return Int32Array.from(perm, (i) => rows[i]!);
+/** An epoch's samples in order: sample i is caption row `row[i]` of shard `shard[i]`. */
+export interface EpochOrder {
+  shard: Int32Array;
+  row: Int32Array;
+}
+
+/**
+ * Every train-split caption row once (open_clip CsvDataset semantics: each caption row is a sample), from the
+ * index alone: shards in the epoch's seeded order, rows shuffled within each shard, and SHUFFLE_WINDOW shards
+ * interleaved at a time (each next sample drawn uniformly from the rows the window has left). A pure function
+ * of (index, seed, epoch), so a cursor is just a position.
+ */
+export function epochOrder(index: ShardIndex, seed: number, epoch: number): EpochOrder {
+  const total = index.totals.train;
+  const out: EpochOrder = { shard: new Int32Array(total), row: new Int32Array(total) };
+  const pick = Rng.fromSeed(seed, SALT_INTERLEAVE, epoch);
+  const pending = [...epochShardOrder(seed, epoch, index.keys.length)].filter((s) => index.trainRows[s]!.length > 0);
+  const window: { shard: number; rows: Int32Array; next: number }[] = [];
+  let left = 0;
+  for (let i = 0; i < total; i++) {
+    while (window.length < SHUFFLE_WINDOW && pending.length) {
+      const shard = pending.shift()!;
+      const rows = index.trainRows[shard]!;
+      const perm = Rng.fromSeed(seed, SALT_ROW_ORDER, epoch, shard).permutation(rows.length);
+      window.push({ shard, rows: Int32Array.from(perm, (p) => rows[p]!), next: 0 });
+      left += rows.length;
+    }
+    let r = pick.int(left);
+    let w = 0;
+    for (let rest = window[0]!.rows.length - window[0]!.next; r >= rest; rest = window[w]!.rows.length - window[w]!.next) {
+      r -= rest;
+      w++;
+    }
+    const slot = window[w]!;
+    out.shard[i] = slot.shard;
+    out.row[i] = slot.rows[slot.next++]!;
+    left--;
+    if (slot.next === slot.rows.length) window.splice(w, 1);
+  }
+  return out;
 }
 
 /** One training sample: a caption row of a resident shard, and the cursor just after it. */
@@ -119,22 +169,39 @@ export interface Sample {
 }
 
 /**
- * The training samples of one epoch from `start` on: every train-split caption row once (open_clip CsvDataset
- * semantics: each caption row is a sample), shards in the epoch's seeded order, rows shuffled within each shard.
+ * The training samples of one epoch from `start` on (epochOrder). A shard is fetched when the shard first used
+ * before it is first used (one ahead), and dropped after its last sample.
  */
 export async function* epochSamples(store: ObjectStore, index: ShardIndex, seed: number, start: DataCursor): AsyncGenerator<Sample> {
   const { epoch } = start;
-  const order = epochShardOrder(seed, epoch, index.keys.length);
-  // Shards without training rows are skipped without fetching them.
-  const positions = [...order.keys()].filter((pos) => pos >= start.shard && index.rows[order[pos]!]!.train > 0);
-  const fetchOrder = positions.map((pos) => order[pos]!);
-  let k = 0;
-  for await (const { index: shardIndex, shard } of prefetchShards(store, index.keys, fetchOrder)) {
-    const pos = positions[k++]!;
-    const rows = shardSampleOrder(seed, epoch, shardIndex, shard);
-    for (let i = pos === start.shard ? start.sample : 0; i < rows.length; i++) {
-      const last = i + 1 === rows.length;
-      yield { shard, row: rows[i]!, after: last ? { epoch, shard: pos + 1, sample: 0 } : { epoch, shard: pos, sample: i + 1 } };
+  const order = epochOrder(index, seed, epoch);
+  const lastUse = new Map<number, number>();
+  const firstUsed: number[] = [];
+  order.shard.forEach((s, i) => {
+    if (!lastUse.has(s)) firstUsed.push(s);
+    lastUse.set(s, i);
+  });
+  const resident = new Map<number, Promise<Shard>>();
+  const fetch = (s: number): Promise<Shard> => {
+    let p = resident.get(s);
+    if (!p) {
+      p = loadShard(store, index.keys[s]!);
+      // A consumer that stops early leaves a prefetch unawaited; its failure must not crash the process.
+      p.catch(() => undefined);
+      resident.set(s, p);
     }
+    return p;
+  };
+  const seen = new Set<number>();
+  for (let i = start.sample; i < order.shard.length; i++) {
+    const s = order.shard[i]!;
+    if (!seen.has(s)) {
+      seen.add(s);
+      const ahead = firstUsed[firstUsed.indexOf(s) + 1];
+      if (ahead !== undefined && lastUse.get(ahead)! >= start.sample) void fetch(ahead);
+    }
+    const shard = await fetch(s);
+    if (lastUse.get(s) === i) resident.delete(s);
+    yield { shard, row: order.row[i]!, after: { epoch, sample: i + 1 } };
   }
 }

@@ -128,7 +128,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
   } else {
     state = {
       step: 0,
-      cursor: { epoch: 0, shard: 0, sample: 0 },
+      cursor: { epoch: 0, sample: 0 },
       augmentRng: Rng.fromSeed(recipe.seed, SALT_AUGMENT).state(),
       fingerprint,
       history: [],
@@ -214,7 +214,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
           // Drop the epoch's remainder (open_clip drops the last partial batch) and start the next epoch.
           await samples?.return(undefined);
           samples = undefined;
-          state.cursor = { epoch: end / plan.stepsPerEpoch, shard: 0, sample: 0 } satisfies DataCursor;
+          state.cursor = { epoch: end / plan.stepsPerEpoch, sample: 0 } satisfies DataCursor;
         }
         const rec = await evaluate(Math.ceil(end / plan.stepsPerEpoch));
         state.evals.push(rec);
