@@ -4,7 +4,7 @@ import { TrainOptionsSchema, type TrainOptions } from '../../core/train-options.
 import { CAPTIONS_FILE, captionsKey, FINAL, datasetPrefix, modelLatestKey, runPrefix, shardsPrefix, TRAIN_OPTIONS_FILE, validationKey } from '../../core/s3-layout.ts';
 import { FsStore, type ObjectStore } from '../../core/store.ts';
 import type { RetrievalMetrics } from '../../worker/train/metrics.ts';
-import { chooseModel, loadBaseModel } from '../../worker/train/base-model.ts';
+import { chooseModel, LATEST, loadBaseModel, RANDOM_PREFIX, type ModelChoice } from '../../worker/train/base-model.ts';
 import { resolveRecipe } from '../../worker/train/recipe.ts';
 import { runTraining } from '../../worker/train/run.ts';
 import type { TrainEvent } from '../../worker/train/log.ts';
@@ -66,6 +66,11 @@ export function datasetName(dir: string): string {
   const name = basename(resolve(dir)).replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '');
   if (!name) throw new UserError(`cannot derive a dataset name from '${dir}': pass --name`);
   return name;
+}
+
+/** A local checkpoint path made absolute (the worker may run elsewhere than the cwd); URIs and keywords unchanged. */
+function localModelPath(model: string): string {
+  return model.startsWith(RANDOM_PREFIX) || model === LATEST || /^[a-z][a-z0-9+.-]*:\/\//i.test(model) ? model : resolve(model);
 }
 
 async function readOptions(path: string, required: boolean): Promise<TrainOptions> {
@@ -163,14 +168,18 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   const options: TrainOptions = {
     ...(await readOptions(resolve(data, TRAIN_OPTIONS_FILE), false)),
     ...(o.config ? await readOptions(o.config, true) : {}),
-    ...(o.model ? { init: o.model } : {}),
+    ...(o.model ? { init: localModelPath(o.model) } : {}),
   };
   if (!options.init) throw new UserError(`no base model: pass --model <checkpoint|random:ViT-tiny> or set "init" in ${TRAIN_OPTIONS_FILE}`);
+  const init = options.init;
   const out = new FsStore(o.out ?? resolve('out', dataset));
 
-  // The starting weights, loaded as the worker will, for the report's "before" gallery.
-  const model = chooseModel(options.init, options.model);
-  const base = { uri: options.init, config: model.config, params: await loadBaseModel(options.init, model.config, resolveRecipe(model.config, options).seed) };
+  let model: ModelChoice;
+  try {
+    model = chooseModel(init, options.model);
+  } catch (e) {
+    throw new UserError(`model config: ${(e as Error).message}`);
+  }
 
   // The handlers' Powertools logs and EMF metrics print to stdout, which carries this command's result.
   process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
@@ -213,7 +222,9 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     await copyPrefix(s3.store.child(`${runPrefix(runId)}/${FINAL}`), out);
     await out.put('latest.json', await s3.store.get(modelLatestKey(dataset)));
     log(`building ${REPORT_FILE}: embedding the validation images with the base and the fine-tuned model`);
-    await writeReport({ out, shards: s3.store.child(shardsPrefix(runId)), base, runId, seconds: (Date.now() - t0) / 1000 });
+    // The starting weights again, as the worker loaded them (same seed for a random init), for the gallery's "before".
+    const params = await loadBaseModel(init, model.config, resolveRecipe(model.config, options).seed);
+    await writeReport({ out, shards: s3.store.child(shardsPrefix(runId)), base: { uri: init, config: model.config, params }, runId, seconds: (Date.now() - t0) / 1000 });
     const metrics = JSON.parse(Buffer.from(await out.get('metrics.json')).toString('utf8')) as {
       steps: number;
       before: RetrievalMetrics;

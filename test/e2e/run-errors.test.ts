@@ -21,6 +21,7 @@ describe('rsclip run on bad input', () => {
     await writeFile(join(root, 'bad.json'), '{"epochs": -1}');
     await expect(runLocal({ data, config: join(root, 'bad.json'), model: 'random:ViT-tiny', log: quiet })).rejects.toThrow(/bad\.json: epochs: /);
     await expect(runLocal({ data, log: quiet })).rejects.toThrow(/no base model/);
+    await expect(runLocal({ data, model: 'random:No-Such-Config', log: quiet })).rejects.toThrow(/^model config: .*No-Such-Config/);
   });
 
   it('ends an invalid dataset as one line naming the bad row, with validation.json in --out', async () => {
