@@ -44,6 +44,12 @@ export function acknowledgeNagFindings(stack: Stack, pipeline: Pipeline): void {
     );
   }
 
+  acknowledge(
+    pipeline.trigger.failedEvents,
+    'SQS3',
+    "This queue is the upload rule's dead-letter queue (EventBridge target DLQ), which the rule cannot express as a redrive policy.",
+  );
+
   const workflow = pipeline.workflow;
   for (const fn of [pipeline.functions.validate, pipeline.functions.shard, pipeline.functions.publish]) {
     acknowledge(workflow, `IAM5[Resource::<${ref(fn)}.Arn>:*]`, 'LambdaInvoke grants every version and alias of this one function.');

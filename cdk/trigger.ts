@@ -3,6 +3,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { CAPTIONS_FILE, DATASETS } from '../core/s3-layout.ts';
@@ -27,6 +28,8 @@ export interface TriggerProps {
 export class Trigger extends Construct {
   readonly function: HandlerFunction;
   readonly uploadRule: events.Rule;
+  /** Events EventBridge could not deliver to the trigger: uploads that started no run. */
+  readonly failedEvents: sqs.Queue;
 
   constructor(scope: Construct, id: string, props: TriggerProps) {
     super(scope, id);
@@ -52,11 +55,18 @@ export class Trigger extends Construct {
         },
       },
     });
-    this.uploadRule.addTarget(new targets.LambdaFunction(this.function, { retryAttempts: 8, maxEventAge: Duration.hours(6) }));
+    this.failedEvents = new sqs.Queue(this, 'FailedEvents', {
+      enforceSSL: true,
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      retentionPeriod: Duration.days(14),
+    });
+    const delivery = { retryAttempts: 8, maxEventAge: Duration.hours(6), deadLetterQueue: this.failedEvents };
+    this.uploadRule.addTarget(new targets.LambdaFunction(this.function, delivery));
 
     if (props.retrain) {
       new events.Rule(this, 'Retrain', { schedule: props.retrain.schedule }).addTarget(
         new targets.LambdaFunction(this.function, {
+          ...delivery,
           event: events.RuleTargetInput.fromObject({
             source: 'rsclip.schedule',
             bucket: props.data.bucket.bucketName,

@@ -97,6 +97,18 @@ describe('CDK app', () => {
     }
   });
 
+  it('routes captions.csv uploads to the trigger with retries and a dead-letter queue', () => {
+    const rule = resources(templates.aws, 'AWS::Events::Rule').find((r) => r.Properties.EventPattern)!;
+    expect(rule.Properties.EventPattern).toMatchObject({
+      source: ['aws.s3'],
+      'detail-type': ['Object Created'],
+      detail: { object: { key: [{ wildcard: 'datasets/*/captions.csv' }] } },
+    });
+    const target = rule.Properties.Targets[0];
+    expect(target.RetryPolicy.MaximumRetryAttempts).toBeGreaterThan(0);
+    expect(target.DeadLetterConfig.Arn['Fn::GetAtt'][0]).toMatch(/FailedEvents/);
+  });
+
   it('runs the Lambda steps on Node 24 with X-Ray tracing', () => {
     const fns = resources(templates.aws, 'AWS::Lambda::Function').filter((f) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
     expect(fns.length).toBe(4);
