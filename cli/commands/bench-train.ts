@@ -7,7 +7,7 @@ import { UserError, type Command } from '../command.ts';
 import { epFlag, numberFlag, parseFlags } from './train.ts';
 
 const USAGE =
-  'bench-train --arch <config name|path> [--batch-size N] [--steps N] [--accumulate N] [--steps-per-run K] [--ep cpu|cuda|webgpu]';
+  'bench-train --arch <config name|path> [--batch-size N] [--steps N] [--accumulate N] [--steps-per-run K] [--threads N] [--ep cpu|cuda|webgpu]';
 
 /** Random pixels (roughly normalised) and token rows shaped like captions: SOT, random ids, EOT, padding. */
 function randomStep(rng: Rng, batch: number, size: number, context: number, vocab: number, accumulate: number): StepInput {
@@ -35,6 +35,8 @@ async function providerErrors<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+const DEFAULT_STEPS_PER_RUN = 5;
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const command: Command = {
@@ -48,6 +50,7 @@ const command: Command = {
         steps: { type: 'string' },
         accumulate: { type: 'string' },
         'steps-per-run': { type: 'string' },
+        threads: { type: 'string' },
         ep: { type: 'string' },
       },
       USAGE,
@@ -56,9 +59,13 @@ const command: Command = {
     const batch = numberFlag('batch-size', f['batch-size'], true) ?? 8;
     const steps = numberFlag('steps', f.steps, true) ?? 5;
     const accumulate = numberFlag('accumulate', f.accumulate, true) ?? 1;
-    const k = numberFlag('steps-per-run', f['steps-per-run'], true) ?? 1;
+    // K steps per run by default: parameters and AdamW moments then cross the host boundary once per K steps.
+    const k = numberFlag('steps-per-run', f['steps-per-run'], true) ?? DEFAULT_STEPS_PER_RUN;
+    const threads = numberFlag('threads', f.threads, true);
     const ep = epFlag(f.ep) ?? 'cpu';
-    if (batch < 1 || steps < 1 || accumulate < 1 || k < 1) throw new UserError('--batch-size, --steps, --accumulate and --steps-per-run must be >= 1');
+    if (batch < 1 || steps < 1 || accumulate < 1 || k < 1 || (threads !== undefined && threads < 1)) {
+      throw new UserError('--batch-size, --steps, --accumulate, --steps-per-run and --threads must be >= 1');
+    }
     let config;
     try {
       config = loadModelConfig(f.arch);
@@ -76,21 +83,28 @@ const command: Command = {
       batchSize: batch,
       accumulate,
       stepsPerRun: k,
+      threads,
       ep,
       hyper: { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.2, gradClip: 1 },
     });
     try {
       // The first run builds the graph and opens the session; it is reported apart from the timed runs.
       const warm = await providerErrors(() => trainer.train(Array.from({ length: k }, () => randomStep(rng, batch, size, context, vocab, accumulate))));
-      console.log(`arch ${f.arch}, ep ${ep}, batch ${batch} x ${accumulate}, ${k} step(s) per run: setup + first run ${(performance.now() - t).toFixed(0)} ms, loss ${warm[0].loss.toFixed(4)}`);
+      console.log(`arch ${f.arch}, ep ${ep}, ${threads ?? 'default'} thread(s), batch ${batch} x ${accumulate}, ${k} step(s) per run: setup + first run ${(performance.now() - t).toFixed(0)} ms, loss ${warm[0].loss.toFixed(4)}`);
+      // CPU time of the whole process (all session threads): on a shared machine it varies less than wall time.
       const perStep: number[] = [];
+      const cpuPerStep: number[] = [];
       for (let run = 0; run < Math.ceil(steps / k); run++) {
         const inputs = Array.from({ length: k }, () => randomStep(rng, batch, size, context, vocab, accumulate));
         t = performance.now();
+        const cpu0 = process.cpuUsage();
         const r = await trainer.train(inputs);
         const ms = (performance.now() - t) / k;
+        const cpu = process.cpuUsage(cpu0);
+        const cpuMs = (cpu.user + cpu.system) / 1000 / k;
         perStep.push(ms);
-        console.log(`run ${run + 1}: ${ms.toFixed(0)} ms/step, loss ${r[r.length - 1].loss.toFixed(4)}, grad norm ${r[r.length - 1].gradNorm.toFixed(3)}`);
+        cpuPerStep.push(cpuMs);
+        console.log(`run ${run + 1}: ${ms.toFixed(0)} ms/step (${cpuMs.toFixed(0)} ms CPU/step), loss ${r[r.length - 1].loss.toFixed(4)}, grad norm ${r[r.length - 1].gradNorm.toFixed(3)}`);
       }
       const stepMs = median(perStep);
       console.log(
@@ -99,9 +113,11 @@ const command: Command = {
           batch_size: batch,
           accumulate,
           steps_per_run: k,
+          threads: threads ?? null,
           ep,
           samples_per_s: Number(((batch * accumulate * 1000) / stepMs).toFixed(3)),
           step_ms_median: Number(stepMs.toFixed(1)),
+          cpu_ms_per_step_median: Number(median(cpuPerStep).toFixed(1)),
           peak_rss_mb: Math.round(resourceUsage().maxRSS / 1024),
         }),
       );

@@ -50,6 +50,8 @@ export interface TrainerOptions {
   /** Keep BatchNorm running statistics fixed and normalise with them (open_clip --lock-image-freeze-bn-stats). */
   freezeBnStats?: boolean;
   ep?: ExecutionProvider;
+  /** onnxruntime intra-op threads (default: all cores). */
+  threads?: number;
   /** Optimizer steps per session.run (ONNX Loop) on CPU/CUDA. */
   stepsPerRun?: number;
   /** Continue from a saved optimizer state (resume). */

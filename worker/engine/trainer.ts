@@ -64,7 +64,7 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
     if (!s) {
       s = (async () => {
         const graph = buildTrainGraph({ config, batchSize, accumulate, stepsPerRun: k, hyper: opts.hyper, isFrozen, freezeBnStats: opts.freezeBnStats });
-        return { graph, session: await openSession(graph.model, { ep }) };
+        return { graph, session: await openSession(graph.model, { ep, threads: opts.threads }) };
       })();
       trainSessions.set(k, s);
     }
@@ -74,7 +74,7 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
   const encoder = (tower: Tower) => {
     let s = encoders.get(tower);
     if (!s) {
-      s = openSession(buildEncoderGraph(config, tower, { batch: ENCODE_CHUNK }), { ep });
+      s = openSession(buildEncoderGraph(config, tower, { batch: ENCODE_CHUNK }), { ep, threads: opts.threads });
       encoders.set(tower, s);
     }
     return s;
