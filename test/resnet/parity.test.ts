@@ -6,7 +6,8 @@ import { exportImageEncoder } from '../../worker/engine/export.ts';
 import { runOnce } from '../../worker/engine/session.ts';
 import { clipBuffers, clipParams } from '../../worker/models/clip.ts';
 import { loadModelConfig } from '../../worker/models/config.ts';
-import { verifyReference, type StageResult } from '../../worker/models/reference.ts';
+import { openReference, runProbe, verifyReference, type StageResult } from '../../worker/models/reference.ts';
+import { BATCHNORM_STAGES } from '../../worker/models/verify-resnet.ts';
 
 const dir = 'test/fixtures/open_clip-tiny-rn';
 const config = loadModelConfig(`${dir}/config.json`);
@@ -73,5 +74,16 @@ describe('open_clip-tiny-rn parity (ModifiedResNet, BatchNorm)', () => {
     const want = (forward.image_features_normalized as number[][]).flat();
     const worst = Math.max(...want.map((v, i) => Math.abs((out.embedding.data as Float32Array)[i] - v)));
     expect(worst).toBeLessThan(1e-4);
+  });
+
+  it('reads the running statistics in evaluation mode only: a changed running_var fails the eval stages alone', async () => {
+    const ref = await openReference(dir);
+    const params = new Map(ref.params);
+    const rv = params.get('visual.layer2.0.bn2.running_var')!;
+    params.set('visual.layer2.0.bn2.running_var', { shape: rv.shape, data: rv.data.map((v) => v * 1.5) });
+    const changed = { ...ref, params };
+    const results = await BATCHNORM_STAGES.forward(changed, () => runProbe(changed));
+    const verdict = Object.fromEntries(results.map((r) => [r.stage, r.ok]));
+    expect(verdict).toEqual({ forward: false, loss: false, forward_train: true, loss_train: true, debug: false, debug_train: true });
   });
 });
