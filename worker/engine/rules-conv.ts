@@ -82,7 +82,7 @@ export const convRules = {
       let gw: Tensor | undefined;
       if (need[1] && stride1) {
         // dW[:,:,ky,kx] = g [O, N·H'·W'] x (x shifted by (ky,kx), channels last) [N·H'·W', C]: one large matrix
-        // product per kernel tap (for 1x1 about 2x faster on the CPU EP than the convolution form below).
+        // product per kernel tap (on the CPU EP about 2x faster than the convolution form below for 1x1, 1.5x for 3x3).
         const [n, c, h, wd] = x.shape;
         const [ho, wo] = y.shape.slice(2);
         const rows = n * ho * wo;
