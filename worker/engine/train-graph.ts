@@ -151,14 +151,14 @@ function optimizerStep(
     a === 1 ? microBatch(o, trained, frozen, s, images, tokens, 0) : accumulateMicroBatches(o, trained, frozen, s, images, tokens);
   // A parameter that got no gradient is skipped by torch's AdamW (grad is None): no decay, no moment update.
   const withGrad = trained.flatMap((p, j) => (sum[j] ? [{ p, g: sum[j]! }] : []));
-  const { grads, norm } = clipGradNorm(
+  const { norm, coef } = clipGradNorm(
     withGrad.map((x) => x.g),
     o.hyper.gradClip,
   );
-  const scalars = adamwScalars(lr, t, o.hyper);
+  const scalars = adamwScalars(lr, t, o.hyper, coef);
   const out: State = { params: new Map(s.params), m: new Map(s.m), v: new Map(s.v), buffers };
-  withGrad.forEach(({ p }, j) => {
-    const u = adamwUpdate(s.params.get(p.name)!, s.m.get(p.name)!, s.v.get(p.name)!, grads[j], scalars, o.hyper, !excludedFromDecay(p.name, p.shape));
+  withGrad.forEach(({ p, g }) => {
+    const u = adamwUpdate(s.params.get(p.name)!, s.m.get(p.name)!, s.v.get(p.name)!, g, scalars, o.hyper, !excludedFromDecay(p.name, p.shape));
     out.params.set(p.name, p.name === 'logit_scale' ? clip(u.p, 0, LOGIT_SCALE_MAX) : u.p);
     out.m.set(p.name, u.m);
     out.v.set(p.name, u.v);
