@@ -7,7 +7,7 @@ import { preprocessImage } from '../../core/preprocess.ts';
 import { datasetPrefix } from '../../core/s3-layout.ts';
 import { UserError, type Command } from '../command.ts';
 import { listFolder, startLocalS3, uploadFolder } from '../local-s3.ts';
-import { numberFlag, parseFlags } from './train.ts';
+import { numberFlag, parseFlags } from '../flags.ts';
 
 const USAGE = 'bench-shard --images <dir> [--size 224] [--generate N]';
 const IMAGE_FILE = /\.(jpe?g|png|webp|tiff?|gif)$/i;

@@ -4,7 +4,7 @@ import { createTrainer } from '../../worker/engine/trainer.ts';
 import { loadModelConfig } from '../../worker/models/config.ts';
 import { initParams, Rng } from '../../worker/models/init.ts';
 import { UserError, type Command } from '../command.ts';
-import { epFlag, numberFlag, parseFlags } from './train.ts';
+import { epFlag, numberFlag, parseFlags } from '../flags.ts';
 
 const USAGE =
   'bench-train --arch <config name|path> [--batch-size N] [--steps N] [--accumulate N] [--steps-per-run K] [--threads N] [--ep cpu|cuda|webgpu]';

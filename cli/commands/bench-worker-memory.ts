@@ -10,7 +10,7 @@ import { Rng } from '../../worker/data/rng.ts';
 import { epochSamples, indexShards } from '../../worker/data/shard-stream.ts';
 import { COMMON } from '../../worker/train/recipe.ts';
 import { UserError, type Command } from '../command.ts';
-import { numberFlag, parseFlags } from './train.ts';
+import { numberFlag, parseFlags } from '../flags.ts';
 
 /**
  * Peak memory of the worker's data path (index pass, then one epoch of shuffled, augmented, normalised batches)

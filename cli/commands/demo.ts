@@ -7,7 +7,7 @@ import type { Command } from '../command.ts';
 import { generateDemoDataset, type DemoDataOptions } from '../demo-data/generate.ts';
 import { logLine } from '../progress.ts';
 import { printResult, runLocal, type LocalRunResult } from './run.ts';
-import { parseFlags } from './train.ts';
+import { parseFlags } from '../flags.ts';
 
 const USAGE = 'demo [--out <dir>] [--json]';
 export const DEMO_DATASET = 'demo';

@@ -7,7 +7,7 @@ import { evalSplitOf } from '../../worker/train/loop.ts';
 import { RECALL_KS } from '../../worker/train/metrics.ts';
 import { openEncoders } from '../../worker/train/onnx-encoder.ts';
 import { UserError, type Command } from '../command.ts';
-import { epFlag, parseFlags, userErrors } from './train.ts';
+import { epFlag, parseFlags, userErrors } from '../flags.ts';
 
 const USAGE = 'eval --model <model.safetensors|.pt|random:NAME> --shards <dir|s3://...> [--config <name|json>] [--split val|test|train] [--ep cpu|cuda|webgpu] [--json]';
 

@@ -1,6 +1,6 @@
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { TrainOptionsSchema, type TrainOptions } from '../../core/train-options.ts';
+import type { TrainOptions } from '../../core/train-options.ts';
 import { CAPTIONS_FILE, captionsKey, FINAL, datasetPrefix, modelLatestKey, runPrefix, shardsPrefix, TRAIN_OPTIONS_FILE, validationKey } from '../../core/s3-layout.ts';
 import { FsStore, type ObjectStore } from '../../core/store.ts';
 import type { RetrievalMetrics } from '../../worker/train/metrics.ts';
@@ -15,23 +15,7 @@ import { REPORT_FILE, writeReport } from '../report/build.ts';
 import { METRIC_ROWS } from '../report/html.ts';
 import { LocalPipeline, type LocalWorkflowOptions } from '../../cdk/local/run-workflow.ts';
 import { STATE } from '../../cdk/workflow.ts';
-import { parseFlags } from './train.ts';
-
-// aws-local-stepfunctions 3.0.0, which runs the state machine here, calls Promise.withResolvers (Node 22); we run on
-// Node 20. Same shim as test/setup.ts; it only has to exist before the first execution.
-if (typeof (Promise as { withResolvers?: unknown }).withResolvers !== 'function') {
-  Object.assign(Promise, {
-    withResolvers<T>() {
-      let resolve!: (v: T | PromiseLike<T>) => void;
-      let reject!: (e?: unknown) => void;
-      const promise = new Promise<T>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      return { promise, resolve, reject };
-    },
-  });
-}
+import { parseFlags, readOptionsFile } from '../flags.ts';
 
 const USAGE = 'run --data <dir> [--model <checkpoint|random:CONFIG>] [--config <train.json>] [--out <dir>] [--name <dataset>] [--json]';
 
@@ -71,28 +55,6 @@ export function datasetName(dir: string): string {
 /** A local checkpoint path made absolute (the worker may run elsewhere than the cwd); URIs and keywords unchanged. */
 function localModelPath(model: string): string {
   return model.startsWith(RANDOM_PREFIX) || model === LATEST || /^[a-z][a-z0-9+.-]*:\/\//i.test(model) ? model : resolve(model);
-}
-
-async function readOptions(path: string, required: boolean): Promise<TrainOptions> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new UserError(`${path}: ${(e as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${path}: not JSON: ${(e as Error).message}`);
-  }
-  const parsed = TrainOptionsSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UserError(`${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  }
-  return parsed.data;
 }
 
 /** Training events as a progress bar (steps) and one line per evaluation. */
@@ -166,8 +128,8 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   if (!(await stat(resolve(data, CAPTIONS_FILE)).catch(() => undefined))?.isFile()) throw new UserError(`--data ${o.data}: has no ${CAPTIONS_FILE}`);
   const dataset = o.name ?? datasetName(data);
   const options: TrainOptions = {
-    ...(await readOptions(resolve(data, TRAIN_OPTIONS_FILE), false)),
-    ...(o.config ? await readOptions(o.config, true) : {}),
+    ...(await readOptionsFile(resolve(data, TRAIN_OPTIONS_FILE), false)),
+    ...(o.config ? await readOptionsFile(o.config, true) : {}),
     ...(o.model ? { init: localModelPath(o.model) } : {}),
   };
   if (!options.init) throw new UserError(`no base model: pass --model <checkpoint|random:ViT-tiny> or set "init" in ${TRAIN_OPTIONS_FILE}`);

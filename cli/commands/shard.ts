@@ -6,7 +6,7 @@ import { encodeShard } from '../../core/shard-format.ts';
 import { openStore, sha256Hex } from '../../core/store.ts';
 import { UserError, type Command } from '../command.ts';
 import { createProgress } from '../progress.ts';
-import { numberFlag, parseFlags } from './train.ts';
+import { numberFlag, parseFlags } from '../flags.ts';
 import { printReport, storeErrors, validateLocation } from './validate.ts';
 
 const USAGE = 'shard --data <dir|s3://bucket/datasets/<name>> --out <dir|s3://...> [--size N]';

@@ -1,60 +1,18 @@
-import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { TrainOptionsSchema, type TrainOptions } from '../../core/train-options.ts';
 import { openStore } from '../../core/store.ts';
 import type { ExecutionProvider } from '../../worker/engine/api.ts';
 import { chooseModel, loadBaseModel } from '../../worker/train/base-model.ts';
-import { TrainInputError } from '../../worker/train/errors.ts';
 import { jsonLinesTo } from '../../worker/train/log.ts';
 import { resolveRecipe } from '../../worker/train/recipe.ts';
-import { parseEp, trainAndPublish } from '../../worker/train/run.ts';
+import { trainAndPublish } from '../../worker/train/run.ts';
 import { UserError, type Command } from '../command.ts';
 import { createProgress } from '../progress.ts';
+import { epFlag, numberFlag, parseFlags, readOptionsFile, userErrors } from '../flags.ts';
 
 const USAGE =
   'train --shards <dir|s3://...> --model <checkpoint|random:ViT-tiny> --out <dir|s3://...> [--config <name|json>] ' +
   '[--val-shards <dir|s3://...>] [--options train.json] [--epochs N] [--max-steps N] [--batch-size N] [--accumulate N] ' +
   '[--lr X] [--warmup-steps N] [--seed S] [--checkpoint-every N] [--no-augment] [--ep cpu|cuda|webgpu]';
-
-export function numberFlag(name: string, v: string | undefined, integer: boolean): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UserError(`--${name} must be ${integer ? 'an integer' : 'a number'}, got '${v}'`);
-  return n;
-}
-
-/** --ep, else RSCLIP_EP (set by the worker images), else the engine default (cpu). */
-export function epFlag(v: string | undefined): ExecutionProvider | undefined {
-  try {
-    return v !== undefined ? parseEp(v, '--ep') : parseEp(process.env.RSCLIP_EP, 'RSCLIP_EP');
-  } catch (e) {
-    throw new UserError((e as Error).message);
-  }
-}
-
-export function parseFlags<T extends Record<string, { type: 'string' | 'boolean' }>>(argv: string[], options: T, usage: string) {
-  try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
-  } catch (e) {
-    throw new UserError(`${(e as Error).message}\nusage: ${usage}`);
-  }
-}
-
-async function optionsFile(path: string | undefined): Promise<TrainOptions> {
-  if (!path) return {};
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(path, 'utf8'));
-  } catch (e) {
-    throw new UserError(`${path}: ${(e as Error).message}`);
-  }
-  const parsed = TrainOptionsSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UserError(`${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  }
-  return parsed.data;
-}
 
 const command: Command = {
   summary: 'fine-tune a CLIP model on shards (resumes from <out>/checkpoints/latest.json), publish <out>/final/',
@@ -93,7 +51,7 @@ const command: Command = {
       checkpointEvery: numberFlag('checkpoint-every', f['checkpoint-every'], true),
       ...(f['no-augment'] ? { augment: { randomResizedCrop: false, dihedral: false } } : {}),
     };
-    const merged = { ...(await optionsFile(f.options)), ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
+    const merged = { ...(await readOptionsFile(f.options)), ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
     const checked = TrainOptionsSchema.safeParse(merged);
     if (!checked.success) {
       const issue = checked.error.issues[0]!;
@@ -105,16 +63,6 @@ const command: Command = {
     );
   },
 };
-
-/** Input problems found while training (TrainInputError) become one-line user errors. */
-export async function userErrors<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    if (e instanceof TrainInputError) throw new UserError(e.message);
-    throw e;
-  }
-}
 
 interface TrainArgs {
   shards: string;

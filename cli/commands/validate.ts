@@ -1,7 +1,7 @@
 import { validateDataset, type ValidationReport } from '../../core/dataset.ts';
 import { openStore, type ObjectStore } from '../../core/store.ts';
 import { UserError, type Command } from '../command.ts';
-import { parseFlags } from './train.ts';
+import { parseFlags } from '../flags.ts';
 
 const USAGE = 'validate --data <dir|s3://bucket/datasets/<name>> [--json]';
 

@@ -1,5 +1,5 @@
 import { main } from '../../worker/main.ts';
-import { parseFlags, userErrors } from './train.ts';
+import { parseFlags, userErrors } from '../flags.ts';
 import type { Command } from '../command.ts';
 
 const command: Command = {
