@@ -418,15 +418,13 @@ export const rules = {
       return [{ dtype: ins[0].dtype, shape: gatherShape(ins[0], ins[1], axis) }];
     },
     emit: node('Gather', (a) => ({ axis: a.axis })),
-    // Scatter-add into zeros: duplicate indices (repeated tokens) accumulate.
+    // Scatter-add into zeros: duplicate indices (repeated tokens) accumulate. ScatterElements, not ScatterND:
+    // onnxruntime's multi-threaded ScatterND-add sums duplicates in a varying order (results differ run to run,
+    // which breaks bit-identical resume), while its ScatterElements-add is sequential.
     vjp([x, idx], _, [g], a) {
       const axis = normAxis(a.axis, x.shape.length);
       const gr = g!.graph;
       const base = zeros(x, gr);
-      if (axis === 0) {
-        const where = ops.unsqueeze(toInt64(idx), [-1]);
-        return [gr.node('ScatterND', [base, where, g!], { reduction: 'add' }, [x])[0], undefined];
-      }
       const k = numel(idx.shape);
       const flatShape = [...x.shape.slice(0, axis), k, ...x.shape.slice(axis + 1)];
       const idxShape = x.shape.map((_, i) => (i === axis ? k : 1));
