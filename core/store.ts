@@ -113,7 +113,8 @@ export class S3Store implements ObjectStore {
 
   async put(key: string, body: Uint8Array | string): Promise<void> {
     const finalKey = this.full(key);
-    const tmpKey = joinKey(this.prefix, `${TMP_SEGMENT}/${randomUUID()}/${cleanKey(key).split('/').pop()}`);
+    // Staged at the bucket root whatever this store's prefix, so one lifecycle rule expires what a crash leaves.
+    const tmpKey = `${TMP_SEGMENT}/${randomUUID()}/${cleanKey(key).split('/').pop()}`;
     await new Upload({ client: this.client, params: { Bucket: this.bucket, Key: tmpKey, Body: body } }).done();
     try {
       await this.client.send(
