@@ -14,6 +14,7 @@ export interface IngestFunctionsProps {
 }
 
 const BPE_VOCAB_FILE = 'core/assets/clip-bpe/bpe_simple_vocab_16e6.txt.gz';
+const MODEL_CONFIGS_DIR = 'worker/models/configs';
 
 /** The Lambda steps of the workflow: Validate and Shard (ingest team's handlers) and Publish. */
 export class IngestFunctions extends Construct {
@@ -36,6 +37,8 @@ export class IngestFunctions extends Construct {
       timeout: Duration.minutes(5),
       nativeModules: ['sharp'],
       ...tokenizer,
+      // The image size comes from the model config; worker/models/config.ts reads `configs/` beside its module.
+      files: [...tokenizer.files, MODEL_CONFIGS_DIR],
     });
     this.shard = new HandlerFunction(this, 'Shard', {
       ...common,

@@ -18,7 +18,7 @@ export interface HandlerFunctionProps {
   environment?: Record<string, string>;
   /** Packages with native binaries (sharp): installed for the Lambda's platform instead of bundled. */
   nativeModules?: string[];
-  /** Repository files the code reads at run time, copied beside the bundle (/var/task/<basename>). */
+  /** Repository files or folders the code reads at run time, copied beside the bundle (/var/task/<basename>). */
   files?: string[];
   metricsNamespace?: string;
 }
@@ -55,7 +55,7 @@ export class HandlerFunction extends nodejs.NodejsFunction {
           beforeBundling: () => [],
           beforeInstall: () => [],
           afterBundling: (inputDir: string, outputDir: string) =>
-            (props.files ?? []).map((f) => `cp "${join(inputDir, f)}" "${outputDir}/"`),
+            (props.files ?? []).map((f) => `cp -R "${join(inputDir, f)}" "${outputDir}/"`),
         },
         // ESM bundles of CommonJS dependencies still call require().
         banner: "import { createRequire as __rsclipRequire } from 'node:module'; const require = __rsclipRequire(import.meta.url);",
