@@ -6,13 +6,12 @@ import { buildShard } from '../../core/dataset/build-shard.ts';
 import { filenameProblem } from '../../core/dataset/rules.ts';
 import { RunSpecSchema } from '../../core/run-spec.ts';
 import { datasetPrefix, shardKey } from '../../core/s3-layout.ts';
-import { makeS3Client } from '../../core/s3-client.ts';
+import { handlerS3Client } from '../../core/s3-client.ts';
 import { encodeShard, SPLITS } from '../../core/shard-format.ts';
 import { S3Store, sha256Hex } from '../../core/store.ts';
 
 const logger = new Logger();
 const metrics = new Metrics();
-const s3 = makeS3Client();
 
 const MAX_ROWS = 100_000;
 /** Images fetched and decoded at once: sharp decodes on its own threads while the resampler runs on this one. */
@@ -58,14 +57,14 @@ export async function handler(event: ShardRequest): Promise<ShardOutput> {
   const input = InputSchema.parse(event) as ShardRequest;
   const started = performance.now();
   try {
-    const shard = await buildShard(new S3Store(input.bucket, datasetPrefix(input.dataset), s3), input.rows, {
+    const shard = await buildShard(new S3Store(input.bucket, datasetPrefix(input.dataset), handlerS3Client()), input.rows, {
       imageSize: input.imageSize,
       bands: input.bands,
       concurrency: CONCURRENCY,
     });
     const bytes = encodeShard(shard);
     const key = shardKey(input.runId, input.shard);
-    await new S3Store(input.bucket, '', s3).put(key, bytes);
+    await new S3Store(input.bucket, '', handlerS3Client()).put(key, bytes);
     const out = { key, rows: input.rows.length, images: shard.imageIds.length, sha256: sha256Hex(bytes) };
     const seconds = (performance.now() - started) / 1000;
     metrics.addDimension('dataset', input.dataset);

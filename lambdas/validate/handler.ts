@@ -4,13 +4,12 @@ import { z } from 'zod';
 import { planShards, validateDataset, DEFAULT_SHARD_SIZE, type ShardRequest } from '../../core/dataset.ts';
 import { RunSpecSchema } from '../../core/run-spec.ts';
 import { datasetOfCaptionsKey, datasetPrefix, shardPlanKey, validationKey } from '../../core/s3-layout.ts';
-import { makeS3Client } from '../../core/s3-client.ts';
+import { handlerS3Client } from '../../core/s3-client.ts';
 import { S3Store } from '../../core/store.ts';
 import type { TrainOptions } from '../../core/train-options.ts';
 
 const logger = new Logger();
 const metrics = new Metrics();
-const s3 = makeS3Client();
 
 const InputSchema = z.object({ bucket: z.string().min(3), key: z.string().min(1), runId: RunSpecSchema.shape.runId }).strict();
 export type ValidateInput = z.infer<typeof InputSchema>;
@@ -45,7 +44,7 @@ export async function handler(event: ValidateInput): Promise<ValidateOutput> {
   const dataset = datasetOfCaptionsKey(input.key);
   if (!dataset) throw new Error(`not a dataset captions key: ${input.key} (expected datasets/<name>/captions.csv)`);
   metrics.addDimension('dataset', dataset);
-  const bucket = new S3Store(input.bucket, '', s3);
+  const bucket = new S3Store(input.bucket, '', handlerS3Client());
   try {
     const { report, rows, options } = await validateDataset(bucket.child(datasetPrefix(dataset)), dataset);
     await bucket.put(validationKey(input.runId), `${JSON.stringify(report, null, 1)}\n`);
