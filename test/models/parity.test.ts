@@ -51,4 +51,23 @@ describe('open_clip-tiny parity', () => {
     const external = await runOnce(join(out, 'text.onnx'), { text: { data: BigInt64Array.from(tokens.flat(), BigInt), dims: [6, 77] } });
     expect(external.embedding.data).toEqual(text.embedding.data);
   });
+
+  it('exports encoders with a dynamic batch that serve any number of rows', async () => {
+    const config = loadModelConfig(`${dir}/config.json`);
+    const params = readSafetensorsF32(readFileSync(`${dir}/model.safetensors`));
+    const pixels = readSafetensorsF32(readFileSync(`${dir}/preprocess.safetensors`)).get('pixel_values')!;
+    const tokens = JSON.parse(readFileSync(`${dir}/tokens.json`, 'utf8')).tokens as number[][];
+    const forward = JSON.parse(readFileSync(`${dir}/forward.json`, 'utf8'));
+    const imageModel = exportImageEncoder(config, params);
+    const textModel = exportTextEncoder(config, params);
+    const worst = (ours: Float32Array, want: number[][]) => Math.max(...want.flat().map((v, i) => Math.abs(ours[i] - v)));
+    for (const n of [6, 2]) {
+      const image = await runOnce(imageModel, { image: { data: pixels.data.subarray(0, n * 3 * 32 * 32), dims: [n, 3, 32, 32] } });
+      const text = await runOnce(textModel, { text: { data: BigInt64Array.from(tokens.slice(0, n).flat(), BigInt), dims: [n, 77] } });
+      expect(image.embedding.dims).toEqual([n, 32]);
+      expect(text.embedding.dims).toEqual([n, 32]);
+      expect(worst(image.embedding.data as Float32Array, forward.image_features_normalized.slice(0, n))).toBeLessThan(1e-4);
+      expect(worst(text.embedding.data as Float32Array, forward.text_features_normalized.slice(0, n))).toBeLessThan(1e-4);
+    }
+  });
 });

@@ -5,6 +5,7 @@
  */
 import type { ClipModelConfig } from './api.ts';
 import { Graph, type Tensor } from './graph.ts';
+import * as ops from './ops.ts';
 import { names } from './train-graph.ts';
 import { clipBuffers, clipParams, visionTower } from '../models/clip.ts';
 import { textDims } from '../models/config.ts';
@@ -21,8 +22,8 @@ export function towerParamNames(config: ClipModelConfig, tower: Tower): string[]
 }
 
 export interface EncoderGraphOptions {
-  /** Rows per run (the graph has static shapes). */
-  batch: number;
+  /** Rows per run, static; without it the batch is dynamic (`N`): a Scan runs the one-row tower per row. */
+  batch?: number;
   /** Weights to embed as initializers; without them every parameter is a `param:<name>` input. */
   weights?: StateDict;
   /** Write initializers to this file (needed past protobuf's 2 GB limit); the model must then be opened by path. */
@@ -53,23 +54,34 @@ export function buildEncoderGraph(config: ClipModelConfig, tower: Tower, o: Enco
     P.set(name, g.initializer(name, w.data, shape));
   }
   const lookup = (name: string) => P.get(name)!;
-  let features: Tensor;
-  if (tower === 'image') {
-    const s = config.vision_cfg.image_size;
-    features = visionTower(config).encode(config, lookup, g.input('image', 'float32', [o.batch, 3, s, s]), false).features;
+  const s = config.vision_cfg.image_size;
+  const row = tower === 'image' ? { name: 'image', dtype: 'float32' as const, shape: [3, s, s] } : { name: 'text', dtype: 'int64' as const, shape: [textDims(config).context] };
+  const embed = (x: Tensor): Tensor =>
+    l2normalize(tower === 'image' ? visionTower(config).encode(config, lookup, x, false).features : encodeText(config, lookup, x));
+  if (o.batch !== undefined) {
+    g.output(embed(g.input(row.name, row.dtype, [o.batch, ...row.shape])), 'embedding');
   } else {
-    features = encodeText(config, lookup, g.input('text', 'int64', [o.batch, textDims(config).context]));
+    // The builder's shapes are static, so a dynamic batch is a Scan over rows of the static one-row tower; the
+    // weight-only work (transposes, reshapes of parameters) is hoisted out of the body and done once.
+    const body = g.subgraph('row_encoder');
+    const one = embed(ops.unsqueeze(body.input('row', row.dtype, row.shape), [0]));
+    body.output(ops.reshape(one, [config.embed_dim]), 'row_embedding');
+    const [out] = g.node('Scan', [g.input(row.name, row.dtype, [-1, ...row.shape])], { body, num_scan_inputs: 1 }, [
+      { dtype: 'float32', shape: [-1, config.embed_dim] },
+    ]);
+    g.output(out!, 'embedding');
   }
-  g.output(l2normalize(features), 'embedding');
   return g.toModel({ externalData: o.externalData });
 }
 
-/** Standalone image encoder: input `image` f32 [batch,3,S,S], output `embedding` [batch, embed_dim]. */
-export function exportImageEncoder(config: ClipModelConfig, params: StateDict, opts: { batch?: number; externalData?: string } = {}): Uint8Array {
-  return buildEncoderGraph(config, 'image', { batch: opts.batch ?? 1, weights: params, externalData: opts.externalData });
+type ExportOptions = { batch?: number; externalData?: string };
+
+/** Standalone image encoder: input `image` f32 [N,3,S,S] (N dynamic unless `batch`), output `embedding` [N, embed_dim]. */
+export function exportImageEncoder(config: ClipModelConfig, params: StateDict, opts: ExportOptions = {}): Uint8Array {
+  return buildEncoderGraph(config, 'image', { ...opts, weights: params });
 }
 
-/** Standalone text encoder: input `text` i64 [batch,context], output `embedding` [batch, embed_dim]. */
-export function exportTextEncoder(config: ClipModelConfig, params: StateDict, opts: { batch?: number; externalData?: string } = {}): Uint8Array {
-  return buildEncoderGraph(config, 'text', { batch: opts.batch ?? 1, weights: params, externalData: opts.externalData });
+/** Standalone text encoder: input `text` i64 [N,context] (N dynamic unless `batch`), output `embedding` [N, embed_dim]. */
+export function exportTextEncoder(config: ClipModelConfig, params: StateDict, opts: ExportOptions = {}): Uint8Array {
+  return buildEncoderGraph(config, 'text', { ...opts, weights: params });
 }

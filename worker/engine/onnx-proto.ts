@@ -18,6 +18,7 @@ export interface TensorProto {
 export interface ValueInfoProto {
   name: string;
   elemType: DataType;
+  /** A negative entry is a symbolic dimension (dim_param `N`): the batch of an exported encoder. */
   shape: readonly number[];
 }
 
@@ -189,7 +190,7 @@ function tensor(t: TensorProto): Writer {
 
 function valueInfo(v: ValueInfoProto): Writer {
   const shape = new Writer();
-  for (const d of v.shape) shape.message(1, new Writer().int(1, d));
+  for (const d of v.shape) shape.message(1, d < 0 ? new Writer().string(2, 'N') : new Writer().int(1, d));
   const tensorType = new Writer().int(1, v.elemType).message(2, shape);
   return new Writer().string(1, v.name).message(2, new Writer().message(1, tensorType));
 }

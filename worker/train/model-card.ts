@@ -1,5 +1,5 @@
 import type { RetrievalMetrics } from './metrics.ts';
-import { PUBLISHED_BATCH, type MetricsFile, type RunSummary } from './publish.ts';
+import type { MetricsFile, RunSummary } from './publish.ts';
 
 const ROWS: [keyof RetrievalMetrics, string][] = [
   ['image_to_text_R@1', 'image→text R@1'],
@@ -73,14 +73,14 @@ model, _, preprocess = open_clip.create_model_and_transforms('${run.modelName}',
 tokenizer = open_clip.get_tokenizer('${run.modelName}')
 \`\`\`
 
-onnxruntime (\`image_encoder.onnx\`: input \`image\` float32 [${PUBLISHED_BATCH},3,${run.config.vision_cfg.image_size},${run.config.vision_cfg.image_size}]
-normalised with CLIP mean/std; \`text_encoder.onnx\`: input \`text\` int64 [${PUBLISHED_BATCH},77] CLIP BPE tokens; both output an
-L2-normalised \`embedding\` [${PUBLISHED_BATCH},${run.config.embed_dim}]; the batch size is fixed):
+onnxruntime (\`image_encoder.onnx\`: input \`image\` float32 [N,3,${run.config.vision_cfg.image_size},${run.config.vision_cfg.image_size}]
+normalised with CLIP mean/std; \`text_encoder.onnx\`: input \`text\` int64 [N,77] CLIP BPE tokens; both output an
+L2-normalised \`embedding\` [N,${run.config.embed_dim}] for any batch N):
 
 \`\`\`ts
 import * as ort from 'onnxruntime-node';
 const image = await ort.InferenceSession.create('image_encoder.onnx');
-const { embedding } = await image.run({ image: new ort.Tensor('float32', pixels, [${PUBLISHED_BATCH}, 3, ${run.config.vision_cfg.image_size}, ${run.config.vision_cfg.image_size}]) });
+const { embedding } = await image.run({ image: new ort.Tensor('float32', pixels, [n, 3, ${run.config.vision_cfg.image_size}, ${run.config.vision_cfg.image_size}]) });
 \`\`\`
 `;
 }

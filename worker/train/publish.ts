@@ -25,9 +25,6 @@ export const FINAL_FILES = {
   metrics: 'metrics.json',
 } as const;
 
-/** Rows per run of the published encoders (their graphs have static shapes). */
-export const PUBLISHED_BATCH = 1;
-
 export interface RunSummary {
   modelName: string;
   dataset: string;
@@ -112,8 +109,8 @@ export async function publishFinal(out: ObjectStore, params: StateDict, run: Run
   const model = writeSafetensors(params, { format: 'pt' });
   const sha256 = sha256Hex(model);
   await dir.put(FINAL_FILES.model, model);
-  await dir.put(FINAL_FILES.imageEncoder, exportImageEncoder(run.config, params, { batch: PUBLISHED_BATCH }));
-  await dir.put(FINAL_FILES.textEncoder, exportTextEncoder(run.config, params, { batch: PUBLISHED_BATCH }));
+  await dir.put(FINAL_FILES.imageEncoder, exportImageEncoder(run.config, params));
+  await dir.put(FINAL_FILES.textEncoder, exportTextEncoder(run.config, params));
   for (const [name, svg] of Object.entries(plots(run))) await dir.put(name, svg);
   const metrics = metricsFile(run, sha256);
   await dir.put(FINAL_FILES.card, modelCard(run, metrics));
