@@ -55,6 +55,19 @@ describe('safetensors', () => {
     }
   });
 
+  it('writes BatchNorm batch counters as I64, as torch state dicts hold them, and reads them back as numbers', () => {
+    const sd: StateDict = new Map([
+      ['visual.bn1.num_batches_tracked', { shape: [], data: Float32Array.of(5) }],
+      ['visual.bn1.running_mean', { shape: [2], data: Float32Array.of(0.25, -1) }],
+    ]);
+    const bytes = writeSafetensors(sd);
+    const raw = readSafetensors(bytes);
+    expect(raw.get('visual.bn1.num_batches_tracked')).toMatchObject({ dtype: 'I64', shape: [] });
+    expect(raw.get('visual.bn1.num_batches_tracked')!.data).toEqual(BigInt64Array.of(5n));
+    expect(raw.get('visual.bn1.running_mean')!.dtype).toBe('F32');
+    expect(readSafetensorsF32(bytes).get('visual.bn1.num_batches_tracked')!.data).toEqual(Float32Array.of(5));
+  });
+
   it('refuses to write a tensor whose data does not match its shape', () => {
     expect(() => writeSafetensors(new Map([['x', { shape: [2, 2], data: new Float32Array(3) }]]))).toThrow(/"x" has 3 values but shape \[2,2\] needs 4/);
   });

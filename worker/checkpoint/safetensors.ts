@@ -140,9 +140,13 @@ export function readSafetensorsF32(bytes: Uint8Array, source = 'safetensors'): S
 const byteOrder = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
 /** F32 safetensors, tensors sorted by name, header padded to 8 bytes (byte-identical to the Python writer's output). */
+/** torch keeps BatchNorm's batch counter as int64; writing it as such keeps dtype-strict loaders of our output happy. */
+const INT64_ENTRY = /(^|\.)num_batches_tracked$/;
+
 export function writeSafetensors(tensors: StateDict, metadata?: Record<string, string>): Uint8Array {
   const names = [...tensors.keys()].sort(byteOrder);
   const header: Record<string, unknown> = {};
+  const payload = new Map<string, Float32Array | BigInt64Array>();
   let offset = 0;
   for (const name of names) {
     if (name === METADATA_KEY) throw new Error(`tensor name ${METADATA_KEY} is reserved by the safetensors format`);
@@ -151,8 +155,11 @@ export function writeSafetensors(tensors: StateDict, metadata?: Record<string, s
     if (t.data.length !== expected) {
       throw new Error(`tensor "${name}" has ${t.data.length} values but shape ${JSON.stringify(t.shape)} needs ${expected}`);
     }
-    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    const int64 = INT64_ENTRY.test(name);
+    const data = int64 ? BigInt64Array.from(t.data, (v) => BigInt(Math.round(v))) : t.data;
+    payload.set(name, data);
+    header[name] = { dtype: int64 ? 'I64' : 'F32', shape: t.shape, data_offsets: [offset, offset + data.byteLength] };
+    offset += data.byteLength;
   }
   if (metadata) header[METADATA_KEY] = metadata;
   const json = Buffer.from(JSON.stringify(header));
@@ -163,7 +170,7 @@ export function writeSafetensors(tensors: StateDict, metadata?: Record<string, s
   out.fill(0x20, 8 + json.length, 8 + headerLen);
   let pos = 8 + headerLen;
   for (const name of names) {
-    const d = tensors.get(name)!.data;
+    const d = payload.get(name)!;
     out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), pos);
     pos += d.byteLength;
   }
