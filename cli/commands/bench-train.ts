@@ -2,7 +2,8 @@ import { resourceUsage } from 'node:process';
 import type { StepInput } from '../../worker/engine/api.ts';
 import { createTrainer } from '../../worker/engine/trainer.ts';
 import { loadModelConfig } from '../../worker/models/config.ts';
-import { initParams, Rng } from '../../worker/models/init.ts';
+import { initParams } from '../../worker/models/init.ts';
+import { Rng } from '../../worker/data/rng.ts';
 import { UserError, type Command } from '../command.ts';
 import { epFlag, numberFlag, parseFlags } from '../flags.ts';
 
@@ -15,9 +16,9 @@ function randomStep(rng: Rng, batch: number, size: number, context: number, voca
     const images = Float32Array.from({ length: batch * 3 * size * size }, () => rng.normal());
     const tokens = new Int32Array(batch * context);
     for (let b = 0; b < batch; b++) {
-      const len = 2 + Math.floor(rng.next() * (context - 2));
+      const len = 2 + Math.floor(rng.float() * (context - 2));
       tokens[b * context] = vocab - 2;
-      for (let i = 1; i < len - 1; i++) tokens[b * context + i] = 1 + Math.floor(rng.next() * (vocab - 3));
+      for (let i = 1; i < len - 1; i++) tokens[b * context + i] = 1 + Math.floor(rng.float() * (vocab - 3));
       tokens[b * context + len - 1] = vocab - 1;
     }
     return { images, tokens };
@@ -74,7 +75,7 @@ const command: Command = {
     }
     const size = config.vision_cfg.image_size;
     const { context_length: context, vocab_size: vocab } = config.text_cfg;
-    const rng = new Rng(1);
+    const rng = Rng.fromSeed(1);
     let t = performance.now();
     const init = initParams(config, 0);
     const trainer = await createTrainer({

@@ -1,15 +1,11 @@
-/** mulberry32: a tiny seeded generator, so the demo dataset is the same on every machine. */
+import { Rng as Stream } from '../../worker/data/rng.ts';
+
+/** A seeded uniform [0, 1) source, so the demo dataset is the same on every machine. */
 export type Rng = () => number;
 
 export function makeRng(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const stream = Stream.fromSeed(seed);
+  return () => stream.float();
 }
 
 export const uniform = (rng: Rng, lo: number, hi: number): number => lo + (hi - lo) * rng();

@@ -2,6 +2,7 @@
  * Central finite differences against the graph's own gradients. The loss is sum(out_i * R_i) with fixed random R,
  * so every output element carries a distinct weight. Runs onnxruntime in-process (session.ts is tested apart).
  */
+import { Rng } from '../../worker/data/rng.ts';
 import * as ort from 'onnxruntime-node';
 import { gradients } from '../../worker/engine/autodiff.ts';
 import { Graph, isFloat, type DType, type Tensor } from '../../worker/engine/graph.ts';
@@ -14,16 +15,10 @@ export interface InputSpec {
   values?: number[];
 }
 
-/** Deterministic uniform [-1, 1) generator (mulberry32). */
+/** Deterministic uniform [-1, 1) values. */
 export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const rng = Rng.fromSeed(seed);
+  return () => rng.uniform(-1, 1);
 }
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);

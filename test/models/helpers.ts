@@ -1,6 +1,6 @@
 import type { Batch, ClipModelConfig, OptimizerHyper } from '../../worker/engine/api.ts';
 import { parseModelConfig } from '../../worker/models/config.ts';
-import { Rng } from '../../worker/models/init.ts';
+import { Rng } from '../../worker/data/rng.ts';
 
 /** A small ViT CLIP unlike the fixture: QuickGELU, 3 vision heads, 16-pixel patches, short context, small vocab. */
 export const variantConfig: ClipModelConfig = parseModelConfig(
@@ -23,9 +23,9 @@ export function randomBatch(rng: Rng, cfg: ClipModelConfig, n: number): Batch {
   const images = Float32Array.from({ length: n * 3 * s * s }, () => rng.normal());
   const tokens = new Int32Array(n * c);
   for (let i = 0; i < n; i++) {
-    const len = 3 + Math.floor(rng.next() * (c - 3));
+    const len = 3 + Math.floor(rng.float() * (c - 3));
     tokens[i * c] = vocab - 2;
-    for (let j = 1; j < len - 1; j++) tokens[i * c + j] = 1 + Math.floor(rng.next() * (vocab - 3));
+    for (let j = 1; j < len - 1; j++) tokens[i * c + j] = 1 + Math.floor(rng.float() * (vocab - 3));
     tokens[i * c + len - 1] = vocab - 1;
   }
   return { images, tokens };

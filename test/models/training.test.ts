@@ -4,7 +4,8 @@ import { runOnce } from '../../worker/engine/session.ts';
 import { createTrainer } from '../../worker/engine/trainer.ts';
 import { names } from '../../worker/engine/train-graph.ts';
 import { clipParams } from '../../worker/models/clip.ts';
-import { initParams, Rng } from '../../worker/models/init.ts';
+import { initParams } from '../../worker/models/init.ts';
+import { Rng } from '../../worker/data/rng.ts';
 import { buildProbeGraph, gradName } from '../../worker/models/probe.ts';
 import type { StateDict } from '../../worker/tensor.ts';
 import { concatBatches, hyper, randomBatch, variantConfig as cfg } from './helpers.ts';
@@ -20,7 +21,7 @@ afterAll(async () => {
   await Promise.all(open.map((t) => t.close()));
 });
 
-const rng = new Rng(11);
+const rng = Rng.fromSeed(11);
 const steps: StepInput[] = [0.002, 0.001, 0.0005].map((lr) => ({ micro: [randomBatch(rng, cfg, 4)], lr }));
 
 function expectBitIdentical(a: StateDict, b: StateDict, which: string[]): void {

@@ -11,6 +11,7 @@ interface Case {
   dtype: 'float32' | 'float64';
   /** Inputs that get no gradient by design. */
   missing?: number[];
+  seed?: number;
 }
 
 const positive = (n: number) => Array.from({ length: n }, (_, i) => 0.5 + ((i * 0.37) % 1));
@@ -51,13 +52,16 @@ const cases: Case[] = [
     inputs: [{ shape: [2, 2, 6, 6] }, { shape: [3, 2, 3, 3] }, { shape: [3] }, { shape: [3] }],
     f: (x, w, g, b) => avgPool2d(op.relu(batchNormTrain(conv2d(x, w, { stride: 2, pad: 1 }), g, b).y), 3),
     dtype: 'float32',
+    // Batch-normalised values land near ReLU's kink for some draws, where a float32 central difference straddles
+    // it and measures nothing; this draw keeps every pre-activation clear of it.
+    seed: 3,
   },
 ];
 
 describe('convolutional op rules vs central differences', () => {
   for (const c of cases) {
     it(c.name, async () => {
-      const r = await gradcheck(c.inputs, c.f, { dtype: c.dtype, seed: 7 });
+      const r = await gradcheck(c.inputs, c.f, { dtype: c.dtype, seed: c.seed ?? 7 });
       expect(r.missing).toEqual(c.missing ?? []);
       expect(r.checked).toBeGreaterThan(0);
       expect(r.maxError).toBeLessThan(c.dtype === 'float64' ? 1e-6 : 3e-3);

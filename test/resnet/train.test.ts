@@ -9,7 +9,8 @@ import { runOnce } from '../../worker/engine/session.ts';
 import { createTrainer } from '../../worker/engine/trainer.ts';
 import { clipBuffers } from '../../worker/models/clip.ts';
 import { parseModelConfig } from '../../worker/models/config.ts';
-import { initParams, Rng } from '../../worker/models/init.ts';
+import { initParams } from '../../worker/models/init.ts';
+import { Rng } from '../../worker/data/rng.ts';
 import type { StateDict } from '../../worker/tensor.ts';
 import { concatBatches, hyper, randomBatch } from '../models/helpers.ts';
 import { simpleShards, tempDir, writeShards } from '../worker/helpers.ts';
@@ -49,7 +50,7 @@ function maxDiff(a: StateDict, b: StateDict, names: string[]): number {
 }
 
 const bufferNames = clipBuffers(config).map((b) => b.name);
-const rng = new Rng(11);
+const rng = Rng.fromSeed(11);
 const batches: Batch[] = Array.from({ length: 4 }, () => randomBatch(rng, config, 2));
 
 describe('ModifiedResNet training state', () => {

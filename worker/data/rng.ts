@@ -73,6 +73,12 @@ export class Rng {
     return lo + (hi - lo) * this.float();
   }
 
+  /** Standard normal (Box-Muller; the second value is not kept, so the state stays four words). */
+  normal(): number {
+    const u = 1 - this.float();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.float());
+  }
+
   /** Uniform integer in [0, n), without modulo bias. */
   int(n: number): number {
     if (!Number.isInteger(n) || n <= 0 || n > 0x100000000) throw new Error(`Rng.int: bad bound ${n}`);
