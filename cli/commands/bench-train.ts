@@ -1,8 +1,9 @@
 import { resourceUsage } from 'node:process';
-import type { StepInput } from '../../worker/engine/api.ts';
+import type { ClipModelConfig, StepInput } from '../../worker/engine/api.ts';
 import { createTrainer } from '../../worker/engine/trainer.ts';
 import { loadModelConfig } from '../../worker/models/config.ts';
 import { initParams } from '../../worker/models/init.ts';
+import { randomBatch } from '../../worker/models/random-batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import { UserError, type Command } from '../command.ts';
 import { epFlag, numberFlag, parseFlags } from '../flags.ts';
@@ -11,19 +12,8 @@ const USAGE =
   'bench-train --arch <config name|path> [--batch-size N] [--steps N] [--accumulate N] [--steps-per-run K] [--threads N] [--ep cpu|cuda|webgpu]';
 
 /** Random pixels (roughly normalised) and token rows shaped like captions: SOT, random ids, EOT, padding. */
-function randomStep(rng: Rng, batch: number, size: number, context: number, vocab: number, accumulate: number): StepInput {
-  const micro = Array.from({ length: accumulate }, () => {
-    const images = Float32Array.from({ length: batch * 3 * size * size }, () => rng.normal());
-    const tokens = new Int32Array(batch * context);
-    for (let b = 0; b < batch; b++) {
-      const len = 2 + Math.floor(rng.float() * (context - 2));
-      tokens[b * context] = vocab - 2;
-      for (let i = 1; i < len - 1; i++) tokens[b * context + i] = 1 + Math.floor(rng.float() * (vocab - 3));
-      tokens[b * context + len - 1] = vocab - 1;
-    }
-    return { images, tokens };
-  });
-  return { micro, lr: 1e-5 };
+function randomStep(rng: Rng, config: ClipModelConfig, batch: number, accumulate: number): StepInput {
+  return { micro: Array.from({ length: accumulate }, () => randomBatch(rng, config, batch)), lr: 1e-5 };
 }
 
 /** A provider that cannot load is the user's choice of --ep, not a bug: one line, no stack. */
@@ -73,8 +63,6 @@ const command: Command = {
     } catch (e) {
       throw new UserError((e as Error).message);
     }
-    const size = config.vision_cfg.image_size;
-    const { context_length: context, vocab_size: vocab } = config.text_cfg;
     const rng = Rng.fromSeed(1);
     let t = performance.now();
     const init = initParams(config, 0);
@@ -90,13 +78,13 @@ const command: Command = {
     });
     try {
       // The first run builds the graph and opens the session; it is reported apart from the timed runs.
-      const warm = await providerErrors(() => trainer.train(Array.from({ length: k }, () => randomStep(rng, batch, size, context, vocab, accumulate))));
+      const warm = await providerErrors(() => trainer.train(Array.from({ length: k }, () => randomStep(rng, config, batch, accumulate))));
       console.log(`arch ${f.arch}, ep ${ep}, ${threads ?? 'default'} thread(s), batch ${batch} x ${accumulate}, ${k} step(s) per run: setup + first run ${(performance.now() - t).toFixed(0)} ms, loss ${warm[0].loss.toFixed(4)}`);
       // CPU time of the whole process (all session threads): on a shared machine it varies less than wall time.
       const perStep: number[] = [];
       const cpuPerStep: number[] = [];
       for (let run = 0; run < Math.ceil(steps / k); run++) {
-        const inputs = Array.from({ length: k }, () => randomStep(rng, batch, size, context, vocab, accumulate));
+        const inputs = Array.from({ length: k }, () => randomStep(rng, config, batch, accumulate));
         t = performance.now();
         const cpu0 = process.cpuUsage();
         const r = await trainer.train(inputs);

@@ -15,21 +15,7 @@ export const variantConfig: ClipModelConfig = parseModelConfig(
 
 export const hyper: OptimizerHyper = { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.2, gradClip: 1 };
 
-/** Random normalised-looking pixels and token rows: SOT-like id, random ids, the largest id as EOT, padding. */
-export function randomBatch(rng: Rng, cfg: ClipModelConfig, n: number): Batch {
-  const s = cfg.vision_cfg.image_size;
-  const c = cfg.text_cfg.context_length;
-  const vocab = cfg.text_cfg.vocab_size;
-  const images = Float32Array.from({ length: n * 3 * s * s }, () => rng.normal());
-  const tokens = new Int32Array(n * c);
-  for (let i = 0; i < n; i++) {
-    const len = 3 + Math.floor(rng.float() * (c - 3));
-    tokens[i * c] = vocab - 2;
-    for (let j = 1; j < len - 1; j++) tokens[i * c + j] = 1 + Math.floor(rng.float() * (vocab - 3));
-    tokens[i * c + len - 1] = vocab - 1;
-  }
-  return { images, tokens };
-}
+export { randomBatch } from '../../worker/models/random-batch.ts';
 
 export function concatBatches(bs: Batch[]): Batch {
   const images = new Float32Array(bs.reduce((a, b) => a + b.images.length, 0));
