@@ -50,7 +50,7 @@ export interface TrainerOptions {
   /** Keep BatchNorm running statistics fixed and normalise with them (open_clip --lock-image-freeze-bn-stats). */
   freezeBnStats?: boolean;
   ep?: ExecutionProvider;
-  /** onnxruntime intra-op threads (default: all cores). */
+  /** onnxruntime intra-op threads (default: every core, os.availableParallelism()). */
   threads?: number;
   /** Optimizer steps per session.run (ONNX Loop) on CPU/CUDA. */
   stepsPerRun?: number;
