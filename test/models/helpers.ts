@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { expect } from 'vitest';
+import { verifyReference, type StageResult } from '../../worker/models/reference.ts';
 import type { Batch, ClipModelConfig, OptimizerHyper } from '../../worker/engine/api.ts';
 import { parseModelConfig } from '../../worker/models/config.ts';
 import { Rng } from '../../worker/data/rng.ts';
@@ -29,4 +32,20 @@ export function concatBatches(bs: Batch[]): Batch {
     t += b.tokens.length;
   }
   return { images, tokens };
+}
+
+/**
+ * verify-reference on a reference folder: every stage within tolerance and none skipped, and each listed stage
+ * checked against the given tolerance (read by the caller from the folder's tolerances.json).
+ */
+export async function expectConformance(dir: string, tolerances: (tol: Record<string, Record<string, number>>) => [string, number][]): Promise<Map<string, StageResult>> {
+  const results = await verifyReference(dir);
+  const failing = results.filter((r) => !r.ok).map((r) => `${r.stage}: ${r.worst} > ${r.tolerance} ${r.detail ?? ''}`);
+  expect(failing).toEqual([]);
+  expect(results.filter((r) => r.skipped)).toEqual([]);
+  const stages = new Map<string, StageResult>(results.map((r) => [r.stage, r]));
+  for (const [stage, value] of tolerances(JSON.parse(readFileSync(`${dir}/tolerances.json`, 'utf8')))) {
+    expect(stages.get(stage)?.tolerance, stage).toBe(value);
+  }
+  return stages;
 }

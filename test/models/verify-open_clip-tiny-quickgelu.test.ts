@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { verifyReference, type StageResult } from '../../worker/models/reference.ts';
+import { expectConformance } from './helpers.ts';
 
 /**
  * A second ViT reference folder, made by real PyTorch + open_clip with a config other than the shipped
@@ -12,13 +11,7 @@ const dir = 'test/fixtures/open_clip-tiny-quickgelu';
 
 describe('verify-reference on open_clip-tiny-quickgelu (ViT, QuickGELU, other config)', () => {
   it('passes every stage within the folder tolerances', async () => {
-    const results = await verifyReference(dir);
-    const failing = results.filter((r) => !r.ok).map((r) => `${r.stage}: ${r.worst} > ${r.tolerance} ${r.detail ?? ''}`);
-    expect(failing).toEqual([]);
-    expect(results.filter((r) => r.skipped)).toEqual([]);
-    const stages = new Map<string, StageResult>(results.map((r) => [r.stage, r]));
-    const tol = JSON.parse(readFileSync(`${dir}/tolerances.json`, 'utf8'));
-    for (const [stage, value] of [
+    const stages = await expectConformance(dir, (tol) => [
       ['tokens', 0],
       ['preprocess.max_abs', tol.preprocess_uint8.max_abs],
       ['forward', tol.forward.abs],
@@ -29,9 +22,7 @@ describe('verify-reference on open_clip-tiny-quickgelu (ViT, QuickGELU, other co
       ['step3', tol.step3.abs],
       ['step_losses', tol.step_losses.abs],
       ['after_last_step', tol.step_losses.abs],
-    ] as [string, number][]) {
-      expect(stages.get(stage)?.tolerance, stage).toBe(value);
-    }
+    ]);
     // Preprocessing (bicubic up- and downscaling to 48) and tokens are exact.
     expect(stages.get('preprocess.max_abs')?.worst).toBe(0);
     expect(stages.get('tokens')?.worst).toBe(0);
