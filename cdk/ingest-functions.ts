@@ -3,6 +3,7 @@ import { Duration } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { DECODER_ENV } from '../core/preprocess/decoder-env.ts';
 import { BPE_VOCAB_ENV } from '../core/tokenizer/bpe.ts';
 import type { DataBucket } from './data-bucket.ts';
 import { HandlerFunction } from './node-function.ts';
@@ -47,6 +48,7 @@ export class IngestFunctions extends Construct {
       timeout: Duration.minutes(10),
       nativeModules: ['sharp'],
       ...tokenizer,
+      environment: { ...tokenizer.environment, ...DECODER_ENV },
     });
     this.publish = new HandlerFunction(this, 'Publish', {
       ...common,

@@ -5,13 +5,17 @@ import { startFauxqs, type FauxqsServer } from 'fauxqs';
 import { CAPTIONS_FILE } from '../core/s3-layout.ts';
 import { makeS3Client } from '../core/s3-client.ts';
 import { openStore, type ObjectStore } from '../core/store.ts';
+import { forkModule } from './child-process.ts';
 import type { Progress } from './progress.ts';
 
-/** An S3 API server inside this process, on loopback only, that the real handlers and the worker reach through the SDK. */
+/** An S3 API server on loopback only, that the real handlers and the worker reach through the SDK. */
 export interface LocalS3 {
   endpoint: string;
   bucket: string;
-  server: FauxqsServer;
+  /** The in-process server; absent when it runs in a process of its own. */
+  server?: FauxqsServer;
+  /** CPU time the server has used so far, in microseconds (user + system). */
+  serverCpuMicros(): Promise<number>;
   client: S3Client;
   /** The bucket root as an ObjectStore. */
   store: ObjectStore;
@@ -22,10 +26,54 @@ export interface LocalS3 {
 /** What the SDK needs to talk to the loopback server; credentials are dummies (the server checks none). */
 const SDK_ENV = ['AWS_ENDPOINT_URL_S3', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION'] as const;
 
-export async function startLocalS3(bucket = 'rsclip-local'): Promise<LocalS3> {
+export interface LocalS3Options {
+  /**
+   * Runs the server in a child process: benchmarks then see only the client side's CPU time. The server's
+   * event spy (drainCreatedObjects) is only there when it runs in this process.
+   */
+  separateProcess?: boolean;
+}
+
+interface Running {
+  port: number;
+  server?: FauxqsServer;
+  cpuMicros(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function startInProcess(): Promise<Running> {
   const server = await startFauxqs({ host: '127.0.0.1', port: 0, logger: false, messageSpies: { bufferSize: 10_000 } });
+  return {
+    port: server.port,
+    server,
+    // Shares this process's CPU time, so it cannot be told apart.
+    cpuMicros: async () => Number.NaN,
+    stop: () => server.stop(),
+  };
+}
+
+async function startChild(): Promise<Running> {
+  const child = forkModule(new URL('./s3-server-process.ts', import.meta.url));
+  const { port } = await child.next<{ port: number }>();
+  return {
+    port,
+    async cpuMicros() {
+      const cpu = await child.request<NodeJS.CpuUsage>('cpu');
+      return cpu.user + cpu.system;
+    },
+    stop: () => child.stop(),
+  };
+}
+
+/** A LocalS3 whose server runs in this process, with its event spy. */
+export type InProcessS3 = LocalS3 & { server: FauxqsServer };
+
+export async function startLocalS3(bucket?: string): Promise<InProcessS3>;
+export async function startLocalS3(bucket: string, opts: LocalS3Options): Promise<LocalS3>;
+export async function startLocalS3(bucket = 'rsclip-local', opts: LocalS3Options = {}): Promise<LocalS3> {
+  const running = opts.separateProcess ? await startChild() : await startInProcess();
   // An IP endpoint, not `localhost`: with a host name the SDK would address `<bucket>.localhost`.
-  const endpoint = `http://127.0.0.1:${server.port}`;
+  const endpoint = `http://127.0.0.1:${running.port}`;
   const saved = Object.fromEntries(SDK_ENV.map((k) => [k, process.env[k]]));
   Object.assign(process.env, {
     AWS_ENDPOINT_URL_S3: endpoint,
@@ -39,12 +87,13 @@ export async function startLocalS3(bucket = 'rsclip-local'): Promise<LocalS3> {
   return {
     endpoint,
     bucket,
-    server,
+    server: running.server,
+    serverCpuMicros: () => running.cpuMicros(),
     client,
     store: openStore(`s3://${bucket}/`, client),
     async stop() {
       client.destroy();
-      await server.stop();
+      await running.stop();
       for (const k of SDK_ENV) {
         if (saved[k] === undefined) delete process.env[k];
         else process.env[k] = saved[k];
@@ -118,7 +167,7 @@ export interface CreatedObject {
  * The writes the server saw since the last call, oldest first, as S3 would announce them to EventBridge (puts and
  * copies). A key that is already gone again (a temporary key of ObjectStore.put) is left out.
  */
-export async function drainCreatedObjects(s3: LocalS3): Promise<CreatedObject[]> {
+export async function drainCreatedObjects(s3: InProcessS3): Promise<CreatedObject[]> {
   const events = s3.server.spy.getAllMessages();
   s3.server.spy.clear();
   const out: CreatedObject[] = [];

@@ -57,6 +57,8 @@ export interface ImageProbe {
   multiband: boolean;
   /** Palette or 1-bit: Pillow resizes these with NEAREST. */
   nearest: boolean;
+  /** EXIF orientation, 1 when absent. */
+  orientation: number;
 }
 
 function firstLine(e: unknown): string {
@@ -96,7 +98,7 @@ export async function probeImage(bytes: Uint8Array, opts: Omit<PreprocessOptions
     bandChoice(opts.bands, meta.channels, source);
   }
   const nearest = meta.isPalette || meta.bitsPerSample === 1;
-  return { format: meta.format, width, height, channels: meta.channels, depth: meta.depth, space: meta.space, multiband, nearest };
+  return { format: meta.format, width, height, channels: meta.channels, depth: meta.depth, space: meta.space, multiband, nearest, orientation: meta.orientation ?? 1 };
 }
 
 function bandChoice(bands: number[] | undefined, channels: number, source: string): number[] {
@@ -132,15 +134,18 @@ function roundHalfEven(x: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
-export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions): Promise<Uint8Array> {
+/** Preprocesses one image; with `out` (S*S*3 bytes, e.g. its place in a shard) the result is written there. */
+export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions, out?: Uint8Array): Promise<Uint8Array> {
   const source = opts.source ?? '<image>';
   const probe = await probeImage(bytes, opts);
   const win = resizeWindow(probe.width, probe.height, opts.size);
-  const input = sharp(bytes, {
+  const decoder = sharp(bytes, {
     limitInputPixels: opts.maxPixels ?? DEFAULT_MAX_PIXELS,
     limitInputChannels: MAX_BANDS,
     ignoreIcc: true,
-  }).autoOrient();
+  });
+  // Even as a no-op, autoOrient costs a pass over the decoded pixels.
+  const input = probe.orientation === 1 ? decoder : decoder.autoOrient();
   try {
     if (probe.multiband) {
       // Converting within the image's own family keeps every band; crossing families would add or drop some.
@@ -152,23 +157,27 @@ export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions
       const u16 = new Uint16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
       const rgb = threeBands(u16, info.channels, bandChoice(opts.bands, info.channels, source), probe.depth === 'ushort');
       const raster = { data: rgb, width: info.width, height: info.height, channels: 3 };
-      return resizeBicubic(raster, win).data;
+      return resizeBicubic(raster, win, out).data;
     }
     const { data, info } = await input.raw().toBuffer({ resolveWithObject: true });
     const raster: Raster = { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: info.channels };
-    return toRgb(resample(raster, win, probe.nearest));
+    // Plain RGB is resampled straight into `out`; the other layouts convert a smaller result afterwards.
+    const rgb = toRgb(resample(raster, win, probe.nearest, raster.channels === 3 ? out : undefined));
+    if (!out || rgb === out) return rgb;
+    out.set(rgb);
+    return out;
   } catch (e) {
     if (e instanceof ImageError) throw e;
     throw new ImageError(source, `cannot decode image (${firstLine(e)})`);
   }
 }
 
-function resample(src: Raster, win: Window, nearest: boolean): Raster {
+function resample(src: Raster, win: Window, nearest: boolean, into: Uint8Array | undefined): Raster {
   const alpha = src.channels === 2 || src.channels === 4;
-  if (win.outWidth === src.width && win.outHeight === src.height) return crop(src, win.x0, win.y0, win.width, win.height);
+  if (win.outWidth === src.width && win.outHeight === src.height) return crop(src, win.x0, win.y0, win.width, win.height, into);
   // Pillow converts palette images to RGB(A) after the resize, which drops transparency without premultiplying.
   if (nearest) return resizeNearest(src, win);
-  if (!alpha) return resizeBicubic(src, win);
+  if (!alpha) return resizeBicubic(src, win, into);
   return unpremultiply(resizeBicubic(premultiply(src), win));
 }
 

@@ -97,69 +97,119 @@ function checkConsistent(s: Omit<Shard, 'pixels' | 'captionImage' | 'lines' | 't
   }
 }
 
-function bytesOf(a: Uint8Array | Int32Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+/** What a shard's header holds: everything but its arrays, known from the CSV rows before any image is decoded. */
+export type ShardMeta = Pick<Shard, 'imageSize' | 'imageIds' | 'splits' | 'labels' | 'captions'>;
+
+/**
+ * A shard laid out in its final bytes before its arrays are filled, so a writer can decode images straight
+ * into `pixels` instead of building the arrays and copying them. Fill every section view, then seal().
+ */
+export interface ShardDraft {
+  pixels: Uint8Array;
+  captionImage: Int32Array;
+  lines: Int32Array;
+  tokens: Int32Array;
+  /** Checks the filled arrays and writes the checksum. */
+  seal(): SealedShard;
 }
 
-export function encodeShard(s: Shard): Uint8Array {
-  if (!Number.isInteger(s.imageSize) || s.imageSize < 1 || s.imageSize > MAX_IMAGE_SIZE) {
-    throw new Error(`encodeShard: imageSize ${s.imageSize} out of range 1..${MAX_IMAGE_SIZE}`);
-  }
-  const nImages = s.imageIds.length;
-  const nCaptions = s.captions.length;
-  const data: Record<SectionName, Uint8Array> = {
-    pixels: s.pixels,
-    captionImage: bytesOf(s.captionImage),
-    lines: bytesOf(s.lines),
-    tokens: bytesOf(s.tokens),
-  };
-  checkConsistent({ ...s, ...data }, nImages, nCaptions, 'encodeShard');
-  for (let i = 0; i < nCaptions; i++) {
-    const img = s.captionImage[i]!;
-    if (img < 0 || img >= nImages) throw new Error(`encodeShard: caption ${i} points at image ${img}, have ${nImages}`);
-  }
+export interface SealedShard {
+  /** The whole file (a view of the draft's buffer). */
+  bytes: Uint8Array;
+  /** SHA-256 of the whole file, hex. */
+  sha256: string;
+}
 
-  const meta: Omit<ShardHeader, 'sections'> = {
-    imageSize: s.imageSize,
-    nImages,
-    nCaptions,
-    contextLength: CONTEXT_LENGTH,
-    imageIds: s.imageIds,
-    splits: s.splits,
-    labels: s.labels,
-    captions: s.captions,
-  };
-  // Offsets live in the header, so size the header region with the widest offsets first; the real
-  // numbers are never longer, and the rest of the region is padded with spaces.
-  const widest = JSON.stringify({ ...meta, sections: everySection(Number.MAX_SAFE_INTEGER) });
-  const headerRegion = align(PREFIX_BYTES + Buffer.byteLength(widest)) - PREFIX_BYTES;
-  const sections = layout(PREFIX_BYTES + headerRegion, data);
-  const header = Buffer.from(JSON.stringify({ ...meta, sections } satisfies ShardHeader), 'utf8');
-  const last = sections.tokens;
-  const body = align(last.offset + last.length);
-  const out = new Uint8Array(body + CHECKSUM_BYTES);
+/**
+ * Lays out a shard for `meta` with `nCaptions` captions. `buffer` (all zero, at least shardSize() bytes) is used
+ * instead of a fresh allocation when given.
+ */
+export function draftShard(meta: ShardMeta, nCaptions: number, buffer?: Uint8Array): ShardDraft {
+  const { header, headerRegion, sections, size } = planLayout(meta, nCaptions);
+  if (buffer && buffer.length < size) throw new Error(`draftShard: buffer holds ${buffer.length} bytes, need ${size}`);
+  const out = buffer ? buffer.subarray(0, size) : new Uint8Array(size);
   out.set(Buffer.from(SHARD_MAGIC, 'latin1'), 0);
-  const view = new DataView(out.buffer);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   view.setUint32(8, SHARD_VERSION, true);
   view.setUint32(12, headerRegion, true);
   out.fill(0x20, PREFIX_BYTES, PREFIX_BYTES + headerRegion);
   out.set(header, PREFIX_BYTES);
-  for (const name of SECTION_NAMES) out.set(data[name], sections[name].offset);
-  out.set(createHash('sha256').update(out.subarray(0, body)).digest(), body);
-  return out;
+  const bytes = (name: SectionName): Uint8Array => out.subarray(sections[name].offset, sections[name].offset + sections[name].length);
+  const ints = (name: SectionName): Int32Array => new Int32Array(out.buffer, out.byteOffset + sections[name].offset, sections[name].length / 4);
+  const draft: ShardDraft = {
+    pixels: bytes('pixels'),
+    captionImage: ints('captionImage'),
+    lines: ints('lines'),
+    tokens: ints('tokens'),
+    seal() {
+      const nImages = meta.imageIds.length;
+      for (let i = 0; i < nCaptions; i++) {
+        const img = draft.captionImage[i]!;
+        if (img < 0 || img >= nImages) throw new Error(`encodeShard: caption ${i} points at image ${img}, have ${nImages}`);
+      }
+      const body = size - CHECKSUM_BYTES;
+      // The file's own hash continues the trailer's, so the shard is read once for both.
+      const hash = createHash('sha256').update(out.subarray(0, body));
+      const trailer = hash.copy().digest();
+      out.set(trailer, body);
+      return { bytes: out, sha256: hash.update(trailer).digest('hex') };
+    },
+  };
+  return draft;
 }
 
-function everySection(n: number): Record<SectionName, { offset: number; length: number }> {
-  const widest = { offset: n, length: n };
-  return { pixels: widest, captionImage: widest, lines: widest, tokens: widest };
+/** The byte length of a shard for `meta` with `nCaptions` captions. */
+export function shardSize(meta: ShardMeta, nCaptions: number): number {
+  return planLayout(meta, nCaptions).size;
 }
 
-function layout(start: number, data: Record<SectionName, Uint8Array>): Record<SectionName, { offset: number; length: number }> {
+function planLayout(meta: ShardMeta, nCaptions: number) {
+  if (!Number.isInteger(meta.imageSize) || meta.imageSize < 1 || meta.imageSize > MAX_IMAGE_SIZE) {
+    throw new Error(`encodeShard: imageSize ${meta.imageSize} out of range 1..${MAX_IMAGE_SIZE}`);
+  }
+  const nImages = meta.imageIds.length;
+  const lengths = sectionLengths(meta.imageSize, nImages, nCaptions);
+  checkConsistent({ ...meta, ...mapSections((n) => ({ length: lengths[n] })) }, nImages, nCaptions, 'encodeShard');
+  const fields: Omit<ShardHeader, 'sections'> = {
+    imageSize: meta.imageSize,
+    nImages,
+    nCaptions,
+    contextLength: CONTEXT_LENGTH,
+    imageIds: meta.imageIds,
+    splits: meta.splits,
+    labels: meta.labels,
+    captions: meta.captions,
+  };
+  // Offsets live in the header, so size the header region with the widest offsets first; the real
+  // numbers are never longer, and the rest of the region is padded with spaces.
+  const widest = JSON.stringify({ ...fields, sections: mapSections(() => ({ offset: Number.MAX_SAFE_INTEGER, length: Number.MAX_SAFE_INTEGER })) });
+  const headerRegion = align(PREFIX_BYTES + Buffer.byteLength(widest)) - PREFIX_BYTES;
+  const sections = layout(PREFIX_BYTES + headerRegion, lengths);
+  const header = Buffer.from(JSON.stringify({ ...fields, sections } satisfies ShardHeader), 'utf8');
+  const last = sections.tokens;
+  return { header, headerRegion, sections, size: align(last.offset + last.length) + CHECKSUM_BYTES };
+}
+
+export function encodeShard(s: Shard): Uint8Array {
+  checkConsistent({ ...s, ...mapSections((n) => ({ length: s[n].byteLength })) }, s.imageIds.length, s.captions.length, 'encodeShard');
+  const draft = draftShard(s, s.captions.length);
+  draft.pixels.set(s.pixels);
+  draft.captionImage.set(s.captionImage);
+  draft.lines.set(s.lines);
+  draft.tokens.set(s.tokens);
+  return draft.seal().bytes;
+}
+
+function mapSections<T>(f: (name: SectionName) => T): Record<SectionName, T> {
+  return Object.fromEntries(SECTION_NAMES.map((n) => [n, f(n)])) as Record<SectionName, T>;
+}
+
+function layout(start: number, lengths: Record<SectionName, number>): Record<SectionName, { offset: number; length: number }> {
   let at = start;
   const out = {} as Record<SectionName, { offset: number; length: number }>;
   for (const name of SECTION_NAMES) {
-    out[name] = { offset: at, length: data[name].length };
-    at = align(at + data[name].length);
+    out[name] = { offset: at, length: lengths[name] };
+    at = align(at + lengths[name]);
   }
   return out;
 }

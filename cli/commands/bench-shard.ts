@@ -1,15 +1,21 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { planShards, DEFAULT_SHARD_SIZE, type DatasetRow, type ShardRequest } from '../../core/dataset.ts';
-import { preprocessImage } from '../../core/preprocess.ts';
+import { DECODER_ENV } from '../../core/preprocess/decoder-env.ts';
+import type { RunnerReply, RunnerRequest } from '../bench-shard-runner.ts';
+import { forkModule } from '../child-process.ts';
 import { datasetPrefix } from '../../core/s3-layout.ts';
 import { UserError, type Command } from '../command.ts';
-import { listFolder, startLocalS3, uploadFolder } from '../local-s3.ts';
+import { listFolder, startLocalS3, uploadFolder, type LocalS3 } from '../local-s3.ts';
 import { numberFlag, parseFlags } from '../flags.ts';
 
-const USAGE = 'bench-shard --images <dir> [--size 224] [--generate N]';
+const USAGE = 'bench-shard --images <dir> [--size 224] [--generate N] [--passes 3] [--python <exe>]';
 const IMAGE_FILE = /\.(jpe?g|png|webp|tiff?|gif)$/i;
 
 /**
@@ -34,66 +40,139 @@ async function generateJpegs(dir: string, n: number): Promise<void> {
   }
 }
 
+const PIL_SCRIPT = fileURLToPath(new URL('../../scripts/baselines/pil_pipeline.py', import.meta.url));
+/** Interpreters tried for the baseline when --python is not given; the first that has Pillow and numpy is used. */
+const PYTHONS = ['python3', '/usr/bin/python3'];
+
+interface Pass {
+  images: number;
+  seconds: number;
+  cpuSeconds: number;
+}
+
+interface BaselinePass extends Pass {
+  pillow: string;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const round = (x: number, digits = 1): number => Number(x.toFixed(digits));
+const perCpu = (passes: Pass[]): number => round(median(passes.map((p) => p.images / p.cpuSeconds)));
+
+async function findPython(explicit: string | undefined): Promise<{ exe?: string; why: string }> {
+  const tried: string[] = [];
+  for (const exe of explicit ? [explicit] : PYTHONS) {
+    try {
+      await promisify(execFile)(exe, ['-c', 'import PIL, numpy']);
+      return { exe, why: '' };
+    } catch {
+      tried.push(exe);
+    }
+  }
+  return { why: `no Python with Pillow and numpy (tried ${tried.join(', ')})` };
+}
+
+/** One pass of the Pillow pipeline in a fresh single-threaded Python process. */
+async function pillowPass(python: string, paths: string[], size: number, env: NodeJS.ProcessEnv): Promise<BaselinePass> {
+  const child = execFile(python, [PIL_SCRIPT, String(size)], { env: { ...env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' } });
+  child.stdin!.end(paths.join('\n'));
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d));
+  const [code] = (await once(child, 'exit')) as [number];
+  if (code !== 0) throw new Error(`the Pillow baseline (${python} ${PIL_SCRIPT}) exited with code ${code}`);
+  const r = JSON.parse(out.trim().split('\n').at(-1)!) as { pillow: string; images: number; seconds: number; cpu_seconds: number };
+  return { pillow: r.pillow, images: r.images, seconds: r.seconds, cpuSeconds: r.cpu_seconds };
+}
+
 const command: Command = {
-  summary: 'time the Shard Lambda code path on a folder of images through a loopback S3 server; last line is JSON',
+  summary: 'time the Shard Lambda code path on a folder of images through a loopback S3 server against the Pillow pipeline; last line is JSON',
   async run(argv) {
-    const f = parseFlags(argv, { images: { type: 'string' }, size: { type: 'string' }, generate: { type: 'string' } }, USAGE);
+    const f = parseFlags(
+      argv,
+      { images: { type: 'string' }, size: { type: 'string' }, generate: { type: 'string' }, passes: { type: 'string' }, python: { type: 'string' } },
+      USAGE,
+    );
     if (!f.images) throw new UserError(`--images is required\nusage: ${USAGE}`);
     const size = numberFlag('size', f.size, true) ?? 224;
+    const passes = numberFlag('passes', f.passes, true) ?? 3;
+    if (passes < 1) throw new UserError('--passes must be at least 1');
     const generate = numberFlag('generate', f.generate, true);
     if (generate !== undefined) await generateJpegs(f.images, generate);
     const files = (await listFolder(f.images).catch(() => [])).filter((k) => IMAGE_FILE.test(k));
     if (files.length === 0) throw new UserError(`no images in ${f.images} (use --generate N to make some)`);
+    const paths = files.map((k) => resolve(f.images!, ...k.split('/')));
+    const python = await findPython(f.python);
+    if (!python.exe) console.log(`no baseline: ${python.why}`);
 
-    const s3 = await startLocalS3('rsclip-bench');
+    // Three processes, each timed by its own CPU clock: the S3 server, the handler (with the Lambda's
+    // environment), and the Pillow baseline.
+    const s3: LocalS3 = await startLocalS3('rsclip-bench', { separateProcess: true });
+    const runner = forkModule(new URL('../bench-shard-runner.ts', import.meta.url), { ...process.env, ...DECODER_ENV });
     try {
       const dataset = 'bench';
       await uploadFolder(s3, datasetPrefix(dataset), f.images);
-      // The handler builds its S3 client when loaded, so load it once the loopback endpoint is set; its
-      // CloudWatch metrics would print to stdout, whose last line is this command's result.
-      process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
-      const { handler } = await import('../../lambdas/shard/handler.ts');
+      await runner.next();
       const rows: DatasetRow[] = files.map((filename, i) => ({ line: i + 2, filename, caption: `an image named ${filename}`, split: 'train' }));
-      const plan: ShardRequest[] = planShards(rows, DEFAULT_SHARD_SIZE).map((r, shard) => ({
-        bucket: s3.bucket,
-        runId: 'bench',
-        dataset,
-        shard,
-        imageSize: size,
-        rows: r,
-      }));
+      const plan = (runId: string): ShardRequest[] =>
+        planShards(rows, DEFAULT_SHARD_SIZE).map((r, shard) => ({ bucket: s3.bucket, runId, dataset, shard, imageSize: size, rows: r }));
+      const pass = (runId: string): Promise<RunnerReply> => runner.request<RunnerReply>({ pass: plan(runId) } satisfies RunnerRequest);
       // One small shard first: loading the tokenizer's vocabulary and compiling the kernels is a cold-start
       // cost, not per-image throughput.
-      await handler({ ...plan[0]!, runId: 'bench-warmup', rows: plan[0]!.rows.slice(0, 2) });
-      const cpu0 = process.cpuUsage();
-      const t0 = performance.now();
-      let images = 0;
-      for (const item of plan) images += (await handler(item)).images;
-      const seconds = (performance.now() - t0) / 1000;
-      const cpu = process.cpuUsage(cpu0);
-      const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-      // The same images through preprocessImage alone, one at a time from local disk: what the decode and
-      // resample cost without the S3 round trips (whose server runs in this process too).
-      const local = await Promise.all(files.map((k) => readFile(join(f.images!, ...k.split('/')))));
-      const cpu1 = process.cpuUsage();
-      for (const bytes of local) await preprocessImage(bytes, { size });
-      const preCpu = process.cpuUsage(cpu1);
+      const warm = plan('bench-warmup')[0]!;
+      await runner.request({ pass: [{ ...warm, rows: warm.rows.slice(0, 2) }] } satisfies RunnerRequest);
+
+      const ours: RunnerReply[] = [];
+      const seed: BaselinePass[] = [];
+      const sameMalloc: BaselinePass[] = [];
+      let serverCpu = 0;
+      // Passes alternate with the baseline's so that both see the same machine load. The baseline runs as the
+      // seed ran it (default allocator) and with the allocator setting our handler gets.
+      for (let p = 0; p < passes; p++) {
+        const server0 = await s3.serverCpuMicros();
+        ours.push(await pass(`bench-${p}`));
+        serverCpu += (await s3.serverCpuMicros()) - server0;
+        let line = `pass ${p + 1}: handler ${(ours[p]!.images / ours[p]!.cpuSeconds).toFixed(1)} images per CPU-second`;
+        if (python.exe) {
+          seed.push(await pillowPass(python.exe, paths, size, process.env));
+          sameMalloc.push(await pillowPass(python.exe, paths, size, { ...process.env, ...DECODER_ENV }));
+          line += `; Pillow ${(seed[p]!.images / seed[p]!.cpuSeconds).toFixed(1)}, with our allocator setting ${(sameMalloc[p]!.images / sameMalloc[p]!.cpuSeconds).toFixed(1)}`;
+        }
+        console.log(line);
+      }
+      const pre = await runner.request<RunnerReply>({ preprocess: paths, size } satisfies RunnerRequest);
+      const images = ours[0]!.images;
+      const handlerPerCpu = perCpu(ours);
+      const baseline = python.exe
+        ? { pipeline: 'PIL', pillow: seed[0]!.pillow, images_per_cpu_s: perCpu(seed), images_per_cpu_s_same_malloc: perCpu(sameMalloc) }
+        : null;
       const result = {
         images,
         size,
-        shards: plan.length,
-        seconds: Number(seconds.toFixed(3)),
-        images_per_s: Number((images / seconds).toFixed(1)),
-        cpu_seconds: Number(cpuSeconds.toFixed(3)),
-        images_per_cpu_s: Number((images / cpuSeconds).toFixed(1)),
-        preprocess_images_per_cpu_s: Number((local.length / ((preCpu.user + preCpu.system) / 1e6)).toFixed(1)),
+        shards: plan('x').length,
+        passes,
+        seconds: round(median(ours.map((r) => r.seconds)), 3),
+        images_per_s: round(median(ours.map((r) => r.images / r.seconds))),
+        cpu_seconds: round(median(ours.map((r) => r.cpuSeconds)), 3),
+        images_per_cpu_s: handlerPerCpu,
+        server_cpu_seconds_per_pass: round(serverCpu / 1e6 / passes, 3),
+        preprocess_images_per_cpu_s: perCpu([pre]),
+        baseline,
+        speedup_per_core: baseline ? round(handlerPerCpu / baseline.images_per_cpu_s, 2) : null,
+        speedup_per_core_same_malloc: baseline ? round(handlerPerCpu / baseline.images_per_cpu_s_same_malloc, 2) : null,
         cores: availableParallelism(),
-        peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+        peak_rss_mb: Math.max(...ours.map((r) => r.peakRssMb), pre.peakRssMb),
       };
-      console.log(`${images} images in ${seconds.toFixed(2)} s: ${result.images_per_s} images/s wall, ${result.images_per_cpu_s} per CPU-second (includes the in-process S3 server)`);
+      console.log(
+        `${images} images: ${result.images_per_s} images/s wall, ${handlerPerCpu} per CPU-second in the handler (decode + resample alone: ${result.preprocess_images_per_cpu_s})` +
+          (baseline ? `; Pillow ${baseline.images_per_cpu_s} (${baseline.images_per_cpu_s_same_malloc} with our allocator setting): ${result.speedup_per_core}x (${result.speedup_per_core_same_malloc}x) per core` : ''),
+      );
       console.log(JSON.stringify(result));
       return 0;
     } finally {
+      await runner.stop();
       await s3.stop();
     }
   },

@@ -2,8 +2,7 @@ import { DEFAULT_SHARD_SIZE, planShards } from '../../core/dataset.ts';
 import { buildShard } from '../../core/dataset/build-shard.ts';
 import { ImageError } from '../../core/preprocess.ts';
 import { shardName } from '../../core/s3-layout.ts';
-import { encodeShard } from '../../core/shard-format.ts';
-import { openStore, sha256Hex } from '../../core/store.ts';
+import { openStore } from '../../core/store.ts';
 import { UserError, type Command } from '../command.ts';
 import { createProgress } from '../progress.ts';
 import { numberFlag, parseFlags } from '../flags.ts';
@@ -33,15 +32,14 @@ const command: Command = {
     const progress = createProgress('shard', rows.length);
     let images = 0;
     for (const [i, shardRows] of plan.entries()) {
-      const shard = await storeErrors(f.data, () =>
+      const { bytes, sha256, images: n } = await storeErrors(f.data, () =>
         buildShard(store, shardRows, { imageSize, bands: options.bands }).catch((e: unknown) => {
           throw e instanceof ImageError ? new UserError(e.message) : e;
         }),
       );
-      const bytes = encodeShard(shard);
       await storeErrors(f.out, () => out.put(shardName(i), bytes));
-      images += shard.imageIds.length;
-      progress.tick(shardRows.length, { shard: shardName(i), sha256: sha256Hex(bytes).slice(0, 12) });
+      images += n;
+      progress.tick(shardRows.length, { shard: shardName(i), sha256: sha256.slice(0, 12) });
     }
     progress.done();
     console.log(`wrote ${plan.length} shards (${rows.length} rows, ${images} images, ${imageSize}px) and ${VALIDATION_FILE} to ${out.uri}`);

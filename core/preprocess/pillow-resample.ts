@@ -77,11 +77,14 @@ export interface Window {
   height: number;
 }
 
-/** Pillow `Image.resize(size, BICUBIC)` on 8-bit channels (1 to 4), restricted to a window of the result. */
-export function resizeBicubic(src: Raster, win: Window): Raster {
+/**
+ * Pillow `Image.resize(size, BICUBIC)` on 8-bit channels (1 to 4), restricted to a window of the result, which is
+ * written into `into` when given (its length must be the window's bytes).
+ */
+export function resizeBicubic(src: Raster, win: Window, into?: Uint8Array): Raster {
   const needH = win.outWidth !== src.width;
   const needV = win.outHeight !== src.height;
-  if (!needH && !needV) return crop(src, win.x0, win.y0, win.width, win.height);
+  if (!needH && !needV) return crop(src, win.x0, win.y0, win.width, win.height, into);
   const c = src.channels;
   if (c < 1 || c > 4) throw new Error(`resizeBicubic: ${c} channels (1 to 4 supported)`);
   const k = simdKernels();
@@ -113,7 +116,8 @@ export function resizeBicubic(src: Raster, win: Window): Raster {
     colOffset = 0;
   }
   const outLen = win.width * c;
-  if (!v) return { data: arena.bytes(cur, rows * outLen).slice(), width: win.width, height: win.height, channels: c };
+  const result = (at: number): Raster => ({ data: copyOut(arena.bytes(at, win.height * outLen), into), width: win.width, height: win.height, channels: c });
+  if (!v) return result(cur);
   const kk = arena.alloc(v.kk.length * 4);
   arena.ints(kk, v.kk.length).set(v.kk);
   const dst = arena.alloc(win.height * outLen);
@@ -122,12 +126,21 @@ export function resizeBicubic(src: Raster, win: Window): Raster {
     const from = cur + (v.bounds[yy * 2]! - yFirst) * rowLen + colOffset;
     k.vertical(from, rowLen, outLen, kk + yy * v.ksize * 4, v.bounds[yy * 2 + 1]!, dst + yo * outLen);
   }
-  return { data: arena.bytes(dst, win.height * outLen).slice(), width: win.width, height: win.height, channels: c };
+  return result(dst);
 }
 
-export function crop(src: Raster, x0: number, y0: number, width: number, height: number): Raster {
+/** The kernels' memory is reused by the next resize, so results leave it as a copy. */
+function copyOut(view: Uint8Array, into: Uint8Array | undefined): Uint8Array {
+  if (!into) return view.slice();
+  if (into.length !== view.length) throw new Error(`resize: output holds ${into.length} bytes, need ${view.length}`);
+  into.set(view);
+  return into;
+}
+
+export function crop(src: Raster, x0: number, y0: number, width: number, height: number, into?: Uint8Array): Raster {
   const c = src.channels;
-  const out = new Uint8Array(width * height * c);
+  const out = into ?? new Uint8Array(width * height * c);
+  if (out.length !== width * height * c) throw new Error(`crop: output holds ${out.length} bytes, need ${width * height * c}`);
   for (let y = 0; y < height; y++) {
     const from = ((y + y0) * src.width + x0) * c;
     out.set(src.data.subarray(from, from + width * c), y * width * c);

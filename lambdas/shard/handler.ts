@@ -2,16 +2,19 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { z } from 'zod';
 import type { ShardRequest } from '../../core/dataset.ts';
-import { buildShard } from '../../core/dataset/build-shard.ts';
+import { buildShard, type BuiltShard } from '../../core/dataset/build-shard.ts';
 import { filenameProblem } from '../../core/dataset/rules.ts';
 import { RunSpecSchema } from '../../core/run-spec.ts';
 import { datasetPrefix, shardKey } from '../../core/s3-layout.ts';
 import { handlerS3Client } from '../../core/s3-client.ts';
-import { encodeShard, SPLITS } from '../../core/shard-format.ts';
-import { S3Store, sha256Hex } from '../../core/store.ts';
+import { BufferPool } from '../../core/buffer-pool.ts';
+import { SPLITS } from '../../core/shard-format.ts';
+import { S3Store } from '../../core/store.ts';
 
 const logger = new Logger();
 const metrics = new Metrics();
+/** Shard buffers kept across warm invocations. */
+const buffers = new BufferPool();
 
 const MAX_ROWS = 100_000;
 /** Images fetched and decoded at once: sharp decodes on its own threads while the resampler runs on this one. */
@@ -56,16 +59,17 @@ export interface ShardOutput {
 export async function handler(event: ShardRequest): Promise<ShardOutput> {
   const input = InputSchema.parse(event) as ShardRequest;
   const started = performance.now();
+  let shard: BuiltShard | undefined;
   try {
-    const shard = await buildShard(new S3Store(input.bucket, datasetPrefix(input.dataset), handlerS3Client()), input.rows, {
+    shard = await buildShard(new S3Store(input.bucket, datasetPrefix(input.dataset), handlerS3Client()), input.rows, {
       imageSize: input.imageSize,
       bands: input.bands,
       concurrency: CONCURRENCY,
+      allocate: (n) => buffers.take(n),
     });
-    const bytes = encodeShard(shard);
     const key = shardKey(input.runId, input.shard);
-    await new S3Store(input.bucket, '', handlerS3Client()).put(key, bytes);
-    const out = { key, rows: input.rows.length, images: shard.imageIds.length, sha256: sha256Hex(bytes) };
+    await new S3Store(input.bucket, '', handlerS3Client()).put(key, shard.bytes);
+    const out = { key, rows: input.rows.length, images: shard.images, sha256: shard.sha256 };
     const seconds = (performance.now() - started) / 1000;
     metrics.addDimension('dataset', input.dataset);
     metrics.addMetric('ImagesSharded', MetricUnit.Count, out.images);
@@ -73,6 +77,7 @@ export async function handler(event: ShardRequest): Promise<ShardOutput> {
     logger.info('shard written', { runId: input.runId, ...out, seconds });
     return out;
   } finally {
+    if (shard) buffers.release(shard.bytes);
     metrics.publishStoredMetrics();
   }
 }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, STACK_NAME } from '../../cdk/app.ts';
+import { DECODER_ENV } from '../../core/preprocess/decoder-env.ts';
 import { resolveDefinition } from '../../cdk/local/asl.ts';
 import type { Template } from '../../cdk/local/synth.ts';
 import type { StageName } from '../../cdk/stage.ts';
@@ -116,6 +117,9 @@ describe('CDK app', () => {
       expect(f.Properties.Runtime).toBe('nodejs24.x');
       expect(f.Properties.TracingConfig.Mode).toBe('Active');
     }
+    // The Shard function decodes with the allocator setting bench-shard measures it with.
+    const shard = fns.find((f) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME === 'rsclip-shard')!;
+    expect(shard.Properties.Environment.Variables).toMatchObject(DECODER_ENV);
   });
 
   it('defines the workflow: Distributed Map over the shard plan, Batch .sync, retries, catches into a Fail state', () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateDemoDataset } from '../../cli/demo-data/generate.ts';
-import { drainCreatedObjects, startLocalS3, uploadFolder, type LocalS3 } from '../../cli/local-s3.ts';
+import { drainCreatedObjects, startLocalS3, uploadFolder, type InProcessS3 } from '../../cli/local-s3.ts';
 import { LocalPipeline, runWorkflowLocally, type Intercept } from '../../cdk/local/run-workflow.ts';
 import type { RunSpec } from '../../core/run-spec.ts';
 import { captionsKey, datasetPrefix, modelLatestKey, shardPlanKey, shardsPrefix, validationKey } from '../../core/s3-layout.ts';
@@ -11,7 +11,7 @@ import type { TrainOptions } from '../../core/train-options.ts';
 import { silentLogger } from '../../worker/train/log.ts';
 import { runTraining, type TrainOutput } from '../../worker/train/run.ts';
 
-let s3: LocalS3;
+let s3: InProcessS3;
 let data: string;
 
 // 8 land-cover classes x 2 tiles of 32 px: 16 images, 8 of them in validation.

@@ -2,6 +2,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { preprocessImage, probeImage, resizeWindow } from '../../core/preprocess.ts';
 import { preprocessParity } from '../../core/preprocess/parity.ts';
+import { jpeg, png } from './helpers/images.ts';
 import { writeTiff } from './helpers/tiff.ts';
 
 describe('preprocessing parity with open_clip (Pillow 9.4 bicubic)', () => {
@@ -90,5 +91,36 @@ describe('decoding', () => {
     await expect(preprocessImage(jpg.subarray(0, jpg.length >> 1), { size: 8, source: 'cut.jpg' })).rejects.toThrow(/cut\.jpg: cannot decode image/);
     const svg = new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
     await expect(preprocessImage(svg, { size: 8, source: 'v.svg' })).rejects.toThrow(/v\.svg: unsupported image format 'svg'/);
+  });
+});
+
+describe('writing into a caller-owned buffer (a shard\'s pixel section)', () => {
+  it('gives the same bytes as a fresh result for every layout and leaves the rest of the buffer alone', async () => {
+    const w = 9, h = 7, b = 5;
+    const sixteen = new Uint16Array(w * h * b).map((_, i) => 500 + ((i * 977) % 40000));
+    const cases: [string, Uint8Array][] = [
+      ['rgb jpeg', await jpeg(40, 30)],
+      ['grey png', await png(30, 41, 1)],
+      ['grey+alpha png', await png(30, 41, 2)],
+      ['rgb png', await png(37, 29, 3)],
+      ['rgba png', await png(17, 18, 4)],
+      ['palette png', new Uint8Array(await raw(new Uint8Array(40 * 30 * 3).map((_, i) => (i * 7) & 255), 40, 30, 3).png({ palette: true }).toBuffer())],
+      ['already the size (crop only)', await png(12, 20, 3)],
+      ['16-bit multi-band tiff', writeTiff(w, h, b, sixteen, 1)],
+    ];
+    const S = 12;
+    const per = S * S * 3;
+    for (const [name, bytes] of cases) {
+      const fresh = await preprocessImage(bytes, { size: S });
+      const shard = new Uint8Array(per * 3).fill(0xab);
+      const got = await preprocessImage(bytes, { size: S }, shard.subarray(per, 2 * per));
+      expect(got.buffer, name).toBe(shard.buffer);
+      expect(Buffer.from(shard.subarray(per, 2 * per)).equals(Buffer.from(fresh)), name).toBe(true);
+      expect(shard.subarray(0, per).every((v) => v === 0xab) && shard.subarray(2 * per).every((v) => v === 0xab), name).toBe(true);
+    }
+  });
+
+  it('refuses a buffer of the wrong size', async () => {
+    await expect(preprocessImage(await png(30, 30, 3), { size: 8 }, new Uint8Array(8 * 8 * 3 - 1))).rejects.toThrow(/output holds 191 bytes, need 192/);
   });
 });

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CLIP_MEAN, CLIP_STD, normalizeHwcToChw } from '../../core/pixels.ts';
-import { decodeShard, encodeShard, type Shard } from '../../core/shard-format.ts';
+import { BufferPool } from '../../core/buffer-pool.ts';
+import { decodeShard, draftShard, encodeShard, shardSize, type Shard } from '../../core/shard-format.ts';
+import { sha256Hex } from '../../core/store.ts';
 
 function sampleShard(): Shard {
   const S = 5;
@@ -36,6 +38,27 @@ describe('shard format', () => {
     expect(Array.from(d.captionImage)).toEqual(Array.from(s.captionImage));
     expect(Array.from(d.lines)).toEqual(Array.from(s.lines));
     expect(Array.from(d.tokens)).toEqual(Array.from(s.tokens));
+  });
+
+  it('is the same file when drafted in place in a reused buffer, with the whole file\'s SHA-256', () => {
+    const s = sampleShard();
+    const want = encodeShard(s);
+    const pool = new BufferPool();
+    const dirty = pool.take(want.length + 500);
+    dirty.fill(0xee);
+    pool.release(dirty);
+    const draft = draftShard(s, s.captions.length, pool.take(shardSize(s, s.captions.length)));
+    draft.pixels.set(s.pixels);
+    draft.captionImage.set(s.captionImage);
+    draft.lines.set(s.lines);
+    draft.tokens.set(s.tokens);
+    const sealed = draft.seal();
+    expect(sealed.bytes.buffer).toBe(dirty.buffer);
+    expect(Buffer.from(sealed.bytes).equals(Buffer.from(want))).toBe(true);
+    expect(sealed.sha256).toBe(sha256Hex(want));
+    const bad = draftShard(s, s.captions.length);
+    bad.captionImage.set([0, 1, 3, 0]);
+    expect(() => bad.seal()).toThrow(/caption 2 points at image 3, have 3/);
   });
 
   it('decodes from a misaligned view and is deterministic', () => {
