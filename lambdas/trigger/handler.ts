@@ -1,4 +1,4 @@
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
@@ -26,6 +26,36 @@ export interface RetrainEvent {
 
 export type TriggerEvent = ObjectCreatedEvent | RetrainEvent;
 
+async function head(s3: S3Client, bucket: string, key: string) {
+  return s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key })).catch((e: unknown) => {
+    if ((e as { name?: string }).name === 'NotFound') return undefined;
+    throw e;
+  });
+}
+
+/** `application/x-www-form-urlencoded` decoding; undefined when `key` is not valid encoding. */
+function formDecode(key: string): string | undefined {
+  try {
+    return decodeURIComponent(key.replace(/\+/g, ' '));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The object an event's key names. S3 form-encodes keys in its event notifications ("my data" arrives as
+ * "my+data"); EventBridge's documentation does not say whether its copy is encoded, so a key that could be
+ * encoded is looked up as given first and then decoded. Undefined when neither exists.
+ */
+export async function eventObjectKey(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
+  if (!/[+%]/.test(key)) return key;
+  const decoded = formDecode(key);
+  for (const candidate of decoded !== undefined && decoded !== key ? [key, decoded] : [key]) {
+    if (await head(s3, bucket, candidate)) return candidate;
+  }
+  return undefined;
+}
+
 /** The handler's logic with StartExecution injected: the local runner passes its own execution registry. */
 export async function trigger(event: TriggerEvent, start: StartExecution): Promise<StartResult[]> {
   if (event.source === 'rsclip.schedule') {
@@ -33,17 +63,14 @@ export async function trigger(event: TriggerEvent, start: StartExecution): Promi
     const results: StartResult[] = [];
     for (const dataset of event.datasets) {
       const key = captionsKey(dataset);
-      const head = await s3.send(new HeadObjectCommand({ Bucket: event.bucket, Key: key })).catch((e: unknown) => {
-        // A dataset that is gone must not keep the others from retraining.
-        if ((e as { name?: string }).name === 'NotFound') return undefined;
-        throw e;
-      });
-      if (!head) {
+      // A dataset that is gone must not keep the others from retraining.
+      const found = await head(s3, event.bucket, key);
+      if (!found) {
         results.push({ status: 'ignored', key });
         continue;
       }
       // The tick's time makes each period a new run; a redelivered tick still maps to the same one.
-      const version = `${head.VersionId ?? head.ETag ?? ''}@${event.time}`;
+      const version = `${found.VersionId ?? found.ETag ?? ''}@${event.time}`;
       results.push(await startRun(start, event.bucket, key, version));
     }
     return results;
@@ -51,7 +78,9 @@ export async function trigger(event: TriggerEvent, start: StartExecution): Promi
   const { bucket, object } = event.detail;
   const version = object['version-id'] ?? object.etag;
   if (!version) throw new Error(`Object Created event for s3://${bucket.name}/${object.key} has neither version-id nor etag`);
-  return [await startRun(start, bucket.name, object.key, version)];
+  const key = await eventObjectKey(makeS3Client(), bucket.name, object.key);
+  if (key === undefined) return [{ status: 'ignored', key: object.key }];
+  return [await startRun(start, bucket.name, key, version)];
 }
 
 const sfn = new SFNClient({});

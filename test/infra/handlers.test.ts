@@ -3,6 +3,7 @@ import { startLocalS3, type LocalS3 } from '../../cli/local-s3.ts';
 import { modelLatestKey } from '../../core/s3-layout.ts';
 import { sha256Hex } from '../../core/store.ts';
 import { handler } from '../../lambdas/publish/handler.ts';
+import { objectCreatedEvent } from '../../cdk/local/event-routing.ts';
 import { trigger } from '../../lambdas/trigger/handler.ts';
 import type { StartExecution } from '../../lambdas/trigger/start-run.ts';
 
@@ -83,5 +84,28 @@ describe('trigger on the retraining schedule', () => {
     expect((await trigger(tick('2026-11-01T00:00:00Z'), start))[0]).toMatchObject({ status: 'duplicate' });
     expect((await trigger(tick('2026-11-08T00:00:00Z'), start))[0]).toMatchObject({ status: 'started' });
     expect(names).toHaveLength(2);
+  });
+});
+
+describe('trigger on an upload whose key may arrive URL-encoded', () => {
+  it('finds the object under the key as given or form-decoded, and ignores keys that name neither', async () => {
+    await s3.store.put('datasets/my data/captions.csv', 'filename,caption\na.png,a field\n');
+    await s3.store.put('datasets/c++/captions.csv', 'filename,caption\na.png,a field\n');
+    const started: { name: string; input: { key: string } }[] = [];
+    const start: StartExecution = async (name, input) => {
+      if (started.some((s) => s.name === name)) throw Object.assign(new Error('exists'), { name: 'ExecutionAlreadyExists' });
+      started.push({ name, input: JSON.parse(input) });
+    };
+    const upload = (key: string) => trigger(objectCreatedEvent({ bucket: s3.bucket, key, etag: 'e1' }), start);
+    expect(await upload('datasets/my+data/captions.csv')).toEqual([{ status: 'started', runId: expect.any(String), key: 'datasets/my data/captions.csv' }]);
+    // The same upload however it is spelled is one run.
+    expect(await upload('datasets/my%20data/captions.csv')).toMatchObject([{ status: 'duplicate', key: 'datasets/my data/captions.csv' }]);
+    expect(await upload('datasets/my data/captions.csv')).toMatchObject([{ status: 'duplicate' }]);
+    // A '+' that is part of the name is kept when that object exists.
+    expect(await upload('datasets/c++/captions.csv')).toMatchObject([{ status: 'started', key: 'datasets/c++/captions.csv' }]);
+    expect(await upload('datasets/c%2B%2B/captions.csv')).toMatchObject([{ status: 'duplicate', key: 'datasets/c++/captions.csv' }]);
+    expect(await upload('datasets/gone+x/captions.csv')).toEqual([{ status: 'ignored', key: 'datasets/gone+x/captions.csv' }]);
+    expect(await upload('datasets/bad%E0%A4%A/captions.csv')).toEqual([{ status: 'ignored', key: 'datasets/bad%E0%A4%A/captions.csv' }]);
+    expect(started.map((s) => s.input.key)).toEqual(['datasets/my data/captions.csv', 'datasets/c++/captions.csv']);
   });
 });
