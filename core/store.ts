@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import {
   CopyObjectCommand,
@@ -209,7 +209,18 @@ export class FsStore implements ObjectStore {
   }
 
   async delete(key: string): Promise<void> {
-    await rm(this.path(key), { force: true });
+    const target = this.path(key);
+    await rm(target, { force: true });
+    // S3 has no folders: one whose last object went goes too, so pruned checkpoints leave no empty step-N/.
+    for (let dir = dirname(target); relative(this.root, dir) && !relative(this.root, dir).startsWith('..'); dir = dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOENT') return;
+        throw e;
+      }
+    }
   }
 
   child(prefix: string): ObjectStore {

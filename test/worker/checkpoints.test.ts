@@ -1,3 +1,5 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LATEST_CHECKPOINT } from '../../core/s3-layout.ts';
 import { FsStore, type ObjectStore } from '../../core/store.ts';
@@ -61,6 +63,8 @@ describe('checkpoints', () => {
     await saveCheckpoint(store, { params: tensors(12), optimizer: { step: 12, m: tensors(0), v: tensors(0) }, state: state(12, 4) });
     const dirs = new Set((await store.list('checkpoints/step-')).map((o) => o.key.split('/')[1]));
     expect(dirs).toEqual(new Set(['step-4', 'step-12']));
+    // On disk the pruned step-8/ is gone as a folder too, and the folders still in use stay.
+    expect((await readdir(join(dir.path, 'checkpoints'))).sort()).toEqual(['best.json', 'latest.json', 'step-12', 'step-4'].sort());
     expect((await loadLatestCheckpoint(store))!.state.step).toBe(12);
   });
 
