@@ -11,8 +11,9 @@ export interface DataBucketProps {
 }
 
 /**
- * The one bucket of the pipeline (layout in core/s3-layout.ts): TLS only, private, versioned (so a re-upload is a
- * new version and a new run), emitting EventBridge events, with server access logs in a second bucket.
+ * The one bucket of the pipeline (layout in core/s3-layout.ts): TLS only, private, versioned (an overwritten
+ * dataset file can be recovered; runs are named by content, not version), emitting EventBridge events, with
+ * server access logs in a second bucket.
  */
 export class DataBucket extends Construct {
   readonly bucket: s3.Bucket;

@@ -1,9 +1,10 @@
-import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { makeS3Client } from '../../core/s3-client.ts';
-import { captionsKey } from '../../core/s3-layout.ts';
+import { captionsKey, datasetOfCaptionsKey } from '../../core/s3-layout.ts';
 import { startRun, type StartExecution, type StartResult } from './start-run.ts';
 
 const logger = new Logger();
@@ -56,6 +57,21 @@ export async function eventObjectKey(s3: S3Client, bucket: string, key: string):
   return undefined;
 }
 
+/**
+ * What names an upload's bytes, so that uploading the same captions.csv again starts no second run while any
+ * change does (a versioned bucket gives every upload a new version id, so versions cannot be the key). A
+ * single-part upload's ETag is the MD5 of its bytes; a multipart ETag ("...-N") depends on the part size, so
+ * those uploads (the AWS CLI goes multipart from 8 MiB) are read and hashed, at the version the event names.
+ */
+export async function uploadContentId(s3: S3Client, bucket: string, key: string, object: ObjectCreatedEvent['detail']['object']): Promise<string> {
+  const etag = object.etag?.replace(/"/g, '');
+  if (etag && /^[0-9a-f]{32}$/i.test(etag)) return `md5:${etag.toLowerCase()}`;
+  const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: object['version-id'] }));
+  const hash = createHash('sha256');
+  for await (const chunk of res.Body as AsyncIterable<Uint8Array>) hash.update(chunk);
+  return `sha256:${hash.digest('hex')}`;
+}
+
 /** The handler's logic with StartExecution injected: the local runner passes its own execution registry. */
 export async function trigger(event: TriggerEvent, start: StartExecution): Promise<StartResult[]> {
   if (event.source === 'rsclip.schedule') {
@@ -76,11 +92,10 @@ export async function trigger(event: TriggerEvent, start: StartExecution): Promi
     return results;
   }
   const { bucket, object } = event.detail;
-  const version = object['version-id'] ?? object.etag;
-  if (!version) throw new Error(`Object Created event for s3://${bucket.name}/${object.key} has neither version-id nor etag`);
-  const key = await eventObjectKey(makeS3Client(), bucket.name, object.key);
-  if (key === undefined) return [{ status: 'ignored', key: object.key }];
-  return [await startRun(start, bucket.name, key, version)];
+  const s3 = makeS3Client();
+  const key = await eventObjectKey(s3, bucket.name, object.key);
+  if (key === undefined || datasetOfCaptionsKey(key) === undefined) return [{ status: 'ignored', key: key ?? object.key }];
+  return [await startRun(start, bucket.name, key, await uploadContentId(s3, bucket.name, key, object))];
 }
 
 const sfn = new SFNClient({});

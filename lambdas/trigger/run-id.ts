@@ -8,14 +8,15 @@ export interface RunStart {
 }
 
 /**
- * One run per version of a captions.csv: the execution name hashes bucket, key and the object's version
- * (versionId, else ETag), so EventBridge's at-least-once duplicates collapse into one execution while a
- * changed upload starts a new one. undefined for keys that are not a dataset's captions.csv.
+ * One run per content of a captions.csv: the execution name hashes bucket, key and what identifies the bytes
+ * (handler.ts uploadContentId; a schedule tick adds its time), so EventBridge's at-least-once duplicates and
+ * re-uploads of the same file collapse into one execution while a changed upload starts a new one. undefined
+ * for keys that are not a dataset's captions.csv.
  */
-export function runFor(bucket: string, key: string, version: string): RunStart | undefined {
+export function runFor(bucket: string, key: string, content: string): RunStart | undefined {
   const dataset = datasetOfCaptionsKey(key);
   if (dataset === undefined) return undefined;
-  const hash = createHash('sha256').update(`${bucket}\n${key}\n${version}`).digest('hex').slice(0, 12);
+  const hash = createHash('sha256').update(`${bucket}\n${key}\n${content}`).digest('hex').slice(0, 12);
   // Execution names allow [A-Za-z0-9_-] up to 80 characters; dataset names may hold more.
   const runId = `${dataset.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64)}-${hash}`;
   return { name: runId, input: { bucket, key, runId } };

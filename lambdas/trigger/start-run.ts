@@ -11,9 +11,9 @@ export async function startRun(
   start: StartExecution,
   bucket: string,
   key: string,
-  version: string,
+  content: string,
 ): Promise<StartResult> {
-  const run = runFor(bucket, key, version);
+  const run = runFor(bucket, key, content);
   if (!run) return { status: 'ignored', key };
   try {
     await start(run.name, JSON.stringify(run.input));

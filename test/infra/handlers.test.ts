@@ -96,7 +96,7 @@ describe('trigger on an upload whose key may arrive URL-encoded', () => {
       if (started.some((s) => s.name === name)) throw Object.assign(new Error('exists'), { name: 'ExecutionAlreadyExists' });
       started.push({ name, input: JSON.parse(input) });
     };
-    const upload = (key: string) => trigger(objectCreatedEvent({ bucket: s3.bucket, key, etag: 'e1' }), start);
+    const upload = (key: string) => trigger(objectCreatedEvent({ bucket: s3.bucket, key, etag: '"0cc175b9c0f1b6a831c399e269772661"' }), start);
     expect(await upload('datasets/my+data/captions.csv')).toEqual([{ status: 'started', runId: expect.any(String), key: 'datasets/my data/captions.csv' }]);
     // The same upload however it is spelled is one run.
     expect(await upload('datasets/my%20data/captions.csv')).toMatchObject([{ status: 'duplicate', key: 'datasets/my data/captions.csv' }]);
@@ -107,5 +107,24 @@ describe('trigger on an upload whose key may arrive URL-encoded', () => {
     expect(await upload('datasets/gone+x/captions.csv')).toEqual([{ status: 'ignored', key: 'datasets/gone+x/captions.csv' }]);
     expect(await upload('datasets/bad%E0%A4%A/captions.csv')).toEqual([{ status: 'ignored', key: 'datasets/bad%E0%A4%A/captions.csv' }]);
     expect(started.map((s) => s.input.key)).toEqual(['datasets/my data/captions.csv', 'datasets/c++/captions.csv']);
+  });
+});
+
+describe('trigger on a multipart upload', () => {
+  it('hashes the bytes when the ETag is not their MD5, so the same file uploaded with other part sizes is one run', async () => {
+    const key = 'datasets/big/captions.csv';
+    await s3.store.put(key, 'filename,caption\na.png,a field\n');
+    const started: string[] = [];
+    const start: StartExecution = async (name) => {
+      if (started.includes(name)) throw Object.assign(new Error('exists'), { name: 'ExecutionAlreadyExists' });
+      started.push(name);
+    };
+    const upload = (etag?: string) => trigger(objectCreatedEvent({ bucket: s3.bucket, key, etag }), start);
+    expect(await upload('"9b2cf535f27731c974343645a3985328-2"')).toMatchObject([{ status: 'started' }]);
+    expect(await upload('"5d41402abc4b2a76b9719d911017c592-3"')).toMatchObject([{ status: 'duplicate' }]);
+    expect(await upload()).toMatchObject([{ status: 'duplicate' }]);
+    await s3.store.put(key, 'filename,caption\na.png,a river\n');
+    expect(await upload('"9b2cf535f27731c974343645a3985328-2"')).toMatchObject([{ status: 'started' }]);
+    expect(started).toHaveLength(2);
   });
 });

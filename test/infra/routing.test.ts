@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { resolveDefinition } from '../../cdk/local/asl.ts';
 import { matchesEventPattern, objectCreatedEvent, uploadRulePattern } from '../../cdk/local/event-routing.ts';
@@ -49,13 +50,19 @@ describe('trigger', () => {
   const created = (key: string, version: { etag?: string; versionId?: string }) =>
     objectCreatedEvent({ bucket: 'data', key, ...version });
 
-  it('names one run per object version: duplicates collapse, a changed upload starts a new run', async () => {
+  // A single-part upload's ETag: the MD5 of its bytes, quoted.
+  const etag = (content: string) => `"${createHash('md5').update(content).digest('hex')}"`;
+
+  it('names one run per uploaded content: duplicates and re-uploads of the same bytes collapse, a change starts a new run', async () => {
     const sfn = fakeStepFunctions();
-    const first = await trigger(created('datasets/rs/captions.csv', { versionId: 'v1', etag: 'e1' }), sfn.start);
-    const again = await trigger(created('datasets/rs/captions.csv', { versionId: 'v1', etag: 'e1' }), sfn.start);
-    const changed = await trigger(created('datasets/rs/captions.csv', { versionId: 'v2', etag: 'e2' }), sfn.start);
+    const first = await trigger(created('datasets/rs/captions.csv', { versionId: 'v1', etag: etag('a') }), sfn.start);
+    const again = await trigger(created('datasets/rs/captions.csv', { versionId: 'v1', etag: etag('a') }), sfn.start);
+    // A versioned bucket gives a re-upload of the same file a new version id.
+    const reupload = await trigger(created('datasets/rs/captions.csv', { versionId: 'v2', etag: etag('a') }), sfn.start);
+    const changed = await trigger(created('datasets/rs/captions.csv', { versionId: 'v3', etag: etag('b') }), sfn.start);
     expect(first).toEqual([{ status: 'started', runId: expect.stringMatching(/^rs-[0-9a-f]{12}$/), key: 'datasets/rs/captions.csv' }]);
     expect(again).toEqual([{ ...first[0], status: 'duplicate' }]);
+    expect(reupload).toEqual([{ ...first[0], status: 'duplicate' }]);
     expect(changed[0]).toMatchObject({ status: 'started' });
     expect((changed[0] as { runId: string }).runId).not.toBe((first[0] as { runId: string }).runId);
     expect(sfn.started.map((s) => s.input)).toEqual([
@@ -64,14 +71,13 @@ describe('trigger', () => {
     ]);
   });
 
-  it('falls back to the ETag without versioning and ignores keys that are not captions files', async () => {
+  it('ignores keys that are not captions files', async () => {
     const sfn = fakeStepFunctions();
-    const [byEtag] = await trigger(created('datasets/rs/captions.csv', { etag: 'e1' }), sfn.start);
-    expect(byEtag).toMatchObject({ status: 'started', runId: runFor('data', 'datasets/rs/captions.csv', 'e1')!.name });
-    expect(await trigger(created('datasets/rs/sub/captions.csv', { etag: 'e1' }), sfn.start)).toEqual([
+    const [started] = await trigger(created('datasets/rs/captions.csv', { etag: etag('a') }), sfn.start);
+    expect(started).toMatchObject({ status: 'started', runId: runFor('data', 'datasets/rs/captions.csv', `md5:${etag('a').slice(1, -1)}`)!.name });
+    expect(await trigger(created('datasets/rs/sub/captions.csv', { etag: etag('a') }), sfn.start)).toEqual([
       { status: 'ignored', key: 'datasets/rs/sub/captions.csv' },
     ]);
-    await expect(trigger(created('datasets/rs/captions.csv', {}), sfn.start)).rejects.toThrow(/neither version-id nor etag/);
     expect(sfn.started).toHaveLength(1);
   });
 
@@ -85,7 +91,7 @@ describe('trigger', () => {
     const failing: StartExecution = async () => {
       throw Object.assign(new Error('throttled'), { name: 'ThrottlingException' });
     };
-    await expect(trigger(created('datasets/rs/captions.csv', { etag: 'e' }), failing)).rejects.toThrow('throttled');
+    await expect(trigger(created('datasets/rs/captions.csv', { etag: etag('e') }), failing)).rejects.toThrow('throttled');
   });
 });
 
