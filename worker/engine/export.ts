@@ -4,8 +4,7 @@
  * trainer's evaluation sessions, which read the current parameters as `param:<name>` inputs.
  */
 import type { ClipModelConfig } from './api.ts';
-import { Graph, type Tensor } from './graph.ts';
-import * as ops from './ops.ts';
+import { Graph, type DType, type Tensor } from './graph.ts';
 import { names } from './train-graph.ts';
 import { clipBuffers, clipParams, visionTower } from '../models/clip.ts';
 import { textDims } from '../models/config.ts';
@@ -22,7 +21,7 @@ export function towerParamNames(config: ClipModelConfig, tower: Tower): string[]
 }
 
 export interface EncoderGraphOptions {
-  /** Rows per run, static; without it the batch is dynamic (`N`): a Scan runs the one-row tower per row. */
+  /** Rows per run, static; without it the batch is dynamic (`N`, see dynamicBatch). */
   batch?: number;
   /** Weights to embed as initializers; without them every parameter is a `param:<name>` input. */
   weights?: StateDict;
@@ -61,17 +60,54 @@ export function buildEncoderGraph(config: ClipModelConfig, tower: Tower, o: Enco
   if (o.batch !== undefined) {
     g.output(embed(g.input(row.name, row.dtype, [o.batch, ...row.shape])), 'embedding');
   } else {
-    // The builder's shapes are static, so a dynamic batch is a Scan over rows of the static one-row tower; the
-    // weight-only work (transposes, reshapes of parameters) is hoisted out of the body and done once.
-    const body = g.subgraph('row_encoder');
-    const one = embed(ops.unsqueeze(body.input('row', row.dtype, row.shape), [0]));
-    body.output(ops.reshape(one, [config.embed_dim]), 'row_embedding');
-    const [out] = g.node('Scan', [g.input(row.name, row.dtype, [-1, ...row.shape])], { body, num_scan_inputs: 1 }, [
-      { dtype: 'float32', shape: [-1, config.embed_dim] },
-    ]);
-    g.output(out!, 'embedding');
+    g.output(dynamicBatch(g, row, config.embed_dim, embed), 'embedding');
   }
   return g.toModel({ externalData: o.externalData });
+}
+
+/**
+ * Row-group sizes a dynamic batch is cut into, largest first; the last must be 1 so that every N is covered.
+ * Groups of 16 keep the matrix products batched (ViT-B-32 on CPU: 16 rows in 516 ms as one group, 689 ms row
+ * by row); the smaller sizes bound what a batch that is not a multiple of 16 pays.
+ */
+const ROW_GROUPS = [16, 4, 1];
+
+/**
+ * `embedding` [N, E] for an input [N, ...row] of any N. The builder's shapes are static, so each group size runs
+ * its static tower in a Loop over the whole groups that fit in the rows left (zero or more); the weight-only
+ * work of the towers (transposes, reshapes of parameters) is hoisted out of the Loop bodies and folded once.
+ */
+function dynamicBatch(
+  g: Graph,
+  row: { name: string; dtype: 'float32' | 'int64'; shape: number[] },
+  E: number,
+  embed: (x: Tensor) => Tensor,
+): Tensor {
+  const i64 = (v: number[]): Tensor => g.constant(BigInt64Array.from(v, BigInt));
+  const op = (type: string, inputs: Tensor[], shape: number[], dtype: DType = 'int64', attrs: Record<string, number> = {}): Tensor =>
+    g.node(type, inputs, attrs, [{ dtype, shape }])[0]!;
+  const rowsOf = (x: Tensor): Tensor => op('Slice', [op('Shape', [x], [row.shape.length + 1]), i64([0]), i64([1])], [1]);
+  let rest = g.input(row.name, row.dtype, [-1, ...row.shape]);
+  const parts: Tensor[] = [];
+  for (const size of ROW_GROUPS) {
+    const n = rowsOf(rest);
+    const count = op('Div', [n, i64([size])], [1]);
+    const whole = op('Mul', [count, i64([size])], [1]);
+    const head = op('Slice', [rest, i64([0]), whole, i64([0])], [-1, ...row.shape], row.dtype);
+    const groups = op('Reshape', [head, i64([-1, size, ...row.shape])], [-1, size, ...row.shape], row.dtype);
+    // A Loop, not a Scan: onnxruntime's Scan rejects zero iterations, and most group sizes get none.
+    const body = g.subgraph(`rows_of_${size}`);
+    const iter = body.input(`group_${size}_index`, 'int64', []);
+    const cond = body.input(`group_${size}_cond`, 'bool', []);
+    const [group] = body.node('Gather', [groups, iter], { axis: 0 }, [{ dtype: row.dtype, shape: [size, ...row.shape] }]);
+    body.output(cond, `group_${size}_cond_out`);
+    body.output(embed(group!), `group_${size}_embedding`);
+    const trips = op('Reshape', [count, g.constant(new BigInt64Array(0), [0])], []);
+    const [embedded] = g.node('Loop', [trips, undefined], { body }, [{ dtype: 'float32', shape: [-1, size, E] }]);
+    parts.push(op('Reshape', [embedded!, i64([-1, E])], [-1, E], 'float32'));
+    rest = op('Slice', [rest, whole, n, i64([0])], [-1, ...row.shape], row.dtype);
+  }
+  return op('Concat', parts, [-1, E], 'float32', { axis: 0 });
 }
 
 type ExportOptions = { batch?: number; externalData?: string };
