@@ -58,6 +58,8 @@ export class S3Store implements ObjectStore {
     readonly bucket: string,
     readonly prefix: string,
     readonly client: S3Client = makeS3Client(),
+    /** Bucket keys read at a fixed version (a run reads the captions.csv version that started it). */
+    readonly pins: ReadonlyMap<string, string> = new Map(),
   ) {}
 
   get uri(): string {
@@ -76,7 +78,8 @@ export class S3Store implements ObjectStore {
 
   async tryGet(key: string): Promise<Uint8Array | undefined> {
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key) }));
+      const full = this.full(key);
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: full, VersionId: this.pins.get(full) }));
       return await res.Body!.transformToByteArray();
     } catch (e) {
       if (e instanceof NoSuchKey || (e as { name?: string }).name === 'NoSuchKey') return undefined;
@@ -86,7 +89,8 @@ export class S3Store implements ObjectStore {
 
   async head(key: string): Promise<ObjectInfo | undefined> {
     try {
-      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key) }));
+      const full = this.full(key);
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: full, VersionId: this.pins.get(full) }));
       return { key, size: res.ContentLength ?? 0, etag: res.ETag };
     } catch (e) {
       const name = (e as { name?: string }).name;
@@ -134,7 +138,7 @@ export class S3Store implements ObjectStore {
   }
 
   child(prefix: string): ObjectStore {
-    return new S3Store(this.bucket, joinKey(this.prefix, cleanKey(prefix)), this.client);
+    return new S3Store(this.bucket, joinKey(this.prefix, cleanKey(prefix)), this.client, this.pins);
   }
 }
 

@@ -87,7 +87,7 @@ export async function trigger(event: TriggerEvent, start: StartExecution): Promi
       }
       // The tick's time makes each period a new run; a redelivered tick still maps to the same one.
       const version = `${found.VersionId ?? found.ETag ?? ''}@${event.time}`;
-      results.push(await startRun(start, event.bucket, key, version));
+      results.push(await startRun(start, event.bucket, key, version, found.VersionId));
     }
     return results;
   }
@@ -95,7 +95,7 @@ export async function trigger(event: TriggerEvent, start: StartExecution): Promi
   const s3 = makeS3Client();
   const key = await eventObjectKey(s3, bucket.name, object.key);
   if (key === undefined || datasetOfCaptionsKey(key) === undefined) return [{ status: 'ignored', key: key ?? object.key }];
-  return [await startRun(start, bucket.name, key, await uploadContentId(s3, bucket.name, key, object))];
+  return [await startRun(start, bucket.name, key, await uploadContentId(s3, bucket.name, key, object), object['version-id'])];
 }
 
 const sfn = new SFNClient({});

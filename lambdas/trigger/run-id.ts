@@ -4,7 +4,8 @@ import { datasetOfCaptionsKey } from '../../core/s3-layout.ts';
 export interface RunStart {
   /** Step Functions execution name; equal to runId, so a repeated event maps to the same execution. */
   name: string;
-  input: { bucket: string; key: string; runId: string };
+  /** versionId: the captions.csv version the run reads (absent in an unversioned bucket). */
+  input: { bucket: string; key: string; runId: string; versionId?: string };
 }
 
 /**
@@ -13,11 +14,11 @@ export interface RunStart {
  * re-uploads of the same file collapse into one execution while a changed upload starts a new one. undefined
  * for keys that are not a dataset's captions.csv.
  */
-export function runFor(bucket: string, key: string, content: string): RunStart | undefined {
+export function runFor(bucket: string, key: string, content: string, versionId?: string): RunStart | undefined {
   const dataset = datasetOfCaptionsKey(key);
   if (dataset === undefined) return undefined;
   const hash = createHash('sha256').update(`${bucket}\n${key}\n${content}`).digest('hex').slice(0, 12);
   // Execution names allow [A-Za-z0-9_-] up to 80 characters; dataset names may hold more.
   const runId = `${dataset.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64)}-${hash}`;
-  return { name: runId, input: { bucket, key, runId } };
+  return { name: runId, input: { bucket, key, runId, ...(versionId ? { versionId } : {}) } };
 }

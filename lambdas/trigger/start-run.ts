@@ -12,8 +12,9 @@ export async function startRun(
   bucket: string,
   key: string,
   content: string,
+  versionId?: string,
 ): Promise<StartResult> {
-  const run = runFor(bucket, key, content);
+  const run = runFor(bucket, key, content, versionId);
   if (!run) return { status: 'ignored', key };
   try {
     await start(run.name, JSON.stringify(run.input));

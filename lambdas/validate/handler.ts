@@ -11,7 +11,15 @@ import type { TrainOptions } from '../../core/train-options.ts';
 const logger = new Logger();
 const metrics = new Metrics();
 
-const InputSchema = z.object({ bucket: z.string().min(3), key: z.string().min(1), runId: RunSpecSchema.shape.runId }).strict();
+const InputSchema = z
+  .object({
+    bucket: z.string().min(3),
+    key: z.string().min(1),
+    runId: RunSpecSchema.shape.runId,
+    /** The captions.csv version that started the run; a later upload starts its own run. */
+    versionId: z.string().min(1).optional(),
+  })
+  .strict();
 export type ValidateInput = z.infer<typeof InputSchema>;
 
 export interface ValidateOutput {
@@ -44,7 +52,7 @@ export async function handler(event: ValidateInput): Promise<ValidateOutput> {
   const dataset = datasetOfCaptionsKey(input.key);
   if (!dataset) throw new Error(`not a dataset captions key: ${input.key} (expected datasets/<name>/captions.csv)`);
   metrics.addDimension('dataset', dataset);
-  const bucket = new S3Store(input.bucket, '', handlerS3Client());
+  const bucket = new S3Store(input.bucket, '', handlerS3Client(), new Map(input.versionId ? [[input.key, input.versionId]] : []));
   try {
     const { report, rows, options } = await validateDataset(bucket.child(datasetPrefix(dataset)), dataset);
     await bucket.put(validationKey(input.runId), `${JSON.stringify(report, null, 1)}\n`);

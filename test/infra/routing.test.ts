@@ -65,9 +65,10 @@ describe('trigger', () => {
     expect(reupload).toEqual([{ ...first[0], status: 'duplicate' }]);
     expect(changed[0]).toMatchObject({ status: 'started' });
     expect((changed[0] as { runId: string }).runId).not.toBe((first[0] as { runId: string }).runId);
+    // Each run reads the captions.csv version that started it.
     expect(sfn.started.map((s) => s.input)).toEqual([
-      { bucket: 'data', key: 'datasets/rs/captions.csv', runId: (first[0] as { runId: string }).runId },
-      { bucket: 'data', key: 'datasets/rs/captions.csv', runId: (changed[0] as { runId: string }).runId },
+      { bucket: 'data', key: 'datasets/rs/captions.csv', runId: (first[0] as { runId: string }).runId, versionId: 'v1' },
+      { bucket: 'data', key: 'datasets/rs/captions.csv', runId: (changed[0] as { runId: string }).runId, versionId: 'v3' },
     ]);
   });
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ShardRequest, ValidationReport } from '../../core/dataset.ts';
 import { preprocessImage } from '../../core/preprocess.ts';
 import { captionsKey, shardPlanKey, validationKey } from '../../core/s3-layout.ts';
+import { handlerS3Client } from '../../core/s3-client.ts';
 import { decodeShard } from '../../core/shard-format.ts';
 import type { ObjectStore } from '../../core/store.ts';
 import { tokenize } from '../../core/tokenizer/index.ts';
@@ -190,6 +191,34 @@ describe('Validate handler: file-level problems and policies', () => {
     expect(plan[0]!.rows.map((r) => r.line)).not.toContain(21);
     await putAll(store, 'datasets/skip2', { ...files, 'train.json': '{"validation": {"policy": "skip", "maxBadFraction": 0.01}}' });
     expect((await runValidate('skip2', 'skip2-run')).error?.name).toBe('DatasetInvalid');
+  });
+});
+
+describe('Validate handler: the captions.csv version that started the run', () => {
+  it('reads captions.csv at the run\'s version id and everything else at its current version', async () => {
+    await putAll(store, 'datasets/pinned', { 'a.png': await png(4, 4, 3), 'captions.csv': 'filename,caption\na.png,a field\n' });
+    const requests: { command: string; key: string; versionId?: string }[] = [];
+    const client = handlerS3Client();
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Key?: string; VersionId?: string };
+        if (input.Key?.startsWith('datasets/pinned/')) requests.push({ command: context.commandName!, key: input.Key, versionId: input.VersionId });
+        return next(args);
+      },
+      { step: 'initialize', name: 'recordVersionIds' },
+    );
+    try {
+      // The loopback server keeps no versions and serves the current object for any version id.
+      await validate({ bucket: BUCKET, key: captionsKey('pinned'), runId: 'pinned-run', versionId: 'v-42' });
+    } finally {
+      client.middlewareStack.remove('recordVersionIds');
+    }
+    const captions = requests.filter((r) => r.key === captionsKey('pinned'));
+    expect(captions.map((r) => r.command).sort()).toEqual(['GetObjectCommand', 'HeadObjectCommand']);
+    expect(captions.every((r) => r.versionId === 'v-42')).toBe(true);
+    const others = requests.filter((r) => r.key !== captionsKey('pinned'));
+    expect(others.length).toBeGreaterThan(0);
+    expect(others.every((r) => r.versionId === undefined)).toBe(true);
   });
 });
 
