@@ -8,7 +8,8 @@ import { crop, resizeBicubic, resizeNearest, type Raster, type Window } from './
  * embedded ICC profiles ignored (Pillow ignores them too) and a pixel limit against decompression bombs.
  *
  * 8-bit images with 1-4 channels follow Pillow exactly: grey is resized as one channel and copied, alpha is
- * premultiplied for the resize and then dropped (Image.resize on "RGBA"/"LA" + convert("RGB")), palette and
+ * premultiplied for the resize and then dropped (Image.resize on "RGBA"/"LA" + convert("RGB")), CMYK is
+ * resized as four plain channels and converted with Pillow's formula (no colour profile), palette and
  * 1-bit images use NEAREST. 16-bit images and images with more than 4 bands (multi-band TIFF/GeoTIFF) take
  * three bands (`bands`, default 0,1,2; a grey image uses its one band three times) and, when 16-bit, stretch
  * the 2nd..98th percentile of those bands together onto 0..255.
@@ -159,10 +160,15 @@ export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions
       const raster = { data: rgb, width: info.width, height: info.height, channels: 3 };
       return resizeBicubic(raster, win, out).data;
     }
-    const { data, info } = await input.raw().toBuffer({ resolveWithObject: true });
+    const cmyk = probe.space === 'cmyk';
+    // libvips would convert CMYK to sRGB through a profile; Pillow keeps the samples as stored.
+    const decoded = cmyk ? input.pipelineColourspace('cmyk').toColourspace('cmyk') : input;
+    const { data, info } = await decoded.raw().toBuffer({ resolveWithObject: true });
     const raster: Raster = { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: info.channels };
+    if (cmyk && raster.channels !== 4) throw new ImageError(source, `CMYK image decoded to ${raster.channels} channels`);
     // Plain RGB is resampled straight into `out`; the other layouts convert a smaller result afterwards.
-    const rgb = toRgb(resample(raster, win, probe.nearest, raster.channels === 3 ? out : undefined));
+    const resized = resample(raster, win, probe.nearest, !cmyk && (raster.channels === 2 || raster.channels === 4), raster.channels === 3 ? out : undefined);
+    const rgb = cmyk ? cmykToRgb(resized) : toRgb(resized);
     if (!out || rgb === out) return rgb;
     out.set(rgb);
     return out;
@@ -172,8 +178,7 @@ export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions
   }
 }
 
-function resample(src: Raster, win: Window, nearest: boolean, into: Uint8Array | undefined): Raster {
-  const alpha = src.channels === 2 || src.channels === 4;
+function resample(src: Raster, win: Window, nearest: boolean, alpha: boolean, into: Uint8Array | undefined): Raster {
   if (win.outWidth === src.width && win.outHeight === src.height) return crop(src, win.x0, win.y0, win.width, win.height, into);
   // Pillow converts palette images to RGB(A) after the resize, which drops transparency without premultiplying.
   if (nearest) return resizeNearest(src, win);
@@ -205,6 +210,20 @@ function unpremultiply(src: Raster): Raster {
     for (let ch = 0; ch < c - 1; ch++) out[p + ch] = Math.min(255, Math.trunc((255 * out[p + ch]!) / a));
   }
   return src;
+}
+
+/** Pillow convert("RGB") from "CMYK" (Convert.c cmyk2rgb): nk = 255 - K, each of R, G, B = nk - C*nk/255. */
+function cmykToRgb(src: Raster): Uint8Array {
+  const n = src.width * src.height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const nk = 255 - src.data[i * 4 + 3]!;
+    for (let ch = 0; ch < 3; ch++) {
+      const t = src.data[i * 4 + ch]! * nk + 128;
+      out[i * 3 + ch] = nk - (((t >> 8) + t) >> 8);
+    }
+  }
+  return out;
 }
 
 /** Drops alpha and copies a grey channel to R, G and B (Pillow convert("RGB")). */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { preprocessImage, probeImage, resizeWindow } from '../../core/preprocess.ts';
@@ -12,6 +13,21 @@ describe('preprocessing parity with open_clip (Pillow 9.4 bicubic)', () => {
       console.log(`${set}: mean abs ${r.meanAbs}, max abs ${r.maxAbs} grey levels over ${r.perImage.length} images`);
       expect(r.perImage).toHaveLength(6);
       expect(r.maxAbs).toBe(0);
+    });
+  }
+});
+
+describe('CMYK JPEGs, as Pillow converts them', () => {
+  const dir = 'test/fixtures/pillow-cmyk';
+  const expected = JSON.parse(readFileSync(`${dir}/expected.json`, 'utf8')) as { images: Record<string, Record<string, number[]>> };
+  for (const [file, bySize] of Object.entries(expected.images)) {
+    it(`matches Pillow 9.4 on ${file}`, async () => {
+      const bytes = readFileSync(`${dir}/${file}`);
+      expect((await probeImage(bytes, {})).space).toBe('cmyk');
+      for (const [size, want] of Object.entries(bySize)) {
+        const got = await preprocessImage(bytes, { size: Number(size) });
+        expect(Array.from(got), `${file} at ${size}`).toEqual(want);
+      }
     });
   }
 });
