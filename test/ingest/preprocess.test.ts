@@ -17,6 +17,20 @@ describe('preprocessing parity with open_clip (Pillow 9.4 bicubic)', () => {
   }
 });
 
+describe('every format and layout, as Pillow 9.4 preprocesses it', () => {
+  const dir = 'test/fixtures/pillow-formats';
+  const expected = JSON.parse(readFileSync(`${dir}/expected.json`, 'utf8')) as { size: number; images: Record<string, { mode: string; pixels: number[] }> };
+  it('covers the layouts open_clip meets', () => {
+    expect(new Set(Object.values(expected.images).map((i) => i.mode))).toEqual(new Set(['RGB', 'RGBA', 'L', 'LA', '1', 'P']));
+  });
+  for (const [file, { mode, pixels }] of Object.entries(expected.images)) {
+    it(`is exact on ${file} (${mode})`, async () => {
+      const got = await preprocessImage(readFileSync(`${dir}/${file}`), { size: expected.size, source: file });
+      expect(Array.from(got)).toEqual(pixels);
+    });
+  }
+});
+
 describe('CMYK JPEGs, as Pillow converts them', () => {
   const dir = 'test/fixtures/pillow-cmyk';
   const expected = JSON.parse(readFileSync(`${dir}/expected.json`, 'utf8')) as { images: Record<string, Record<string, number[]>> };
