@@ -8,10 +8,9 @@ import { randomBatch } from '../../worker/models/random-batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import { UserError, type Command } from '../command.ts';
 import { epFlag, numberFlag, parseFlags } from '../flags.ts';
+import { median } from '../stats.ts';
 
 const USAGE = 'bench-encoders --arch <config name|path> [--batch N] [--runs N] [--threads N] [--ep cpu|cuda|webgpu]';
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * The published encoders (dynamic batch) against the same tower exported for exactly N rows, which is the

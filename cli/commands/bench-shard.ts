@@ -14,6 +14,7 @@ import { datasetPrefix } from '../../core/s3-layout.ts';
 import { UserError, type Command } from '../command.ts';
 import { listFolder, startLocalS3, uploadFolder, type LocalS3 } from '../local-s3.ts';
 import { numberFlag, parseFlags } from '../flags.ts';
+import { median } from '../stats.ts';
 
 const USAGE = 'bench-shard --images <dir> [--size 224] [--generate N] [--passes 3] [--python <exe>]';
 const IMAGE_FILE = /\.(jpe?g|png|webp|tiff?|gif)$/i;
@@ -54,11 +55,6 @@ interface BaselinePass extends Pass {
   pillow: string;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits));
 const perCpu = (passes: Pass[]): number => round(median(passes.map((p) => p.images / p.cpuSeconds)));
 

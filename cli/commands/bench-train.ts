@@ -7,6 +7,7 @@ import { randomBatch } from '../../worker/models/random-batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import { UserError, type Command } from '../command.ts';
 import { epFlag, numberFlag, parseFlags } from '../flags.ts';
+import { median } from '../stats.ts';
 
 const USAGE =
   'bench-train --arch <config name|path> [--batch-size N] [--steps N] [--accumulate N] [--steps-per-run K] [--threads N] [--ep cpu|cuda|webgpu]';
@@ -27,8 +28,6 @@ async function providerErrors<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 const DEFAULT_STEPS_PER_RUN = 5;
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const command: Command = {
   summary: 'time training steps of a model config on random weights and data; last line is JSON',
