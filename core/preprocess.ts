@@ -58,8 +58,6 @@ export interface ImageProbe {
   multiband: boolean;
   /** Palette or 1-bit: Pillow resizes these with NEAREST. */
   nearest: boolean;
-  /** EXIF orientation, 1 when absent. */
-  orientation: number;
 }
 
 function firstLine(e: unknown): string {
@@ -99,7 +97,7 @@ export async function probeImage(bytes: Uint8Array, opts: Omit<PreprocessOptions
     bandChoice(opts.bands, meta.channels, source);
   }
   const nearest = meta.isPalette || meta.bitsPerSample === 1;
-  return { format: meta.format, width, height, channels: meta.channels, depth: meta.depth, space: meta.space, multiband, nearest, orientation: meta.orientation ?? 1 };
+  return { format: meta.format, width, height, channels: meta.channels, depth: meta.depth, space: meta.space, multiband, nearest };
 }
 
 function bandChoice(bands: number[] | undefined, channels: number, source: string): number[] {
@@ -140,13 +138,11 @@ export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions
   const source = opts.source ?? '<image>';
   const probe = await probeImage(bytes, opts);
   const win = resizeWindow(probe.width, probe.height, opts.size);
-  const decoder = sharp(bytes, {
+  const input = sharp(bytes, {
     limitInputPixels: opts.maxPixels ?? DEFAULT_MAX_PIXELS,
     limitInputChannels: MAX_BANDS,
     ignoreIcc: true,
-  });
-  // Even as a no-op, autoOrient costs a pass over the decoded pixels.
-  const input = probe.orientation === 1 ? decoder : decoder.autoOrient();
+  }).autoOrient();
   try {
     if (probe.multiband) {
       // Converting within the image's own family keeps every band; crossing families would add or drop some.
