@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { TrainOptionsSchema, type TrainOptions } from '../core/train-options.ts';
-import type { ExecutionProvider } from '../worker/engine/api.ts';
+import type { ClipModelConfig, ExecutionProvider } from '../worker/engine/api.ts';
+import { loadModelConfig } from '../worker/models/config.ts';
 import { TrainInputError } from '../worker/train/errors.ts';
 import { parseEp } from '../worker/train/run.ts';
 import { UserError } from './command.ts';
@@ -20,6 +21,15 @@ export function numberFlag(name: string, v: string | undefined, integer: boolean
   const n = Number(v);
   if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UserError(`--${name} must be ${integer ? 'an integer' : 'a number'}, got '${v}'`);
   return n;
+}
+
+/** An open_clip config name or JSON path (--arch); a bad one is a one-line user error. */
+export function modelConfigFlag(v: string): ClipModelConfig {
+  try {
+    return loadModelConfig(v);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
 }
 
 /** --ep, else RSCLIP_EP (set by the worker images), else the engine default (cpu). */

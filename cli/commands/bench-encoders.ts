@@ -2,12 +2,11 @@ import { availableParallelism } from 'node:os';
 import { resourceUsage } from 'node:process';
 import { exportImageEncoder, exportTextEncoder } from '../../worker/engine/export.ts';
 import { openSession, type EngineSession, type HostArray } from '../../worker/engine/session.ts';
-import { loadModelConfig } from '../../worker/models/config.ts';
 import { initParams } from '../../worker/models/init.ts';
 import { randomBatch } from '../../worker/models/random-batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import { UserError, type Command } from '../command.ts';
-import { epFlag, numberFlag, parseFlags } from '../flags.ts';
+import { epFlag, modelConfigFlag, numberFlag, parseFlags } from '../flags.ts';
 import { median } from '../stats.ts';
 
 const USAGE = 'bench-encoders --arch <config name|path> [--batch N] [--runs N] [--threads N] [--ep cpu|cuda|webgpu]';
@@ -31,12 +30,7 @@ const command: Command = {
     const threads = numberFlag('threads', f.threads, true) ?? availableParallelism();
     if (n < 1 || runs < 1 || threads < 1) throw new UserError('--batch, --runs and --threads must be >= 1');
     const ep = epFlag(f.ep) ?? 'cpu';
-    let config;
-    try {
-      config = loadModelConfig(f.arch);
-    } catch (e) {
-      throw new UserError((e as Error).message);
-    }
+    const config = modelConfigFlag(f.arch);
     const params = initParams(config, 0);
     const batch = randomBatch(Rng.fromSeed(1), config, n);
     const s = config.vision_cfg.image_size;

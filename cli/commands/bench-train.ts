@@ -1,12 +1,11 @@
 import { resourceUsage } from 'node:process';
 import type { ClipModelConfig, StepInput } from '../../worker/engine/api.ts';
 import { createTrainer } from '../../worker/engine/trainer.ts';
-import { loadModelConfig } from '../../worker/models/config.ts';
 import { initParams } from '../../worker/models/init.ts';
 import { randomBatch } from '../../worker/models/random-batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import { UserError, type Command } from '../command.ts';
-import { epFlag, numberFlag, parseFlags } from '../flags.ts';
+import { epFlag, modelConfigFlag, numberFlag, parseFlags } from '../flags.ts';
 import { median } from '../stats.ts';
 
 const USAGE =
@@ -56,12 +55,7 @@ const command: Command = {
     if (batch < 1 || steps < 1 || accumulate < 1 || k < 1 || (threads !== undefined && threads < 1)) {
       throw new UserError('--batch-size, --steps, --accumulate, --steps-per-run and --threads must be >= 1');
     }
-    let config;
-    try {
-      config = loadModelConfig(f.arch);
-    } catch (e) {
-      throw new UserError((e as Error).message);
-    }
+    const config = modelConfigFlag(f.arch);
     const rng = Rng.fromSeed(1);
     let t = performance.now();
     const init = initParams(config, 0);
