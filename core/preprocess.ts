@@ -1,4 +1,5 @@
 import sharp, { type Metadata } from 'sharp';
+import { gifTransparentColour } from './preprocess/gif.ts';
 import { crop, resizeBicubic, resizeNearest, type Raster, type Window } from './preprocess/pillow-resample.ts';
 
 /**
@@ -162,6 +163,7 @@ export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions
     const { data, info } = await decoded.raw().toBuffer({ resolveWithObject: true });
     const raster: Raster = { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: info.channels };
     if (cmyk && raster.channels !== 4) throw new ImageError(source, `CMYK image decoded to ${raster.channels} channels`);
+    if (probe.format === 'gif' && raster.channels === 4) paintTransparent(raster, gifTransparentColour(bytes));
     // Plain RGB is resampled straight into `out`; the other layouts convert a smaller result afterwards.
     const resized = resample(raster, win, probe.nearest, !cmyk && (raster.channels === 2 || raster.channels === 4), raster.channels === 3 ? out : undefined);
     const rgb = cmyk ? cmykToRgb(resized) : toRgb(resized);
@@ -206,6 +208,12 @@ function unpremultiply(src: Raster): Raster {
     for (let ch = 0; ch < c - 1; ch++) out[p + ch] = Math.min(255, Math.trunc((255 * out[p + ch]!) / a));
   }
   return src;
+}
+
+/** Gives fully transparent pixels `colour` (what Pillow shows there for a GIF; see gifTransparentColour). */
+function paintTransparent(src: Raster, colour: [number, number, number] | undefined): void {
+  if (!colour) return;
+  for (let p = 0; p < src.data.length; p += 4) if (src.data[p + 3] === 0) src.data.set(colour, p);
 }
 
 /** Pillow convert("RGB") from "CMYK" (Convert.c cmyk2rgb): nk = 255 - K, each of R, G, B = nk - C*nk/255. */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { preprocessImage, probeImage, resizeWindow } from '../../core/preprocess.ts';
+import { gifTransparentColour } from '../../core/preprocess/gif.ts';
 import { preprocessParity } from '../../core/preprocess/parity.ts';
 import { jpeg, png } from './helpers/images.ts';
 import { writeTiff } from './helpers/tiff.ts';
@@ -29,6 +30,20 @@ describe('every format and layout, as Pillow 9.4 preprocesses it', () => {
       expect(Array.from(got)).toEqual(pixels);
     });
   }
+});
+
+describe('a GIF\'s transparent colour', () => {
+  it('is read from the first frame and never read past the end of a truncated or hostile file', () => {
+    const gif = readFileSync('test/fixtures/pillow-formats/pillow-transparent.gif');
+    const colour = gifTransparentColour(gif);
+    expect(colour).toHaveLength(3);
+    expect(gifTransparentColour(readFileSync('test/fixtures/pillow-formats/opaque.gif'))).toBeUndefined();
+    for (let n = 0; n < gif.length; n += 7) expect(() => gifTransparentColour(gif.subarray(0, n))).not.toThrow();
+    // An extension whose sub-block lengths point far past the end.
+    const hostile = Uint8Array.from([...gif.subarray(0, 13), 0x21, 0xfe, 0xff, 1, 2, 3]);
+    expect(gifTransparentColour(hostile)).toBeUndefined();
+    expect(gifTransparentColour(new TextEncoder().encode('GIF89a but not really'))).toBeUndefined();
+  });
 });
 
 describe('CMYK JPEGs, as Pillow converts them', () => {
