@@ -121,13 +121,13 @@ export interface SealedShard {
 }
 
 /**
- * Lays out a shard for `meta` with `nCaptions` captions. `buffer` (all zero, at least shardSize() bytes) is used
- * instead of a fresh allocation when given.
+ * Lays out a shard for `meta` with `nCaptions` captions, in a buffer from `allocate` (all zero, `size` bytes, e.g.
+ * a BufferPool's take) or a fresh one.
  */
-export function draftShard(meta: ShardMeta, nCaptions: number, buffer?: Uint8Array): ShardDraft {
+export function draftShard(meta: ShardMeta, nCaptions: number, allocate?: (size: number) => Uint8Array): ShardDraft {
   const { header, headerRegion, sections, size } = planLayout(meta, nCaptions);
-  if (buffer && buffer.length < size) throw new Error(`draftShard: buffer holds ${buffer.length} bytes, need ${size}`);
-  const out = buffer ? buffer.subarray(0, size) : new Uint8Array(size);
+  const out = allocate ? allocate(size) : new Uint8Array(size);
+  if (out.length !== size) throw new Error(`draftShard: buffer holds ${out.length} bytes, need ${size}`);
   out.set(Buffer.from(SHARD_MAGIC, 'latin1'), 0);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   view.setUint32(8, SHARD_VERSION, true);
@@ -156,11 +156,6 @@ export function draftShard(meta: ShardMeta, nCaptions: number, buffer?: Uint8Arr
     },
   };
   return draft;
-}
-
-/** The byte length of a shard for `meta` with `nCaptions` captions. */
-export function shardSize(meta: ShardMeta, nCaptions: number): number {
-  return planLayout(meta, nCaptions).size;
 }
 
 function planLayout(meta: ShardMeta, nCaptions: number) {

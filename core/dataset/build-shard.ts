@@ -1,6 +1,6 @@
 import { preprocessImage } from '../preprocess.ts';
 import { CAPTIONS_FILE } from '../s3-layout.ts';
-import { draftShard, shardSize, type SealedShard, type ShardMeta } from '../shard-format.ts';
+import { draftShard, type SealedShard, type ShardMeta } from '../shard-format.ts';
 import type { ObjectStore } from '../store.ts';
 import { tokenizeAll } from '../tokenizer/index.ts';
 import type { DatasetRow } from '../dataset.ts';
@@ -41,7 +41,7 @@ export async function buildShard(dataset: ObjectStore, rows: DatasetRow[], opts:
     labels: firstRow.map((r) => r.label ?? null),
     captions: rows.map((r) => r.caption),
   };
-  const draft = draftShard(meta, rows.length, opts.allocate?.(shardSize(meta, rows.length)));
+  const draft = draftShard(meta, rows.length, opts.allocate);
   const per = S * S * 3;
   await mapLimit(firstRow, opts.concurrency ?? 8, async (r, i) => {
     const source = `${r.filename} (${CAPTIONS_FILE} line ${r.line})`;

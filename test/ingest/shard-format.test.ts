@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CLIP_MEAN, CLIP_STD, normalizeHwcToChw } from '../../core/pixels.ts';
 import { BufferPool } from '../../core/buffer-pool.ts';
-import { decodeShard, draftShard, encodeShard, shardSize, type Shard } from '../../core/shard-format.ts';
+import { decodeShard, draftShard, encodeShard, type Shard } from '../../core/shard-format.ts';
 import { sha256Hex } from '../../core/store.ts';
 
 function sampleShard(): Shard {
@@ -47,7 +47,7 @@ describe('shard format', () => {
     const dirty = pool.take(want.length + 500);
     dirty.fill(0xee);
     pool.release(dirty);
-    const draft = draftShard(s, s.captions.length, pool.take(shardSize(s, s.captions.length)));
+    const draft = draftShard(s, s.captions.length, (size) => pool.take(size));
     draft.pixels.set(s.pixels);
     draft.captionImage.set(s.captionImage);
     draft.lines.set(s.lines);
