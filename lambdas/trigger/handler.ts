@@ -3,7 +3,7 @@ import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/cli
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { makeS3Client } from '../../core/s3-client.ts';
+import { handlerS3Client } from '../../core/s3-client.ts';
 import { captionsKey, datasetOfCaptionsKey } from '../../core/s3-layout.ts';
 import { startRun, type StartExecution, type StartResult } from './start-run.ts';
 
@@ -75,7 +75,7 @@ export async function uploadContentId(s3: S3Client, bucket: string, key: string,
 /** The handler's logic with StartExecution injected: the local runner passes its own execution registry. */
 export async function trigger(event: TriggerEvent, start: StartExecution): Promise<StartResult[]> {
   if (event.source === 'rsclip.schedule') {
-    const s3 = makeS3Client();
+    const s3 = handlerS3Client();
     const results: StartResult[] = [];
     for (const dataset of event.datasets) {
       const key = captionsKey(dataset);
@@ -92,7 +92,7 @@ export async function trigger(event: TriggerEvent, start: StartExecution): Promi
     return results;
   }
   const { bucket, object } = event.detail;
-  const s3 = makeS3Client();
+  const s3 = handlerS3Client();
   const key = await eventObjectKey(s3, bucket.name, object.key);
   if (key === undefined || datasetOfCaptionsKey(key) === undefined) return [{ status: 'ignored', key: key ?? object.key }];
   return [await startRun(start, bucket.name, key, await uploadContentId(s3, bucket.name, key, object), object['version-id'])];
