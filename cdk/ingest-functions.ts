@@ -3,7 +3,7 @@ import { Duration } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { DECODER_ENV } from '../core/preprocess/decoder-env.ts';
+import { DECODER_ENV, DECODER_PACKAGES } from '../core/preprocess/decoder-env.ts';
 import { BPE_VOCAB_ENV } from '../core/tokenizer/bpe.ts';
 import type { DataBucket } from './data-bucket.ts';
 import { HandlerFunction } from './node-function.ts';
@@ -36,7 +36,7 @@ export class IngestFunctions extends Construct {
       handler: 'validate',
       memorySize: 1024,
       timeout: Duration.minutes(5),
-      nativeModules: ['sharp'],
+      nativeModules: [...DECODER_PACKAGES],
       ...tokenizer,
       // The image size comes from the model config; worker/models/config.ts reads `configs/` beside its module.
       files: [...tokenizer.files, MODEL_CONFIGS_DIR],
@@ -46,7 +46,7 @@ export class IngestFunctions extends Construct {
       handler: 'shard',
       memorySize: 2048,
       timeout: Duration.minutes(10),
-      nativeModules: ['sharp'],
+      nativeModules: [...DECODER_PACKAGES],
       ...tokenizer,
       environment: { ...tokenizer.environment, ...DECODER_ENV },
     });

@@ -1,11 +1,13 @@
 import sharp, { type Metadata } from 'sharp';
 import { gifTransparentColour } from './preprocess/gif.ts';
+import { decodeJpeg } from './preprocess/jpeg-turbo.ts';
 import { crop, resizeBicubic, resizeNearest, type Raster, type Window } from './preprocess/pillow-resample.ts';
 
 /**
  * One image -> the uint8 HWC [S,S,3] that open_clip's eval transform feeds to ToTensor:
  * torchvision Resize(S) (shorter side to S, bicubic) + CenterCrop(S) + convert("RGB"), with Pillow 9.4's
- * arithmetic (core/preprocess/pillow-resample.ts). Decoding is sharp (libvips), with EXIF auto-orientation,
+ * arithmetic (core/preprocess/pillow-resample.ts). Plain JPEGs are decoded by libjpeg-turbo directly
+ * (core/preprocess/jpeg-turbo.ts), everything else by sharp (libvips), with EXIF auto-orientation,
  * embedded ICC profiles ignored (Pillow ignores them too) and a pixel limit against decompression bombs.
  *
  * 8-bit images with 1-4 channels follow Pillow exactly: grey is resized as one channel and copied, alpha is
@@ -137,6 +139,8 @@ function roundHalfEven(x: number): number {
 /** Preprocesses one image; with `out` (S*S*3 bytes, e.g. its place in a shard) the result is written there. */
 export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions, out?: Uint8Array): Promise<Uint8Array> {
   const source = opts.source ?? '<image>';
+  const jpeg = decodeJpeg(bytes, opts.maxPixels ?? DEFAULT_MAX_PIXELS);
+  if (jpeg) return finish(jpeg, resizeWindow(jpeg.width, jpeg.height, opts.size), { nearest: false, cmyk: false }, out);
   const probe = await probeImage(bytes, opts);
   const win = resizeWindow(probe.width, probe.height, opts.size);
   const input = sharp(bytes, {
@@ -164,16 +168,21 @@ export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions
     const raster: Raster = { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: info.channels };
     if (cmyk && raster.channels !== 4) throw new ImageError(source, `CMYK image decoded to ${raster.channels} channels`);
     if (probe.format === 'gif' && raster.channels === 4) paintTransparent(raster, gifTransparentColour(bytes));
-    // Plain RGB is resampled straight into `out`; the other layouts convert a smaller result afterwards.
-    const resized = resample(raster, win, probe.nearest, !cmyk && (raster.channels === 2 || raster.channels === 4), raster.channels === 3 ? out : undefined);
-    const rgb = cmyk ? cmykToRgb(resized) : toRgb(resized);
-    if (!out || rgb === out) return rgb;
-    out.set(rgb);
-    return out;
+    return finish(raster, win, { nearest: probe.nearest, cmyk }, out);
   } catch (e) {
     if (e instanceof ImageError) throw e;
     throw new ImageError(source, `cannot decode image (${firstLine(e)})`);
   }
+}
+
+/** Decoded 8-bit pixels -> the S x S RGB result. Plain RGB is resampled straight into `out`; the other layouts convert a smaller result afterwards. */
+function finish(raster: Raster, win: Window, kind: { nearest: boolean; cmyk: boolean }, out: Uint8Array | undefined): Uint8Array {
+  const alpha = !kind.cmyk && (raster.channels === 2 || raster.channels === 4);
+  const resized = resample(raster, win, kind.nearest, alpha, raster.channels === 3 ? out : undefined);
+  const rgb = kind.cmyk ? cmykToRgb(resized) : toRgb(resized);
+  if (!out || rgb === out) return rgb;
+  out.set(rgb);
+  return out;
 }
 
 function resample(src: Raster, win: Window, nearest: boolean, alpha: boolean, into: Uint8Array | undefined): Raster {
