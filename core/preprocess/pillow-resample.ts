@@ -101,16 +101,32 @@ export function resizeBicubic(src: Raster, win: Window, into?: Uint8Array): Rast
   let colOffset = win.x0 * c;
   if (needH) {
     const h = coefficients(src.width, win.outWidth);
+    // Per output pixel and tap pair: 8 int16 high parts, then 8 low parts (resample-wasm.ts horizontalBody).
+    const pairs = Math.ceil(h.ksize / 2);
     const bounds = arena.alloc(win.width * 8);
-    const b = arena.ints(bounds, win.width * 2);
-    for (let x = 0; x < win.width; x++) {
-      b[x * 2] = h.bounds[(x + win.x0) * 2]! * c;
-      b[x * 2 + 1] = h.bounds[(x + win.x0) * 2 + 1]!;
-    }
-    const kk = arena.alloc(win.width * h.ksize * 4);
-    arena.ints(kk, win.width * h.ksize).set(h.kk.subarray(win.x0 * h.ksize, (win.x0 + win.width) * h.ksize));
+    const kk = arena.alloc(win.width * pairs * 32);
+    const swizzle = arena.alloc(16);
     const out = arena.alloc(rows * win.width * c);
-    k.horizontal(cur, rowLen, rows, win.width, c, bounds, kk, h.ksize * 4, out);
+    // Views only after the last alloc: growing the memory detaches earlier ones.
+    const b = arena.ints(bounds, win.width * 2);
+    const split = arena.shorts(kk, win.width * pairs * 16).fill(0);
+    for (let x = 0; x < win.width; x++) {
+      const from = (x + win.x0) * 2;
+      const taps = h.bounds[from + 1]!;
+      b[x * 2] = h.bounds[from]! * c;
+      b[x * 2 + 1] = Math.ceil(taps / 2);
+      for (let t = 0; t < taps; t++) {
+        const coeff = h.kk[(x + win.x0) * h.ksize + t]!;
+        const at = (x * pairs + (t >> 1)) * 16 + (t & 1);
+        for (let lane = 0; lane < 8; lane += 2) {
+          split[at + lane] = coeff >> 11;
+          split[at + 8 + lane] = coeff & 2047;
+        }
+      }
+    }
+    // int16 lanes (channel j of tap t, channel j of tap t+1) from the pair's 2c bytes; index 16+ reads as 0.
+    arena.bytes(swizzle, 16).set([0, 1, 2, 3].flatMap((j) => [j, 0xff, c + j, 0xff]));
+    k.horizontal(cur, rowLen, rows, win.width, c, bounds, kk, pairs * 32, out, swizzle);
     cur = out;
     rowLen = win.width * c;
     colOffset = 0;

@@ -1,10 +1,11 @@
 /**
  * The two inner loops of Pillow's bicubic resampling (pillow-resample.ts) as WebAssembly SIMD, assembled here
- * from opcodes: four int32 lanes per multiply-add, the same integer arithmetic as the scalar code and as Pillow
- * (22-bit coefficients, round with 2^21, shift 22, clamp 0..255), so results are bit-identical.
+ * from opcodes, with the same integer arithmetic as the scalar code and as Pillow (22-bit coefficients, round
+ * with 2^21, shift 22, clamp 0..255), so results are bit-identical: the vertical loop multiplies four int32 lanes
+ * per tap, the horizontal one takes two taps per int16 dot product (see horizontalBody).
  *
- * Both loops load 4 bytes where they need 1 to 4 and store 4 bytes per result; callers leave 4 bytes of slack
- * after their input and output.
+ * The vertical loop loads 4 bytes where it needs 1 to 4, the horizontal one 8 per tap pair, and both store 4
+ * bytes per result: the Arena leaves 8 bytes of slack after every allocation.
  */
 
 const HALF = 1 << 21;
@@ -14,21 +15,26 @@ const PRECISION_BITS = 22;
 const BLOCK = 0x02, LOOP = 0x03, BR = 0x0c, BR_IF = 0x0d, END = 0x0b, VOID = 0x40;
 const LOCAL_GET = 0x20, LOCAL_SET = 0x21, LOCAL_TEE = 0x22;
 const I32_LOAD = 0x28, I32_STORE = 0x36, I32_CONST = 0x41;
-const I32_EQZ = 0x45, I32_GE_U = 0x4f, I32_ADD = 0x6a, I32_SUB = 0x6b, I32_MUL = 0x6c;
+const I32_EQZ = 0x45, I32_GE_U = 0x4f, I32_ADD = 0x6a, I32_SUB = 0x6b, I32_MUL = 0x6c, I32_SHL = 0x74;
 const I32 = 0x7f, V128 = 0x7b;
 const simd = (op: number): number[] => [0xfd, ...uleb(op)];
+const V128_LOAD = simd(0x00);
 const V128_LOAD32_ZERO = simd(0x5c);
+const V128_LOAD64_ZERO = simd(0x5d);
+const I8X16_SWIZZLE = simd(0x0e);
 const I32X4_SPLAT = simd(0x11);
 const I32X4_EXTRACT_LANE = simd(0x1b);
 const I8X16_NARROW_I16X8_U = simd(0x66);
 const I16X8_NARROW_I32X4_U = simd(0x86);
 const I16X8_EXTEND_LOW_I8X16_U = simd(0x89);
 const I32X4_EXTEND_LOW_I16X8_U = simd(0xa9);
+const I32X4_SHL = simd(0xab);
 const I32X4_SHR_S = simd(0xac);
 const I32X4_ADD = simd(0xae);
 const I32X4_MUL = simd(0xb5);
 const I32X4_MIN_S = simd(0xb6);
 const I32X4_MAX_S = simd(0xb8);
+const I32X4_DOT_I16X8_S = simd(0xba);
 const MEMARG0 = [0, 0];
 
 function uleb(n: number): number[] {
@@ -99,14 +105,26 @@ function verticalBody(): number[] {
 }
 
 /**
- * horizontal(src, srcStride, rows, outW, c, bounds, kk, kkStride, dst): for each row and output pixel x, the
- * c channels of clip8(HALF + sum_t src[row + bounds[2x] + t*c] * kk[x*kkStride/4 + t]) for t < bounds[2x+1],
- * where bounds[2x] is already in bytes (xmin * c).
+ * horizontal(src, srcStride, rows, outW, c, bounds, kk, kkStride, dst, swizzle): for each row and output pixel x,
+ * the c channels of clip8(HALF + sum_t src[row + bounds[2x] + t*c] * k_x[t]), bounds[2x] in bytes (xmin * c),
+ * bounds[2x+1] the number of tap PAIRS.
+ *
+ * Two taps per step with i32x4.dot_i16x8_s: each 22-bit coefficient is split as k = hi * 2^11 + lo (lo in
+ * 0..2047, both fit int16), the pair's two pixels are spread to int16 lanes (ch0 t, ch0 t+1, ch1 t, ...) by the
+ * `swizzle` indices, and sum(p*k) = (sum(p*hi) << 11) + sum(p*lo). Every partial sum is an exact int32 and the
+ * total is the same integer as the scalar sum, so results stay bit-identical. kk holds, per output pixel and
+ * pair, 8 int16 of hi then 8 of lo (the pair's two coefficients, repeated per channel); a missing second tap has
+ * coefficient 0. Reads 8 bytes per pair: callers leave 8 bytes of slack after the input.
  */
 function horizontalBody(): number[] {
-  const [src, srcStride, rows, outW, c, bounds, kk, kkStride, dst] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-  const [y, xo, p, k, t, rowSrc, out, acc] = [9, 10, 11, 12, 13, 14, 15, 16];
+  const [src, srcStride, rows, outW, c, bounds, kk, kkStride, dst, swz] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const [y, xo, p, k, t, rowSrc, out] = [10, 11, 12, 13, 14, 15, 16];
+  const [acc, hi, lo, idx, px] = [17, 18, 19, 20, 21];
+  const dot = (sum: number, at: number): number[] => [
+    ...get(sum), ...get(px), ...get(k), ...V128_LOAD, 4, at, ...I32X4_DOT_I16X8_S, ...I32X4_ADD, ...set(sum),
+  ];
   return [
+    ...get(swz), ...V128_LOAD, 4, 0, ...set(idx),
     ...i32(0), ...set(y),
     ...get(dst), ...set(out),
     ...loop([...get(y), ...get(rows), I32_GE_U], [
@@ -116,8 +134,13 @@ function horizontalBody(): number[] {
         ...get(rowSrc), ...get(bounds), ...get(xo), ...i32(8), I32_MUL, I32_ADD, I32_LOAD, 2, 0, I32_ADD, ...set(p),
         ...get(bounds), ...get(xo), ...i32(8), I32_MUL, I32_ADD, I32_LOAD, 2, 4, ...set(t),
         ...get(kk), ...get(xo), ...get(kkStride), I32_MUL, I32_ADD, ...set(k),
-        ...i32(HALF), ...I32X4_SPLAT, ...set(acc),
-        ...loop([...get(t), I32_EQZ], [...mac(acc, p, k), ...inc(p, get(c)), ...inc(k, i32(4)), ...inc(t, i32(-1))]),
+        ...i32(0), ...I32X4_SPLAT, LOCAL_TEE, hi, ...set(lo),
+        ...loop([...get(t), I32_EQZ], [
+          ...get(p), ...V128_LOAD64_ZERO, ...MEMARG0, ...get(idx), ...I8X16_SWIZZLE, ...set(px),
+          ...dot(hi, 0), ...dot(lo, 16),
+          ...inc(p, [...get(c), ...i32(1), I32_SHL]), ...inc(k, i32(32)), ...inc(t, i32(-1)),
+        ]),
+        ...get(hi), ...i32(11), ...I32X4_SHL, ...get(lo), ...I32X4_ADD, ...i32(HALF), ...I32X4_SPLAT, ...I32X4_ADD, ...set(acc),
         ...get(out), ...storeClipped(acc),
         ...inc(out, get(c)),
         ...inc(xo, i32(1)),
@@ -142,11 +165,11 @@ function assemble(): Uint8Array {
   };
   return Uint8Array.from([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec([funcType(6), funcType(9)])),
+    ...section(1, vec([funcType(6), funcType(10)])),
     ...section(3, vec([[0], [1]])),
     ...section(5, vec([[0x00, 1]])),
     ...section(7, vec([[...str('mem'), 0x02, 0], [...str('vertical'), 0x00, 0], [...str('horizontal'), 0x00, 1]])),
-    ...section(10, vec([body([[4, I32], [1, V128]], verticalBody()), body([[7, I32], [1, V128]], horizontalBody())])),
+    ...section(10, vec([body([[4, I32], [1, V128]], verticalBody()), body([[7, I32], [5, V128]], horizontalBody())])),
   ]);
 }
 
@@ -166,7 +189,7 @@ const Wasm = (globalThis as unknown as {
 interface Kernels {
   memory: WasmMemory;
   vertical: (src: number, stride: number, n: number, kk: number, taps: number, dst: number) => void;
-  horizontal: (src: number, srcStride: number, rows: number, outW: number, c: number, bounds: number, kk: number, kkStride: number, dst: number) => void;
+  horizontal: (src: number, srcStride: number, rows: number, outW: number, c: number, bounds: number, kk: number, kkStride: number, dst: number, swizzle: number) => void;
 }
 
 let kernels: Kernels | undefined;
@@ -180,6 +203,9 @@ export function simdKernels(): Kernels {
   return (kernels = { memory: e.mem, vertical: e.vertical, horizontal: e.horizontal });
 }
 
+/** The kernels read up to 8 bytes past the data they use. */
+const SLACK = 8;
+
 /** A bump allocator over the kernels' memory, reset per resize; grows the memory when needed. */
 export class Arena {
   private top = 0;
@@ -187,7 +213,7 @@ export class Arena {
 
   alloc(bytes: number): number {
     const at = this.top;
-    this.top = (at + bytes + 4 + 15) & ~15;
+    this.top = (at + bytes + SLACK + 15) & ~15;
     const need = this.top - this.k.memory.buffer.byteLength;
     if (need > 0) this.k.memory.grow(Math.ceil(need / 65536));
     return at;
@@ -199,5 +225,9 @@ export class Arena {
 
   ints(at: number, n: number): Int32Array {
     return new Int32Array(this.k.memory.buffer, at, n);
+  }
+
+  shorts(at: number, n: number): Int16Array {
+    return new Int16Array(this.k.memory.buffer, at, n);
   }
 }
