@@ -17,7 +17,7 @@ const metrics = new Metrics();
 const buffers = new BufferPool();
 
 const MAX_ROWS = 100_000;
-/** Images fetched and decoded at once: sharp decodes on its own threads while the resampler runs on this one. */
+/** Images fetched and decoded at once: S3 reads overlap decoding (sharp's, for what it decodes, runs on its own threads). */
 const CONCURRENCY = 8;
 
 const RowSchema = z
