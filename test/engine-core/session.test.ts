@@ -16,11 +16,12 @@ const expectedY = [4, 6, 8, 10, 12, 14];
 
 describe('openSession', () => {
   it('runs in a worker thread while the event loop keeps ticking', async () => {
-    // ~10 GFLOP of chained 256x256 matmuls in one Loop: long enough that a blocked event loop could not tick.
+    // ~20 GFLOP of chained 256x256 matmuls in one Loop: long enough that a blocked event loop could not tick
+    // (150 iterations once finished in 40 ms on an idle machine).
     const n = 256;
     const g = new Graph();
     const w = g.input('w', 'float32', [n, n]);
-    const r = g.loop(150, [g.input('x', 'float32', [n, n])], (_, [s]) => ({ state: [op.sigmoid(op.matmul(s, w))] }));
+    const r = g.loop(600, [g.input('x', 'float32', [n, n])], (_, [s]) => ({ state: [op.sigmoid(op.matmul(s, w))] }));
     g.output(r.state[0], 'y');
     const session = await openSession(g.toModel(), { threads: 1, optimization: 'basic' });
     const ones = () => ({ data: new Float32Array(n * n).fill(1 / n), dims: [n, n] });
@@ -115,5 +116,37 @@ describe('openSession', () => {
     const out = await opened.run({ x: x() });
     await opened.close();
     expect(Array.from(out.y.data as Float32Array)).toEqual(expectedY);
+  });
+});
+
+describe('carried state', () => {
+  /** next = state + step; total = sum(next). */
+  function accumulator(): Uint8Array {
+    const g = new Graph();
+    const next = op.add(g.input('state', 'float32', [2]), g.input('step', 'float32', [2]));
+    g.output(next, 'next');
+    g.output(op.reduceSum(next, [0]), 'total');
+    return g.toModel();
+  }
+  const v = (...a: number[]) => ({ data: Float32Array.from(a), dims: [a.length] });
+
+  it('keeps an output as the next run\'s input until a run feeds that input, and reads it back', async () => {
+    const session = await openSession(accumulator(), { threads: 1, carry: [{ output: 'next', input: 'state', dims: [2] }] });
+    try {
+      await expect(session.read()).rejects.toThrow(/session\.read: .*nothing carried yet for state/);
+      await expect(session.run({ step: v(1, 1) })).rejects.toThrow(/session\.run: carried input state has no value/);
+      const first = await session.run({ state: v(1, 2), step: v(1, 1) });
+      expect(Object.keys(first)).toEqual(['total']);
+      expect(Array.from(first.total.data as Float32Array)).toEqual([5]);
+      expect(Array.from((await session.run({ step: v(1, 1) })).total.data as Float32Array)).toEqual([7]);
+      expect(Array.from((await session.run({ step: v(0.5, 0) }, ['total'])).total.data as Float32Array)).toEqual([7.5]);
+      expect(Array.from((await session.read()).state.data as Float32Array)).toEqual([3.5, 4]);
+      // Reading leaves the state where it was; feeding the input replaces it.
+      expect(Array.from((await session.run({ step: v(0, 0) })).total.data as Float32Array)).toEqual([7.5]);
+      expect(Array.from((await session.run({ state: v(0, 0), step: v(1, 1) })).total.data as Float32Array)).toEqual([2]);
+      expect(Array.from((await session.read()).state.data as Float32Array)).toEqual([1, 1]);
+    } finally {
+      await session.close();
+    }
   });
 });

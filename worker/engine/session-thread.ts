@@ -31,12 +31,19 @@ function fromOrt(t: ort.Tensor): HostArray {
   return t.type === 'bool' ? { data, dims: [...t.dims], bool: true } : { data, dims: [...t.dims] };
 }
 
+/** Carried input name -> its current value (on the GPU with WebGPU). */
+const carried = new Map<string, ort.Tensor>();
+const carriedInput = new Map(init.carry.map((c) => [c.output, c.input]));
+let readSession: Promise<ort.InferenceSession> | undefined;
+
 async function open(): Promise<ort.InferenceSession> {
+  const onDevice = init.ep === 'webgpu' && carriedInput.size > 0;
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [init.ep],
     graphOptimizationLevel: init.optimization,
     executionMode: 'sequential',
     ...(init.threads ? { intraOpNumThreads: init.threads } : {}),
+    ...(onDevice ? { preferredOutputLocation: Object.fromEntries([...carriedInput.keys()].map((o) => [o, 'gpu-buffer' as const])) } : {}),
   };
   try {
     return typeof init.model === 'string'
@@ -52,6 +59,38 @@ async function open(): Promise<ort.InferenceSession> {
 
 const reply = (r: ThreadReply, transfer: ArrayBuffer[] = []) => port.postMessage(r, transfer);
 
+/** A run: carried inputs the request does not feed take their held values; carried outputs are held, not returned. */
+async function run(session: ort.InferenceSession, hostFeeds: Record<string, HostArray>, outputs?: string[]): Promise<Record<string, HostArray>> {
+  const feeds = Object.fromEntries(Object.entries(hostFeeds).map(([k, v]) => [k, toOrt(k, v)]));
+  for (const input of carriedInput.values()) {
+    if (feeds[input]) continue;
+    const held = carried.get(input);
+    if (!held) throw new Error(`carried input ${input} has no value: feed it on the first run`);
+    feeds[input] = held;
+  }
+  const fetch = outputs ? [...new Set([...outputs, ...carriedInput.keys()])] : undefined;
+  const results = fetch ? await session.run(feeds, fetch) : await session.run(feeds);
+  for (const [output, input] of carriedInput) {
+    const old = carried.get(input);
+    carried.set(input, results[output]!);
+    if (old?.location === 'gpu-buffer') old.dispose();
+  }
+  return Object.fromEntries(Object.entries(results).flatMap(([k, v]) => (carriedInput.has(k) ? [] : [[k, fromOrt(v)]])));
+}
+
+/** Host copies of the carried values: through an identity model on the same provider when they live on the GPU. */
+async function read(): Promise<Record<string, HostArray>> {
+  const inputs = [...carriedInput.values()];
+  const missing = inputs.filter((i) => !carried.has(i));
+  if (missing.length) throw new Error(`read: nothing carried yet for ${missing.slice(0, 3).join(', ')}`);
+  if (!init.readModel) {
+    return Object.fromEntries(inputs.map((i) => [i, { data: (carried.get(i)!.data as Float32Array).slice(), dims: [...carried.get(i)!.dims] }]));
+  }
+  readSession ??= ort.InferenceSession.create(init.readModel, { executionProviders: [init.ep] });
+  const results = await (await readSession).run(Object.fromEntries(inputs.map((i) => [i, carried.get(i)!])));
+  return Object.fromEntries(inputs.map((i) => [i, fromOrt(results[`${i}:read`]!)]));
+}
+
 open().then(
   (session) => {
     reply({ kind: 'ready', inputs: [...session.inputNames], outputs: [...session.outputNames] });
@@ -59,14 +98,14 @@ open().then(
     let queue = Promise.resolve();
     const handle = async (req: ThreadRequest) => {
       if (req.kind === 'close') {
+        for (const t of carried.values()) if (t.location === 'gpu-buffer') t.dispose();
+        if (readSession) await (await readSession).release();
         await session.release();
         reply({ kind: 'closed' });
         return;
       }
       try {
-        const feeds = Object.fromEntries(Object.entries(req.feeds).map(([k, v]) => [k, toOrt(k, v)]));
-        const results = req.outputs ? await session.run(feeds, req.outputs) : await session.run(feeds);
-        const out = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, fromOrt(v)]));
+        const out = req.kind === 'read' ? await read() : await run(session, req.feeds, req.outputs);
         const buffers = [...new Set(Object.values(out).flatMap((a) => (Array.isArray(a.data) ? [] : [a.data.buffer as ArrayBuffer])))];
         reply({ kind: 'result', id: req.id, results: out }, buffers);
       } catch (e) {
