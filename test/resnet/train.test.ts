@@ -65,6 +65,15 @@ describe('ModifiedResNet training state', () => {
     expect(looped.state.get('visual.layer4.0.bn3.running_mean')!.data.some((v) => Math.abs(v) > 1e-3)).toBe(true);
   });
 
+  it('keeps BatchNorm buffers in a resident session exactly as on the host', async () => {
+    const steps = batches.slice(0, 3).map((b) => ({ micro: [b], lr: 1e-3 }));
+    const host = await trainAndSnapshot({ stepsPerRun: 2 }, steps, [steps.slice(0, 1), steps.slice(1)]);
+    const resident = await trainAndSnapshot({ stepsPerRun: 2, residentState: true }, steps, [steps.slice(0, 1), steps.slice(1)]);
+    expect(resident.losses).toEqual(host.losses);
+    expect(maxDiff(resident.state, host.state, [...host.state.keys()])).toBe(0);
+    expect(resident.state.get('visual.layer2.1.bn2.num_batches_tracked')!.data[0]).toBe(3);
+  });
+
   it('updates the buffers once per micro-batch when accumulating, in order', async () => {
     // lr 0 leaves the parameters as they are, so two 1-micro-batch steps see the same weights as one 2-micro-batch step.
     const accumulated = await trainAndSnapshot({ accumulate: 2 }, [{ micro: [batches[0], batches[1]], lr: 0 }]);

@@ -54,6 +54,11 @@ export interface TrainerOptions {
   threads?: number;
   /** Optimizer steps per session.run (ONNX Loop) on CPU/CUDA. */
   stepsPerRun?: number;
+  /**
+   * Keep parameters, AdamW moments and BatchNorm buffers in the training session between runs instead of sending
+   * them in and out of every run (default: on for WebGPU, where they then stay in GPU memory).
+   */
+  residentState?: boolean;
   /** Continue from a saved optimizer state (resume). */
   optimizer?: OptimizerState;
 }

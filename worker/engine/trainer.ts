@@ -1,13 +1,13 @@
 /**
- * The engine side of training (api.ts ClipTrainer): holds parameters, AdamW moments and buffers on the host between
- * runs, drives the fused training-step model (K steps per run where the provider has Loop kernels) and separate
- * encoder models that read the current parameters.
+ * The engine side of training (api.ts ClipTrainer): holds parameters, AdamW moments and buffers between runs, on the
+ * host or (resident state, WebGPU's default) in the training session itself, drives the fused training-step model
+ * (K steps per run where the provider has Loop kernels) and separate encoder models that read the current parameters.
  */
 import { availableParallelism } from 'node:os';
 import type { Batch, ClipTrainer, OptimizerState, StepInput, StepResult, TrainerOptions } from './api.ts';
 import { buildEncoderGraph, towerParamNames, type Tower } from './export.ts';
 import { frozenMatcher } from './optimizer.ts';
-import { openSession, type EngineSession, type HostArray } from './session.ts';
+import { openSession, type CarriedState, type EngineSession, type HostArray } from './session.ts';
 import { buildTrainGraph, names, type TrainGraph } from './train-graph.ts';
 import { clipBuffers, clipParams } from '../models/clip.ts';
 import { textDims } from '../models/config.ts';
@@ -62,13 +62,15 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
   // Every core, set explicitly: onnxruntime's own default pool ran the ViT-B-32 step 22 % slower on 2 cores
   // (5734 vs 4691 ms/step, bench-train batch 8, K=5), with CPU time barely above wall time.
   const threads = opts.threads ?? availableParallelism();
-  const trainSessions = new Map<number, Promise<{ graph: TrainGraph; session: EngineSession }>>();
+  const resident = opts.residentState ?? ep === 'webgpu';
+  type Trained = { graph: TrainGraph; session: EngineSession };
+  const trainSessions = new Map<number, Promise<Trained>>();
   const trainSession = (k: number) => {
     let s = trainSessions.get(k);
     if (!s) {
       s = (async () => {
         const graph = buildTrainGraph({ config, batchSize, accumulate, stepsPerRun: k, hyper: opts.hyper, isFrozen, freezeBnStats: opts.freezeBnStats });
-        return { graph, session: await openSession(graph.model, { ep, threads }) };
+        return { graph, session: await openSession(graph.model, { ep, threads, carry: resident ? carriedState(graph) : undefined }) };
       })();
       trainSessions.set(k, s);
     }
@@ -85,6 +87,23 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
   };
   // A failed run has handed its state buffers to the session thread; nothing after it can be trusted.
   let broken: Error | undefined;
+  // With resident state, the session that holds the newest parameters, moments and buffers, and whether the
+  // host arrays have been brought up to date with it since its last run.
+  let holder: Trained | undefined;
+  let hostCurrent = true;
+
+  async function syncHost(): Promise<void> {
+    if (!holder || hostCurrent) return;
+    const { graph, session } = holder;
+    const state = await session.read();
+    for (const p of graph.trained) {
+      params.set(p.name, state[names.param(p.name)].data as Float32Array);
+      m.set(p.name, state[names.m(p.name)].data as Float32Array);
+      v.set(p.name, state[names.v(p.name)].data as Float32Array);
+    }
+    for (const b of graph.buffers) buffers.set(b.name, state[names.buffer(b.name)].data as Float32Array);
+    hostCurrent = true;
+  }
 
   function checkStep(s: StepInput, i: number): void {
     if (s.micro.length !== accumulate) throw new Error(`step ${i}: ${s.micro.length} micro-batches, the trainer accumulates ${accumulate}`);
@@ -97,7 +116,11 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
 
   async function runChunk(chunk: StepInput[]): Promise<StepResult[]> {
     const k = chunk.length;
-    const { graph, session } = await trainSession(k);
+    const trained = await trainSession(k);
+    const { graph, session } = trained;
+    // Resident state moves between the K-step and the one-step session through the host.
+    if (holder && holder !== trained) await syncHost();
+    const feedState = !resident || holder !== trained;
     const images = new Float32Array(k * accumulate * imageLen);
     const tokens = new BigInt64Array(k * accumulate * tokenLen);
     chunk.forEach((s, i) =>
@@ -113,14 +136,17 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
       lr: { data: Float64Array.from(chunk, (s) => s.lr), dims: [k] },
       step: { data: Float64Array.of(step), dims: [] },
     };
-    for (const p of graph.trained) {
-      feeds[names.param(p.name)] = { data: params.get(p.name)!, dims: p.shape };
-      feeds[names.m(p.name)] = { data: m.get(p.name)!, dims: p.shape };
-      feeds[names.v(p.name)] = { data: v.get(p.name)!, dims: p.shape };
+    if (feedState) {
+      // Handed over, not copied: the arrays come back as outputs, or stay in the session when it holds them.
+      for (const p of graph.trained) {
+        feeds[names.param(p.name)] = { data: params.get(p.name)!, dims: p.shape };
+        feeds[names.m(p.name)] = { data: m.get(p.name)!, dims: p.shape };
+        feeds[names.v(p.name)] = { data: v.get(p.name)!, dims: p.shape };
+      }
+      for (const b of graph.buffers) feeds[names.buffer(b.name)] = { data: buffers.get(b.name)!, dims: b.shape };
     }
     // Frozen parameters are not returned, so the thread gets copies of them.
     for (const p of graph.frozen) feeds[names.param(p.name)] = { data: params.get(p.name)!.slice(), dims: p.shape };
-    for (const b of graph.buffers) feeds[names.buffer(b.name)] = { data: buffers.get(b.name)!, dims: b.shape };
     let out: Record<string, HostArray>;
     try {
       out = await session.run(feeds, undefined, { transfer: true });
@@ -128,12 +154,17 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
       broken = err as Error;
       throw err;
     }
-    for (const p of graph.trained) {
-      params.set(p.name, out[names.newParam(p.name)].data as Float32Array);
-      m.set(p.name, out[names.newM(p.name)].data as Float32Array);
-      v.set(p.name, out[names.newV(p.name)].data as Float32Array);
+    if (resident) {
+      holder = trained;
+      hostCurrent = false;
+    } else {
+      for (const p of graph.trained) {
+        params.set(p.name, out[names.newParam(p.name)].data as Float32Array);
+        m.set(p.name, out[names.newM(p.name)].data as Float32Array);
+        v.set(p.name, out[names.newV(p.name)].data as Float32Array);
+      }
+      for (const b of graph.buffers) buffers.set(b.name, out[names.newBuffer(b.name)].data as Float32Array);
     }
-    for (const b of graph.buffers) buffers.set(b.name, out[names.newBuffer(b.name)].data as Float32Array);
     step += k;
     const [loss, gradNorm, logitScale] = ['loss', 'grad_norm', 'logit_scale'].map((n) => out[n].data as Float32Array);
     return chunk.map((_, i) => ({ loss: loss[i], gradNorm: gradNorm[i], logitScale: logitScale[i] }));
@@ -142,6 +173,7 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
   async function encode(tower: Tower, input: Float32Array | Int32Array, n: number): Promise<Float32Array> {
     if (broken) throw new Error(`trainer is unusable after a failed step: ${broken.message}`);
     const session = await encoder(tower);
+    await syncHost();
     const per = tower === 'image' ? 3 * size * size : context;
     if (input.length !== n * per) throw new Error(`encode ${tower}: ${input.length} values for ${n} rows of ${per}`);
     const feeds: Record<string, HostArray> = {};
@@ -182,6 +214,7 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
     encodeTexts: (tokens, n) => encode('text', tokens, n),
     async snapshot() {
       if (broken) throw new Error(`trainer is unusable after a failed step: ${broken.message}`);
+      await syncHost();
       const state: StateDict = new Map([...toDict(paramSpecs, params), ...toDict(bufferSpecs, buffers)]);
       const optimizer: OptimizerState = { step, m: toDict(trainedSpecs, m), v: toDict(trainedSpecs, v) };
       return { params: state, optimizer };
@@ -192,6 +225,18 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
       await Promise.all(opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value.close()] : [])));
     },
   };
+}
+
+/** What a resident training session keeps between runs: trained parameters, their moments, BatchNorm buffers. */
+function carriedState(graph: TrainGraph): CarriedState[] {
+  return [
+    ...graph.trained.flatMap((p) => [
+      { output: names.newParam(p.name), input: names.param(p.name), dims: [...p.shape] },
+      { output: names.newM(p.name), input: names.m(p.name), dims: [...p.shape] },
+      { output: names.newV(p.name), input: names.v(p.name), dims: [...p.shape] },
+    ]),
+    ...graph.buffers.map((b) => ({ output: names.newBuffer(b.name), input: names.buffer(b.name), dims: [...b.shape] })),
+  ];
 }
 
 function zeros(specs: ParamSpec[]): Arrays {
