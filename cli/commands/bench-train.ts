@@ -9,7 +9,7 @@ import { epFlag, modelConfigFlag, numberFlag, parseFlags } from '../flags.ts';
 import { median } from '../stats.ts';
 
 const USAGE =
-  'bench-train --arch <config name|path> [--batch-size N] [--steps N] [--accumulate N] [--steps-per-run K] [--threads N] [--ep cpu|cuda|webgpu]';
+  'bench-train --arch <config name|path> [--batch-size N] [--steps N] [--accumulate N] [--steps-per-run K] [--threads N] [--ep cpu|cuda|webgpu] [--host-state]';
 
 /** Random pixels (roughly normalised) and token rows shaped like captions: SOT, random ids, EOT, padding. */
 function randomStep(rng: Rng, config: ClipModelConfig, batch: number, accumulate: number): StepInput {
@@ -41,6 +41,8 @@ const command: Command = {
         'steps-per-run': { type: 'string' },
         threads: { type: 'string' },
         ep: { type: 'string' },
+        // The trainer's behaviour before resident state: parameters and moments cross the host every run.
+        'host-state': { type: 'boolean' },
       },
       USAGE,
     );
@@ -67,6 +69,7 @@ const command: Command = {
       stepsPerRun: k,
       threads,
       ep,
+      ...(f['host-state'] ? { residentState: false } : {}),
       hyper: { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.2, gradClip: 1 },
     });
     try {
