@@ -20,6 +20,8 @@ export interface DatasetRow {
   caption: string;
   split: Split;
   label?: string;
+  /** The S3 version of the image that Validate checked: the Shard step reads that one, whatever is uploaded since. */
+  version?: string;
 }
 
 /** Input of lambdas/shard/handler.ts, and one item of the shard plan. */
@@ -98,6 +100,7 @@ interface Checked {
   split?: Split;
   label: string | null;
   bad: boolean;
+  version?: string;
 }
 
 /** Checks a dataset folder without changing it. Never throws for bad data: the report says what is wrong. */
@@ -118,7 +121,14 @@ export async function validateDataset(store: ObjectStore, dataset: string): Prom
     problems.sort(byLine);
     return {
       options,
-      rows: good.map((r) => ({ line: r.line, filename: r.filename, caption: r.caption, split: r.split!, ...(r.label !== null ? { label: r.label } : {}) })),
+      rows: good.map((r) => ({
+        line: r.line,
+        filename: r.filename,
+        caption: r.caption,
+        split: r.split!,
+        ...(r.label !== null ? { label: r.label } : {}),
+        ...(r.version ? { version: r.version } : {}),
+      })),
       report: {
         version: 1,
         dataset,
@@ -278,7 +288,7 @@ function headerColumns(header: string[], problems: DatasetProblem[]): Partial<Re
 /**
  * Existence from one listing of the folder, then a header probe per distinct image (ranged GET of the first
  * PROBE_BYTES). An object that fits in the probe is decoded in full as the Shard step would, which also catches
- * truncation; larger ones are decoded at shard time.
+ * truncation; larger ones are decoded at shard time. Each image's version (versioned buckets) is recorded on its rows.
  */
 async function checkImages(
   store: ObjectStore,
@@ -289,6 +299,7 @@ async function checkImages(
 ): Promise<void> {
   const sizes = new Map((await store.list('')).map((o) => [o.key, o.size]));
   const reasons = new Map<string, string>();
+  const versions = new Map<string, string>();
   const candidates = [...firstOfImage.keys()];
   await mapLimit(candidates, PROBE_CONCURRENCY, async (filename) => {
     const size = sizes.get(filename);
@@ -306,13 +317,15 @@ async function checkImages(
       return;
     }
     try {
-      let head = await readHead(store, filename, PROBE_BYTES);
+      const first = await readHead(store, filename, PROBE_BYTES);
+      if (first.version) versions.set(filename, first.version);
+      let head = first.bytes;
       const whole = size <= PROBE_BYTES;
       try {
         await probeImage(head, { ...opts, source: filename });
       } catch (e) {
         if (whole || !(e instanceof ImageError)) throw e;
-        head = await store.get(filename);
+        head = (await readHead(store, filename, size, first.version)).bytes;
         await probeImage(head, { ...opts, source: filename });
       }
       if (whole) await preprocessImage(head, { ...opts, source: filename });
@@ -324,6 +337,7 @@ async function checkImages(
   for (const r of rows) {
     const reason = reasons.get(r.filename);
     if (reason && !r.bad) rowProblem(r, 'filename', reason);
+    r.version = versions.get(r.filename);
   }
 }
 

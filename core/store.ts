@@ -66,6 +66,13 @@ export class S3Store implements ObjectStore {
     return `s3://${this.bucket}/${this.prefix}`;
   }
 
+  /** This store, reading `versions` (keys relative to it) at those version ids. */
+  pinned(versions: Iterable<readonly [key: string, versionId: string]>): S3Store {
+    const pins = new Map(this.pins);
+    for (const [key, versionId] of versions) pins.set(this.full(key), versionId);
+    return new S3Store(this.bucket, this.prefix, this.client, pins);
+  }
+
   private full(key: string): string {
     return joinKey(this.prefix, cleanKey(key));
   }

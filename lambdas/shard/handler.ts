@@ -30,6 +30,7 @@ const RowSchema = z
     caption: z.string().min(1),
     split: z.enum(SPLITS as [string, ...string[]]),
     label: z.string().optional(),
+    version: z.string().min(1).max(1024).optional(),
   })
   .strict();
 
@@ -61,7 +62,10 @@ export async function handler(event: ShardRequest): Promise<ShardOutput> {
   const started = performance.now();
   let shard: BuiltShard | undefined;
   try {
-    shard = await buildShard(new S3Store(input.bucket, datasetPrefix(input.dataset), handlerS3Client()), input.rows, {
+    const images = new S3Store(input.bucket, datasetPrefix(input.dataset), handlerS3Client()).pinned(
+      input.rows.flatMap((r) => (r.version ? [[r.filename, r.version] as const] : [])),
+    );
+    shard = await buildShard(images, input.rows, {
       imageSize: input.imageSize,
       bands: input.bands,
       concurrency: CONCURRENCY,

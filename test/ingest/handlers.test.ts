@@ -222,6 +222,55 @@ describe('Validate handler: the captions.csv version that started the run', () =
   });
 });
 
+describe('Validate and Shard handlers: the image versions a run checked', () => {
+  it('records the version of each image Validate probed, and the Shard step reads exactly those versions', async () => {
+    const files = { 'a.png': await png(40, 30, 3, 1), 'b/c.jpg': await jpeg(50, 58, 4) };
+    await putAll(store, 'datasets/versioned', { ...files, 'captions.csv': 'filename,caption\na.png,a field\nb/c.jpg,a road\na.png,a farm\n' });
+    const client = handlerS3Client();
+    const prefix = 'datasets/versioned/';
+    // The loopback server keeps no versions: answer image reads as a versioned bucket would.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        const key = (args.input as { Key?: string }).Key ?? '';
+        if (context.commandName === 'GetObjectCommand' && key.startsWith(prefix) && !key.endsWith('.csv')) {
+          (result.output as { VersionId?: string }).VersionId = `v-${key.slice(prefix.length)}`;
+        }
+        return result;
+      },
+      { step: 'initialize', name: 'versionedImages' },
+    );
+    const reads: { key: string; versionId?: string }[] = [];
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Key?: string; VersionId?: string };
+        if (context.commandName === 'GetObjectCommand' && input.Key?.startsWith(prefix)) reads.push({ key: input.Key.slice(prefix.length), versionId: input.VersionId });
+        return next(args);
+      },
+      { step: 'initialize', name: 'recordImageReads', priority: 'low' },
+    );
+    try {
+      const out = await validate({ bucket: BUCKET, key: captionsKey('versioned'), runId: 'versioned-run' });
+      const plan = JSON.parse(new TextDecoder().decode(await store.get(out.planKey))) as ShardRequest[];
+      const rows = plan.flatMap((p) => p.rows);
+      expect(rows.map((r) => [r.line, r.filename, r.version])).toEqual([
+        [2, 'a.png', 'v-a.png'],
+        [4, 'a.png', 'v-a.png'],
+        [3, 'b/c.jpg', 'v-b/c.jpg'],
+      ]);
+      reads.length = 0;
+      for (const item of plan) await shard(item);
+      expect(reads.sort((x, y) => x.key.localeCompare(y.key))).toEqual([
+        { key: 'a.png', versionId: 'v-a.png' },
+        { key: 'b/c.jpg', versionId: 'v-b/c.jpg' },
+      ]);
+    } finally {
+      client.middlewareStack.remove('versionedImages');
+      client.middlewareStack.remove('recordImageReads');
+    }
+  });
+});
+
 describe('Shard handler', () => {
   it('writes shards whose decoded content equals preprocessImage and tokenize of the sources, idempotently', async () => {
     const files: Record<string, Uint8Array> = {
