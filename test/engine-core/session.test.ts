@@ -149,4 +149,22 @@ describe('carried state', () => {
       await session.close();
     }
   });
+
+  it('keeps an input without an output as last fed (a frozen parameter) and leaves it out of read()', async () => {
+    const g = new Graph();
+    const next = op.add(g.input('state', 'float32', [2]), op.mul(g.input('step', 'float32', [2]), g.input('scale', 'float32', [2])));
+    g.output(next, 'next');
+    g.output(op.reduceSum(next, [0]), 'total');
+    const carry = [{ output: 'next', input: 'state', dims: [2] }, { input: 'scale', dims: [2] }];
+    const session = await openSession(g.toModel(), { threads: 1, carry });
+    try {
+      await expect(session.run({ state: v(0, 0), step: v(1, 1) })).rejects.toThrow(/carried input scale has no value/);
+      expect(Array.from((await session.run({ state: v(0, 0), step: v(1, 1), scale: v(2, 3) })).total.data as Float32Array)).toEqual([5]);
+      expect(Array.from((await session.run({ step: v(1, 1) })).total.data as Float32Array)).toEqual([10]);
+      expect(Array.from((await session.run({ step: v(1, 1), scale: v(1, 0) })).total.data as Float32Array)).toEqual([11]);
+      expect(Object.keys(await session.read())).toEqual(['state']);
+    } finally {
+      await session.close();
+    }
+  });
 });

@@ -33,8 +33,29 @@ function fromOrt(t: ort.Tensor): HostArray {
 
 /** Carried input name -> its current value (on the GPU with WebGPU). */
 const carried = new Map<string, ort.Tensor>();
-const carriedInput = new Map(init.carry.map((c) => [c.output, c.input]));
-let readSession: Promise<ort.InferenceSession> | undefined;
+/** Output -> the input it becomes next run. */
+const carriedInput = new Map(init.carry.flatMap((c) => (c.output ? [[c.output, c.input] as const] : [])));
+/** Inputs kept as last fed (no output). */
+const fixedInputs = init.carry.flatMap((c) => (c.output ? [] : [c.input]));
+const helpers = new Map<Uint8Array, Promise<ort.InferenceSession>>();
+
+/** The identity sessions that move carried values between the host and the GPU (same provider, same device). */
+function helper(model: Uint8Array, toGpu: string[] = []): Promise<ort.InferenceSession> {
+  let s = helpers.get(model);
+  if (!s) {
+    const location = Object.fromEntries(toGpu.map((o) => [o, 'gpu-buffer' as const]));
+    s = ort.InferenceSession.create(model, { executionProviders: [init.ep], ...(toGpu.length ? { preferredOutputLocation: location } : {}) });
+    helpers.set(model, s);
+  }
+  return s;
+}
+
+/** Replaces a held value, releasing GPU memory the old one held. */
+function hold(input: string, value: ort.Tensor): void {
+  const old = carried.get(input);
+  carried.set(input, value);
+  if (old && old !== value && old.location === 'gpu-buffer') old.dispose();
+}
 
 async function open(): Promise<ort.InferenceSession> {
   const onDevice = init.ep === 'webgpu' && carriedInput.size > 0;
@@ -59,26 +80,33 @@ async function open(): Promise<ort.InferenceSession> {
 
 const reply = (r: ThreadReply, transfer: ArrayBuffer[] = []) => port.postMessage(r, transfer);
 
-/** A run: carried inputs the request does not feed take their held values; carried outputs are held, not returned. */
+/**
+ * A run: carried inputs the request does not feed take their held values, fed ones replace them; carried outputs
+ * are held, not returned. With WebGPU, fixed inputs go up to the GPU once, through the upload model.
+ */
 async function run(session: ort.InferenceSession, hostFeeds: Record<string, HostArray>, outputs?: string[]): Promise<Record<string, HostArray>> {
   const feeds = Object.fromEntries(Object.entries(hostFeeds).map(([k, v]) => [k, toOrt(k, v)]));
-  for (const input of carriedInput.values()) {
-    if (feeds[input]) continue;
+  const fed = fixedInputs.filter((i) => feeds[i]);
+  if (fed.length && init.uploadModel) {
+    if (fed.length !== fixedInputs.length) throw new Error(`fixed inputs are fed all together: got ${fed.length} of ${fixedInputs.length}`);
+    const up = await (await helper(init.uploadModel, fixedInputs.map((i) => `${i}:up`))).run(Object.fromEntries(fed.map((i) => [i, feeds[i]!])));
+    for (const i of fed) hold(i, up[`${i}:up`]!);
+  } else {
+    for (const i of fed) hold(i, feeds[i]!);
+  }
+  for (const input of [...carriedInput.values(), ...fixedInputs]) {
     const held = carried.get(input);
+    if (feeds[input] && !fixedInputs.includes(input)) continue;
     if (!held) throw new Error(`carried input ${input} has no value: feed it on the first run`);
     feeds[input] = held;
   }
   const fetch = outputs ? [...new Set([...outputs, ...carriedInput.keys()])] : undefined;
   const results = fetch ? await session.run(feeds, fetch) : await session.run(feeds);
-  for (const [output, input] of carriedInput) {
-    const old = carried.get(input);
-    carried.set(input, results[output]!);
-    if (old?.location === 'gpu-buffer') old.dispose();
-  }
+  for (const [output, input] of carriedInput) hold(input, results[output]!);
   return Object.fromEntries(Object.entries(results).flatMap(([k, v]) => (carriedInput.has(k) ? [] : [[k, fromOrt(v)]])));
 }
 
-/** Host copies of the carried values: through an identity model on the same provider when they live on the GPU. */
+/** Host copies of the carried values that change: through an identity model on the same provider when they live on the GPU. */
 async function read(): Promise<Record<string, HostArray>> {
   const inputs = [...carriedInput.values()];
   const missing = inputs.filter((i) => !carried.has(i));
@@ -86,8 +114,7 @@ async function read(): Promise<Record<string, HostArray>> {
   if (!init.readModel) {
     return Object.fromEntries(inputs.map((i) => [i, { data: (carried.get(i)!.data as Float32Array).slice(), dims: [...carried.get(i)!.dims] }]));
   }
-  readSession ??= ort.InferenceSession.create(init.readModel, { executionProviders: [init.ep] });
-  const results = await (await readSession).run(Object.fromEntries(inputs.map((i) => [i, carried.get(i)!])));
+  const results = await (await helper(init.readModel)).run(Object.fromEntries(inputs.map((i) => [i, carried.get(i)!])));
   return Object.fromEntries(inputs.map((i) => [i, fromOrt(results[`${i}:read`]!)]));
 }
 
@@ -99,7 +126,7 @@ open().then(
     const handle = async (req: ThreadRequest) => {
       if (req.kind === 'close') {
         for (const t of carried.values()) if (t.location === 'gpu-buffer') t.dispose();
-        if (readSession) await (await readSession).release();
+        for (const h of helpers.values()) await (await h).release();
         await session.release();
         reply({ kind: 'closed' });
         return;

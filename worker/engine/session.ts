@@ -28,12 +28,13 @@ export interface SessionOptions {
 
 /**
  * A float32 value a session keeps from one run to the next, such as a parameter and its AdamW moments: `output`
- * after a run is `input` for the next one, unless a run feeds `input` itself. Carried outputs are not returned
- * by run(); read() copies the current values out. With WebGPU they stay in GPU memory between runs, which is the
- * point: a ViT-B-32 step otherwise moves 1.8 GB of parameters and moments to the GPU and back.
+ * after a run is `input` for the next one, unless a run feeds `input` itself. Without `output` the input keeps the
+ * value last fed (a frozen parameter). Carried outputs are not returned by run(); read() copies the current values
+ * of the inputs that have outputs. With WebGPU all of them stay in GPU memory between runs, which is the point: a
+ * ViT-B-32 step otherwise moves 1.8 GB of parameters and moments to the GPU and back.
  */
 export interface CarriedState {
-  output: string;
+  output?: string;
   input: string;
   dims: number[];
 }
@@ -62,9 +63,11 @@ export interface SessionInit {
   ep: ExecutionProvider;
   threads?: number;
   optimization: NonNullable<SessionOptions['optimization']>;
-  carry: { output: string; input: string }[];
-  /** Identity over the carried inputs, run on the same provider to copy device-resident state to the host. */
+  carry: { output?: string; input: string }[];
+  /** Identity over the carried inputs with outputs, run on the same provider to copy GPU-resident state out. */
   readModel?: Uint8Array;
+  /** Identity over the carried inputs without outputs, whose outputs stay on the GPU: uploads them once. */
+  uploadModel?: Uint8Array;
 }
 export type ThreadRequest =
   | { kind: 'run'; id: number; feeds: Record<string, HostArray>; outputs?: string[] }
@@ -88,23 +91,33 @@ function threadScript(): string {
   return `((require) => {\n${threadCode}\n})(require('node:module').createRequire(${JSON.stringify(THREAD_SOURCE)}));`;
 }
 
-/** The output name under which the read model returns carried input `name`. */
+/** The output names under which the identity models return carried input `name`. */
 export const readName = (name: string): string => `${name}:read`;
+export const uploadName = (name: string): string => `${name}:up`;
 
-function readModel(carry: CarriedState[]): Uint8Array {
+function identityModel(carry: CarriedState[], rename: (name: string) => string): Uint8Array {
   const value = (name: string, dims: number[]) => ({ name, elemType: DataType.FLOAT, shape: dims });
   return encodeModel({
     irVersion: 8,
     opsets: [{ domain: '', version: 18 }],
     producerName: 'rsclip',
     graph: {
-      name: 'read-carried-state',
-      nodes: carry.map((c) => ({ opType: 'Identity', inputs: [c.input], outputs: [readName(c.input)], attributes: [] })),
+      name: 'carried-state',
+      nodes: carry.map((c) => ({ opType: 'Identity', inputs: [c.input], outputs: [rename(c.input)], attributes: [] })),
       initializers: [],
       inputs: carry.map((c) => value(c.input, c.dims)),
-      outputs: carry.map((c) => value(readName(c.input), c.dims)),
+      outputs: carry.map((c) => value(rename(c.input), c.dims)),
     },
   });
+}
+
+function gpuModels(carry: CarriedState[]): Pick<SessionInit, 'readModel' | 'uploadModel'> {
+  const evolving = carry.filter((c) => c.output);
+  const fixed = carry.filter((c) => !c.output);
+  return {
+    ...(evolving.length ? { readModel: identityModel(evolving, readName) } : {}),
+    ...(fixed.length ? { uploadModel: identityModel(fixed, uploadName) } : {}),
+  };
 }
 
 /** Opens `model` (ONNX bytes, or a path when its initializers live in an external data file). */
@@ -116,7 +129,7 @@ export async function openSession(model: Uint8Array | string, opts: SessionOptio
     threads: opts.threads,
     optimization: opts.optimization ?? 'all',
     carry: carry.map(({ output, input }) => ({ output, input })),
-    ...(carry.length && opts.ep === 'webgpu' ? { readModel: readModel(carry) } : {}),
+    ...(opts.ep === 'webgpu' ? gpuModels(carry) : {}),
   };
   const worker = new Worker(threadScript(), { eval: true, workerData: init });
   const pending = new Map<number, { kind: 'run' | 'read'; resolve: (r: Record<string, HostArray>) => void; reject: (e: Error) => void }>();

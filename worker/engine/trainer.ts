@@ -145,8 +145,8 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
       }
       for (const b of graph.buffers) feeds[names.buffer(b.name)] = { data: buffers.get(b.name)!, dims: b.shape };
     }
-    // Frozen parameters are not returned, so the thread gets copies of them.
-    for (const p of graph.frozen) feeds[names.param(p.name)] = { data: params.get(p.name)!.slice(), dims: p.shape };
+    // Frozen parameters are not returned, so the thread gets copies of them; a resident session keeps its own.
+    if (feedState) for (const p of graph.frozen) feeds[names.param(p.name)] = { data: params.get(p.name)!.slice(), dims: p.shape };
     let out: Record<string, HostArray>;
     try {
       out = await session.run(feeds, undefined, { transfer: true });
@@ -227,7 +227,7 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
   };
 }
 
-/** What a resident training session keeps between runs: trained parameters, their moments, BatchNorm buffers. */
+/** What a resident training session keeps between runs: parameters (frozen ones as fed), moments, BatchNorm buffers. */
 function carriedState(graph: TrainGraph): CarriedState[] {
   return [
     ...graph.trained.flatMap((p) => [
@@ -235,6 +235,7 @@ function carriedState(graph: TrainGraph): CarriedState[] {
       { output: names.newM(p.name), input: names.m(p.name), dims: [...p.shape] },
       { output: names.newV(p.name), input: names.v(p.name), dims: [...p.shape] },
     ]),
+    ...graph.frozen.map((p) => ({ input: names.param(p.name), dims: [...p.shape] })),
     ...graph.buffers.map((b) => ({ output: names.newBuffer(b.name), input: names.buffer(b.name), dims: [...b.shape] })),
   ];
 }
