@@ -4,7 +4,8 @@ import { TrainOptionsSchema, type TrainOptions } from '../core/train-options.ts'
 import type { ClipModelConfig, ExecutionProvider } from '../worker/engine/api.ts';
 import { loadModelConfig } from '../worker/models/config.ts';
 import { TrainInputError } from '../worker/train/errors.ts';
-import { parseEp } from '../worker/train/run.ts';
+import { chooseProvider } from '../worker/engine/session.ts';
+import { parseProviders } from '../worker/train/run.ts';
 import { UserError } from './command.ts';
 
 /** Strict flag parsing shared by every command: an unknown or malformed flag is a one-line error with the usage. */
@@ -32,10 +33,21 @@ export function modelConfigFlag(v: string): ClipModelConfig {
   }
 }
 
-/** --ep, else RSCLIP_EP (set by the worker images), else the engine default (cpu). */
-export function epFlag(v: string | undefined): ExecutionProvider | undefined {
+/** --ep, else RSCLIP_EP (set by the worker images): providers in order of preference; undefined for the default (cpu). */
+export function providersFlag(v: string | undefined): ExecutionProvider[] | undefined {
   try {
-    return v !== undefined ? parseEp(v, '--ep') : parseEp(process.env.RSCLIP_EP, 'RSCLIP_EP');
+    return v !== undefined ? parseProviders(v, '--ep') : parseProviders(process.env.RSCLIP_EP, 'RSCLIP_EP');
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+}
+
+/** The first provider of providersFlag that loads here; undefined for the default (cpu). */
+export async function epFlag(v: string | undefined): Promise<ExecutionProvider | undefined> {
+  const providers = providersFlag(v);
+  if (!providers) return undefined;
+  try {
+    return (await chooseProvider(providers)).ep;
   } catch (e) {
     throw new UserError((e as Error).message);
   }

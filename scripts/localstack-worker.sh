@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Serves the deployed state machine's Train activity from this machine (CPU, or a GPU with RSCLIP_EP=cuda).
+# Serves the deployed state machine's Train activity from this machine (CPU, or a GPU with RSCLIP_EP=cuda,webgpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/localstack-env.sh

@@ -29,7 +29,7 @@ const command: Command = {
     // Every core, as the trainer does: onnxruntime's default pool ran these graphs markedly slower here.
     const threads = numberFlag('threads', f.threads, true) ?? availableParallelism();
     if (n < 1 || runs < 1 || threads < 1) throw new UserError('--batch, --runs and --threads must be >= 1');
-    const ep = epFlag(f.ep) ?? 'cpu';
+    const ep = (await epFlag(f.ep)) ?? 'cpu';
     const config = modelConfigFlag(f.arch);
     const params = initParams(config, 0);
     const batch = randomBatch(Rng.fromSeed(1), config, n);

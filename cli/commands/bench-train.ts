@@ -53,7 +53,7 @@ const command: Command = {
     // K steps per run by default: parameters and AdamW moments then cross the host boundary once per K steps.
     const k = numberFlag('steps-per-run', f['steps-per-run'], true) ?? DEFAULT_STEPS_PER_RUN;
     const threads = numberFlag('threads', f.threads, true);
-    const ep = epFlag(f.ep) ?? 'cpu';
+    const ep = (await epFlag(f.ep)) ?? 'cpu';
     if (batch < 1 || steps < 1 || accumulate < 1 || k < 1 || (threads !== undefined && threads < 1)) {
       throw new UserError('--batch-size, --steps, --accumulate, --steps-per-run and --threads must be >= 1');
     }

@@ -21,7 +21,7 @@ const command: Command = {
     );
     if (!f.model || !f.shards) throw new UserError(`--model and --shards are required\nusage: ${USAGE}`);
     if (f.split !== undefined && !SPLITS.includes(f.split as Split)) throw new UserError(`--split must be one of ${SPLITS.join(', ')}`);
-    const ep = epFlag(f.ep);
+    const ep = await epFlag(f.ep);
     return userErrors(async () => {
       const model = chooseModel(f.model!, f.config);
       const params = await loadBaseModel(f.model!, model.config, 0);

@@ -7,12 +7,12 @@ import { resolveRecipe } from '../../worker/train/recipe.ts';
 import { trainAndPublish } from '../../worker/train/run.ts';
 import { UserError, type Command } from '../command.ts';
 import { createProgress } from '../progress.ts';
-import { epFlag, numberFlag, parseFlags, readOptionsFile, userErrors } from '../flags.ts';
+import { numberFlag, parseFlags, providersFlag, readOptionsFile, userErrors } from '../flags.ts';
 
 const USAGE =
   'train --shards <dir|s3://...> --model <checkpoint|random:ViT-tiny> --out <dir|s3://...> [--config <name|json>] ' +
   '[--val-shards <dir|s3://...>] [--options train.json] [--epochs N] [--max-steps N] [--batch-size N] [--accumulate N] ' +
-  '[--lr X] [--warmup-steps N] [--seed S] [--checkpoint-every N] [--no-augment] [--ep cpu|cuda|webgpu]';
+  '[--lr X] [--warmup-steps N] [--seed S] [--checkpoint-every N] [--no-augment] [--ep cpu|cuda|webgpu[,...]]';
 
 const command: Command = {
   summary: 'fine-tune a CLIP model on shards (resumes from <out>/checkpoints/latest.json), publish <out>/final/',
@@ -59,7 +59,7 @@ const command: Command = {
     }
     const options = checked.data;
     return userErrors(() =>
-      train({ shards: f.shards!, valShards: f['val-shards'], model: f.model!, config: f.config, out: f.out!, ep: epFlag(f.ep) }, options),
+      train({ shards: f.shards!, valShards: f['val-shards'], model: f.model!, config: f.config, out: f.out!, providers: providersFlag(f.ep) }, options),
     );
   },
 };
@@ -70,7 +70,7 @@ interface TrainArgs {
   model: string;
   config?: string;
   out: string;
-  ep?: ExecutionProvider;
+  providers?: ExecutionProvider[];
 }
 
 async function train(a: TrainArgs, options: TrainOptions): Promise<number> {
@@ -84,7 +84,7 @@ async function train(a: TrainArgs, options: TrainOptions): Promise<number> {
       config: model.config,
       recipe,
       loadBase: () => loadBaseModel(a.model, model.config, recipe.seed),
-      ep: a.ep,
+      providers: a.providers,
       log: jsonLinesTo(process.stderr),
       progress: process.stderr.isTTY ? (label, total) => createProgress(label, total) : undefined,
     },

@@ -28,7 +28,7 @@ describe('worker Dockerfiles', () => {
     });
   }
 
-  it('the GPU image is CUDA 12 with cuDNN 9 and Node 22, and installs the CUDA provider', () => {
+  it('the GPU image is CUDA 12 with cuDNN 9 and Node 22, installs the CUDA provider and can fall back to WebGPU', () => {
     const { ast } = lintDockerfile(read('worker/Dockerfile'));
     const images = ast.getFROMs().map((f) => `${f.getImageName()}:${f.getImageTag()}`);
     expect(images.some((i) => /^nvidia\/cuda:12\.\d+\.\d+-cudnn-runtime-/.test(i))).toBe(true);
@@ -37,6 +37,10 @@ describe('worker Dockerfiles', () => {
     expect(text).toMatch(/npm ci --omit=dev/);
     expect(text).not.toMatch(/ONNXRUNTIME_NODE_INSTALL=skip|--ignore-scripts/);
     expect(text).toMatch(/libonnxruntime_providers_cuda\.so/);
+    // WebGPU is the fallback: the Vulkan loader, and the driver capability that mounts NVIDIA's Vulkan driver.
+    expect(text).toMatch(/RSCLIP_EP=cuda,webgpu/);
+    expect(text).toMatch(/apt-get install -y --no-install-recommends libvulkan1/);
+    expect(text).toMatch(/NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics/);
   });
 
   it('the CPU image is node 22 slim and skips the CUDA download', () => {

@@ -211,6 +211,32 @@ export async function openSession(model: Uint8Array | string, opts: SessionOptio
   };
 }
 
+export interface ProviderChoice {
+  ep: ExecutionProvider;
+  /** Providers tried before it, and why each could not be used. */
+  skipped: { ep: ExecutionProvider; reason: string }[];
+}
+
+/**
+ * The first of `candidates` that can run a session here, tried in order by opening a one-node model on it: a GPU
+ * provider fails at that point when its libraries, driver or adapter are missing. onnxruntime's own provider lists
+ * do not fall back, so this is where a worker image that lists `cuda,webgpu` finds the one this host supports.
+ * Throws with every provider's reason when none loads.
+ */
+export async function chooseProvider(candidates: readonly ExecutionProvider[]): Promise<ProviderChoice> {
+  const skipped: ProviderChoice['skipped'] = [];
+  for (const ep of candidates) {
+    if (ep === 'cpu') return { ep, skipped };
+    try {
+      await runOnce(identityModel([{ input: 'x', dims: [1] }], (n) => `${n}:probe`), { x: { data: Float32Array.of(1), dims: [1] } }, { ep, threads: 1 });
+      return { ep, skipped };
+    } catch (e) {
+      skipped.push({ ep, reason: (e as Error).message.split('\n')[0]! });
+    }
+  }
+  throw new Error(`no execution provider could be used: ${skipped.map((s) => `${s.ep}: ${s.reason}`).join('; ')}`);
+}
+
 /** Opens, runs once (all outputs) and closes: for tests and one-off checks. */
 export async function runOnce(
   model: Uint8Array | string,

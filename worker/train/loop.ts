@@ -1,4 +1,5 @@
 import type { Split } from '../../core/shard-format.ts';
+import { chooseProvider } from '../engine/session.ts';
 import type { ObjectStore } from '../../core/store.ts';
 import { makeBatch } from '../data/batch.ts';
 import { Rng } from '../data/rng.ts';
@@ -29,7 +30,8 @@ export interface TrainJob {
   recipe: ResolvedRecipe;
   /** Only called on a fresh start: a resumed run takes its weights from the checkpoint. */
   loadBase: () => Promise<StateDict>;
-  ep?: ExecutionProvider;
+  /** In order of preference: the first that loads here trains (engine/session.ts chooseProvider). Default: CPU. */
+  providers?: ExecutionProvider[];
   log: Logger;
   progress?: (label: string, total: number) => ProgressLike;
 }
@@ -110,7 +112,11 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
     throw new TrainInputError(`shards under ${job.shards.uri} hold ${index.imageSize}px images but the model expects ${size}px`);
   }
   const plan = planSteps(recipe, index.totals.train);
-  const perRun = stepsPerRun(job.config, plan, recipe.accumulate, job.ep);
+  const { ep, skipped } = await chooseProvider(job.providers ?? ['cpu']).catch((e: Error) => {
+    throw new TrainInputError(e.message);
+  });
+  for (const s of skipped) log({ event: 'provider-unavailable', ep: s.ep, reason: s.reason });
+  const perRun = stepsPerRun(job.config, plan, recipe.accumulate, ep);
   const fingerprint = fingerprintOf(job, plan, index);
   const evalSplit = evalSplitOf(valIndex);
 
@@ -135,7 +141,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
       evals: [],
     };
   }
-  log({ event: 'plan', ...plan, stepsPerRun: perRun, trainRows: index.totals.train, shards: index.keys.length, evalSplit });
+  log({ event: 'plan', ...plan, ep, stepsPerRun: perRun, trainRows: index.totals.train, shards: index.keys.length, evalSplit });
 
   const trainer = await createTrainer({
     config: job.config,
@@ -145,7 +151,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
     hyper: recipe.hyper,
     freeze: recipe.freeze,
     freezeBnStats: recipe.freezeBnStats,
-    ep: job.ep,
+    ep,
     stepsPerRun: perRun,
     optimizer: resumed?.optimizer,
   });

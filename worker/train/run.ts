@@ -30,13 +30,20 @@ export interface TrainDescription {
 
 export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'cuda', 'webgpu'];
 
-/** An execution provider name from a flag or RSCLIP_EP (the images set it); undefined leaves the engine default. */
-export function parseEp(value: string | undefined, source: string): ExecutionProvider | undefined {
+/**
+ * Execution providers in order of preference from a flag or RSCLIP_EP (the images set it), such as `cuda,webgpu`:
+ * training uses the first that loads on the host. Undefined leaves the engine default (the CPU).
+ */
+export function parseProviders(value: string | undefined, source: string): ExecutionProvider[] | undefined {
   if (value === undefined || value === '') return undefined;
-  if (!EXECUTION_PROVIDERS.includes(value as ExecutionProvider)) {
-    throw new TrainInputError(`${source} must be one of ${EXECUTION_PROVIDERS.join(', ')}, got '${value}'`);
+  const list = value.split(',').map((v) => v.trim());
+  for (const v of list) {
+    if (!EXECUTION_PROVIDERS.includes(v as ExecutionProvider)) {
+      throw new TrainInputError(`${source} must list providers among ${EXECUTION_PROVIDERS.join(', ')}, got '${v}'`);
+    }
   }
-  return value as ExecutionProvider;
+  if (new Set(list).size !== list.length) throw new TrainInputError(`${source} names a provider twice: '${value}'`);
+  return list as ExecutionProvider[];
 }
 
 /** Trains (resuming when a checkpoint exists), then publishes final/. Shared by `rsclip train` and runTraining. */
@@ -70,7 +77,7 @@ export interface RunDeps {
   bucket?: ObjectStore;
   createTrainer?: CreateTrainer;
   log?: Logger;
-  ep?: ExecutionProvider;
+  providers?: ExecutionProvider[];
 }
 
 /**
@@ -99,7 +106,7 @@ export async function runTraining(input: RunSpec, deps: RunDeps = {}): Promise<T
       config: model.config,
       recipe,
       loadBase: () => loadBaseModel(base, model.config, recipe.seed),
-      ep: deps.ep ?? parseEp(process.env.RSCLIP_EP, 'RSCLIP_EP'),
+      providers: deps.providers ?? parseProviders(process.env.RSCLIP_EP, 'RSCLIP_EP'),
       log: deps.log ?? jsonLinesTo(process.stderr),
     },
     { dataset: spec.dataset, baseModel: base, modelName: model.name },
