@@ -32,6 +32,8 @@ export interface LocalS3Options {
    * event spy (drainCreatedObjects) is only there when it runs in this process.
    */
   separateProcess?: boolean;
+  /** With separateProcess: every request waits this long before the server sees it (real S3's round trip). */
+  latencyMs?: number;
 }
 
 interface Running {
@@ -52,8 +54,8 @@ async function startInProcess(): Promise<Running> {
   };
 }
 
-async function startChild(): Promise<Running> {
-  const child = forkModule(new URL('./s3-server-process.ts', import.meta.url));
+async function startChild(latencyMs = 0): Promise<Running> {
+  const child = forkModule(new URL('./s3-server-process.ts', import.meta.url), { ...process.env, RSCLIP_S3_LATENCY_MS: String(latencyMs) });
   const { port } = await child.next<{ port: number }>();
   return {
     port,
@@ -71,7 +73,7 @@ export type InProcessS3 = LocalS3 & { server: FauxqsServer };
 export async function startLocalS3(bucket?: string): Promise<InProcessS3>;
 export async function startLocalS3(bucket: string, opts: LocalS3Options): Promise<LocalS3>;
 export async function startLocalS3(bucket = 'rsclip-local', opts: LocalS3Options = {}): Promise<LocalS3> {
-  const running = opts.separateProcess ? await startChild() : await startInProcess();
+  const running = opts.separateProcess ? await startChild(opts.latencyMs) : await startInProcess();
   // An IP endpoint, not `localhost`: with a host name the SDK would address `<bucket>.localhost`.
   const endpoint = `http://127.0.0.1:${running.port}`;
   const saved = Object.fromEntries(SDK_ENV.map((k) => [k, process.env[k]]));

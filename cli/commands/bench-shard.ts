@@ -16,7 +16,7 @@ import { listFolder, startLocalS3, uploadFolder, type LocalS3 } from '../local-s
 import { numberFlag, parseFlags } from '../flags.ts';
 import { median } from '../stats.ts';
 
-const USAGE = 'bench-shard --images <dir> [--size 224] [--generate N] [--passes 3] [--python <exe>]';
+const USAGE = 'bench-shard --images <dir> [--size 224] [--generate N] [--passes 3] [--python <exe>] [--s3-latency-ms N]';
 const IMAGE_FILE = /\.(jpe?g|png|webp|tiff?|gif)$/i;
 
 /**
@@ -88,7 +88,14 @@ const command: Command = {
   async run(argv) {
     const f = parseFlags(
       argv,
-      { images: { type: 'string' }, size: { type: 'string' }, generate: { type: 'string' }, passes: { type: 'string' }, python: { type: 'string' } },
+      {
+        images: { type: 'string' },
+        size: { type: 'string' },
+        generate: { type: 'string' },
+        passes: { type: 'string' },
+        python: { type: 'string' },
+        's3-latency-ms': { type: 'string' },
+      },
       USAGE,
     );
     if (!f.images) throw new UserError(`--images is required\nusage: ${USAGE}`);
@@ -105,7 +112,8 @@ const command: Command = {
 
     // Three processes, each timed by its own CPU clock: the S3 server, the handler (with the Lambda's
     // environment), and the Pillow baseline.
-    const s3: LocalS3 = await startLocalS3('rsclip-bench', { separateProcess: true });
+    const latencyMs = numberFlag('s3-latency-ms', f['s3-latency-ms'], false) ?? 0;
+    const s3: LocalS3 = await startLocalS3('rsclip-bench', { separateProcess: true, latencyMs });
     const runner = forkModule(new URL('../bench-shard-runner.ts', import.meta.url), { ...process.env, ...DECODER_ENV });
     try {
       const dataset = 'bench';
@@ -158,6 +166,7 @@ const command: Command = {
         baseline,
         speedup_per_core: baseline ? round(handlerPerCpu / baseline.images_per_cpu_s, 2) : null,
         speedup_per_core_same_malloc: baseline ? round(handlerPerCpu / baseline.images_per_cpu_s_same_malloc, 2) : null,
+        s3_latency_ms: latencyMs,
         cores: availableParallelism(),
         peak_rss_mb: Math.max(...ours.map((r) => r.peakRssMb), pre.peakRssMb),
       };
