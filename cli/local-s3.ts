@@ -34,6 +34,8 @@ export interface LocalS3Options {
   separateProcess?: boolean;
   /** With separateProcess: every request waits this long before the server sees it (real S3's round trip). */
   latencyMs?: number;
+  /** With separateProcess: whole-object GETs carry the CRC64NVME checksum real S3 returns (and the SDK checks). */
+  checksums?: boolean;
 }
 
 interface Running {
@@ -54,8 +56,9 @@ async function startInProcess(): Promise<Running> {
   };
 }
 
-async function startChild(latencyMs = 0): Promise<Running> {
-  const child = forkModule(new URL('./s3-server-process.ts', import.meta.url), { ...process.env, RSCLIP_S3_LATENCY_MS: String(latencyMs) });
+async function startChild(opts: LocalS3Options): Promise<Running> {
+  const env = { ...process.env, RSCLIP_S3_LATENCY_MS: String(opts.latencyMs ?? 0), RSCLIP_S3_CHECKSUMS: opts.checksums ? '1' : '0' };
+  const child = forkModule(new URL('./s3-server-process.ts', import.meta.url), env);
   const { port } = await child.next<{ port: number }>();
   return {
     port,
@@ -73,7 +76,7 @@ export type InProcessS3 = LocalS3 & { server: FauxqsServer };
 export async function startLocalS3(bucket?: string): Promise<InProcessS3>;
 export async function startLocalS3(bucket: string, opts: LocalS3Options): Promise<LocalS3>;
 export async function startLocalS3(bucket = 'rsclip-local', opts: LocalS3Options = {}): Promise<LocalS3> {
-  const running = opts.separateProcess ? await startChild(opts.latencyMs) : await startInProcess();
+  const running = opts.separateProcess ? await startChild(opts) : await startInProcess();
   // An IP endpoint, not `localhost`: with a host name the SDK would address `<bucket>.localhost`.
   const endpoint = `http://127.0.0.1:${running.port}`;
   const saved = Object.fromEntries(SDK_ENV.map((k) => [k, process.env[k]]));

@@ -16,7 +16,7 @@ import { listFolder, startLocalS3, uploadFolder, type LocalS3 } from '../local-s
 import { numberFlag, parseFlags } from '../flags.ts';
 import { median } from '../stats.ts';
 
-const USAGE = 'bench-shard --images <dir> [--size 224] [--generate N] [--passes 3] [--python <exe>] [--s3-latency-ms N]';
+const USAGE = 'bench-shard --images <dir> [--size 224] [--generate N] [--passes 3] [--python <exe>] [--s3-latency-ms N] [--s3-checksums]';
 const IMAGE_FILE = /\.(jpe?g|png|webp|tiff?|gif)$/i;
 
 /**
@@ -95,6 +95,7 @@ const command: Command = {
         passes: { type: 'string' },
         python: { type: 'string' },
         's3-latency-ms': { type: 'string' },
+        's3-checksums': { type: 'boolean' },
       },
       USAGE,
     );
@@ -113,7 +114,8 @@ const command: Command = {
     // Three processes, each timed by its own CPU clock: the S3 server, the handler (with the Lambda's
     // environment), and the Pillow baseline.
     const latencyMs = numberFlag('s3-latency-ms', f['s3-latency-ms'], false) ?? 0;
-    const s3: LocalS3 = await startLocalS3('rsclip-bench', { separateProcess: true, latencyMs });
+    const checksums = Boolean(f['s3-checksums']);
+    const s3: LocalS3 = await startLocalS3('rsclip-bench', { separateProcess: true, latencyMs, checksums });
     const runner = forkModule(new URL('../bench-shard-runner.ts', import.meta.url), { ...process.env, ...DECODER_ENV });
     try {
       const dataset = 'bench';
@@ -167,6 +169,7 @@ const command: Command = {
         speedup_per_core: baseline ? round(handlerPerCpu / baseline.images_per_cpu_s, 2) : null,
         speedup_per_core_same_malloc: baseline ? round(handlerPerCpu / baseline.images_per_cpu_s_same_malloc, 2) : null,
         s3_latency_ms: latencyMs,
+        s3_checksums: checksums,
         cores: availableParallelism(),
         peak_rss_mb: Math.max(...ours.map((r) => r.peakRssMb), pre.peakRssMb),
       };
