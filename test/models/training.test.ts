@@ -49,6 +49,23 @@ describe('trainer on a QuickGELU variant config', () => {
     expect(snap.optimizer.step).toBe(6);
   });
 
+  it('encodes with the parameters of the latest step, sending them to the encoder once per change', async () => {
+    const t = await trainer({ stepsPerRun: 1 });
+    const batch = steps[0].micro[0];
+    const many = new Float32Array(70 * batch.images.length / 4);
+    for (let i = 0; i < 70; i++) many.set(batch.images.subarray((i % 4) * (batch.images.length / 4), ((i % 4) + 1) * (batch.images.length / 4)), i * (batch.images.length / 4));
+    const before = await t.encodeImages(many, 70);
+    // 70 rows are three encoder runs, of which only the first carried the parameters: the rows agree.
+    expect(before.subarray(64 * cfg.embed_dim, 65 * cfg.embed_dim)).toEqual(before.subarray(0, cfg.embed_dim));
+    expect(await t.encodeImages(many, 70)).toEqual(before);
+    await t.train(steps.slice(0, 1));
+    const after = await t.encodeImages(many, 70);
+    expect(after).not.toEqual(before);
+    const fresh = await trainer({ init: (await t.snapshot()).params });
+    expect(await fresh.encodeImages(many, 70)).toEqual(after);
+    expect(await t.encodeTexts(batch.tokens, 4)).toEqual(await fresh.encodeTexts(batch.tokens, 4));
+  });
+
   it('runs K=3 steps in one Loop bit-identically to 3 single steps', async () => {
     const looped = await trainer({ stepsPerRun: 3 });
     const single = await trainer({ stepsPerRun: 1 });

@@ -76,11 +76,17 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
     }
     return s;
   };
+  const specOf = (name: string): ParamSpec => (paramSpecs.find((p) => p.name === name) ?? bufferSpecs.find((p) => p.name === name))!;
+  // Encoder sessions keep the parameters fed last (carried inputs without outputs): an evaluation sends them once,
+  // not with every chunk, and only after training has moved them (`trainedRuns` counts the runs).
   const encoders = new Map<Tower, Promise<EngineSession>>();
+  const encoderFedAt = new Map<Tower, number>();
+  let trainedRuns = 0;
   const encoder = (tower: Tower) => {
     let s = encoders.get(tower);
     if (!s) {
-      s = openSession(buildEncoderGraph(config, tower, { batch: ENCODE_CHUNK }), { ep, threads });
+      const carry = towerParamNames(config, tower).map((name) => ({ input: names.param(name), dims: [...specOf(name).shape] }));
+      s = openSession(buildEncoderGraph(config, tower, { batch: ENCODE_CHUNK }), { ep, threads, carry });
       encoders.set(tower, s);
     }
     return s;
@@ -166,6 +172,7 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
       for (const b of graph.buffers) buffers.set(b.name, out[names.newBuffer(b.name)].data as Float32Array);
     }
     step += k;
+    trainedRuns++;
     const [loss, gradNorm, logitScale] = ['loss', 'grad_norm', 'logit_scale'].map((n) => out[n].data as Float32Array);
     return chunk.map((_, i) => ({ loss: loss[i], gradNorm: gradNorm[i], logitScale: logitScale[i] }));
   }
@@ -177,9 +184,8 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
     const per = tower === 'image' ? 3 * size * size : context;
     if (input.length !== n * per) throw new Error(`encode ${tower}: ${input.length} values for ${n} rows of ${per}`);
     const feeds: Record<string, HostArray> = {};
-    for (const name of towerParamNames(config, tower)) {
-      const spec = (paramSpecs.find((p) => p.name === name) ?? bufferSpecs.find((p) => p.name === name))!;
-      feeds[names.param(name)] = { data: (params.get(name) ?? buffers.get(name))!, dims: spec.shape };
+    if (encoderFedAt.get(tower) !== trainedRuns) {
+      for (const name of towerParamNames(config, tower)) feeds[names.param(name)] = { data: (params.get(name) ?? buffers.get(name))!, dims: specOf(name).shape };
     }
     const embed = config.embed_dim;
     const result = new Float32Array(n * embed);
@@ -190,7 +196,8 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
       const data = tower === 'image' ? new Float32Array(ENCODE_CHUNK * per) : new BigInt64Array(ENCODE_CHUNK * per);
       if (data instanceof Float32Array) data.set(chunk as Float32Array);
       else chunk.forEach((t, i) => (data[i] = BigInt(t)));
-      const out = await session.run({ ...feeds, [tower]: { data, dims } }, ['embedding']);
+      const out = await session.run({ ...(at === 0 ? feeds : {}), [tower]: { data, dims } }, ['embedding']);
+      encoderFedAt.set(tower, trainedRuns);
       result.set((out.embedding.data as Float32Array).subarray(0, rows * embed), at * embed);
     }
     return result;
