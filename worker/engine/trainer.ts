@@ -150,9 +150,9 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
         feeds[names.v(p.name)] = { data: v.get(p.name)!, dims: p.shape };
       }
       for (const b of graph.buffers) feeds[names.buffer(b.name)] = { data: buffers.get(b.name)!, dims: b.shape };
+      // Frozen parameters are not returned, so the thread gets copies of them (a resident session keeps those).
+      for (const p of graph.frozen) feeds[names.param(p.name)] = { data: params.get(p.name)!.slice(), dims: p.shape };
     }
-    // Frozen parameters are not returned, so the thread gets copies of them; a resident session keeps its own.
-    if (feedState) for (const p of graph.frozen) feeds[names.param(p.name)] = { data: params.get(p.name)!.slice(), dims: p.shape };
     let out: Record<string, HostArray>;
     try {
       out = await session.run(feeds, undefined, { transfer: true });
