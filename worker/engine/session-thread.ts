@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
-import type { HostArray, SessionInit, ThreadReply, ThreadRequest } from './session.ts';
+import type { HostArray, IdentityModel, SessionInit, ThreadReply, ThreadRequest } from './session.ts';
 
 const port = parentPort!;
 const init = workerData as SessionInit;
@@ -37,17 +37,21 @@ const carried = new Map<string, ort.Tensor>();
 const carriedInput = new Map(init.carry.flatMap((c) => (c.output ? [[c.output, c.input] as const] : [])));
 /** Inputs kept as last fed (no output). */
 const fixedInputs = init.carry.flatMap((c) => (c.output ? [] : [c.input]));
-const helpers = new Map<Uint8Array, Promise<ort.InferenceSession>>();
+const helpers = new Map<IdentityModel, Promise<ort.InferenceSession>>();
 
-/** The identity sessions that move carried values between the host and the GPU (same provider, same device). */
-function helper(model: Uint8Array, toGpu: string[] = []): Promise<ort.InferenceSession> {
+/**
+ * Passes `values` through an identity model on the session's provider (same device): with `toGpu` the outputs stay
+ * in GPU memory (an upload), else they come back to the host (a read).
+ */
+async function passThrough(model: IdentityModel, values: Record<string, ort.Tensor>, toGpu: boolean): Promise<Record<string, ort.Tensor>> {
   let s = helpers.get(model);
   if (!s) {
-    const location = Object.fromEntries(toGpu.map((o) => [o, 'gpu-buffer' as const]));
-    s = ort.InferenceSession.create(model, { executionProviders: [init.ep], ...(toGpu.length ? { preferredOutputLocation: location } : {}) });
+    const location = Object.fromEntries(Object.values(model.outputOf).map((o) => [o, 'gpu-buffer' as const]));
+    s = ort.InferenceSession.create(model.bytes, { executionProviders: [init.ep], ...(toGpu ? { preferredOutputLocation: location } : {}) });
     helpers.set(model, s);
   }
-  return s;
+  const out = await (await s).run(values);
+  return Object.fromEntries(Object.keys(values).map((i) => [i, out[model.outputOf[i]!]!]));
 }
 
 /** Replaces a held value, releasing GPU memory the old one held. */
@@ -82,17 +86,15 @@ const reply = (r: ThreadReply, transfer: ArrayBuffer[] = []) => port.postMessage
 
 /**
  * A run: carried inputs the request does not feed take their held values, fed ones replace them; carried outputs
- * are held, not returned. With WebGPU, fixed inputs go up to the GPU once, through the upload model.
+ * are held, not returned. Fixed inputs go through the upload model once: with WebGPU they then stay on the GPU.
  */
 async function run(session: ort.InferenceSession, hostFeeds: Record<string, HostArray>, outputs?: string[]): Promise<Record<string, HostArray>> {
   const feeds = Object.fromEntries(Object.entries(hostFeeds).map(([k, v]) => [k, toOrt(k, v)]));
   const fed = fixedInputs.filter((i) => feeds[i]);
-  if (fed.length && init.uploadModel) {
+  if (fed.length) {
     if (fed.length !== fixedInputs.length) throw new Error(`fixed inputs are fed all together: got ${fed.length} of ${fixedInputs.length}`);
-    const up = await (await helper(init.uploadModel, fixedInputs.map((i) => `${i}:up`))).run(Object.fromEntries(fed.map((i) => [i, feeds[i]!])));
-    for (const i of fed) hold(i, up[`${i}:up`]!);
-  } else {
-    for (const i of fed) hold(i, feeds[i]!);
+    const up = await passThrough(init.uploadModel!, Object.fromEntries(fed.map((i) => [i, feeds[i]!])), true);
+    for (const i of fed) hold(i, up[i]!);
   }
   for (const input of [...carriedInput.values(), ...fixedInputs]) {
     const held = carried.get(input);
@@ -106,16 +108,13 @@ async function run(session: ort.InferenceSession, hostFeeds: Record<string, Host
   return Object.fromEntries(Object.entries(results).flatMap(([k, v]) => (carriedInput.has(k) ? [] : [[k, fromOrt(v)]])));
 }
 
-/** Host copies of the carried values that change: through an identity model on the same provider when they live on the GPU. */
+/** Host copies of the carried values that change, through an identity model on the session's provider. */
 async function read(): Promise<Record<string, HostArray>> {
   const inputs = [...carriedInput.values()];
   const missing = inputs.filter((i) => !carried.has(i));
   if (missing.length) throw new Error(`read: nothing carried yet for ${missing.slice(0, 3).join(', ')}`);
-  if (!init.readModel) {
-    return Object.fromEntries(inputs.map((i) => [i, { data: (carried.get(i)!.data as Float32Array).slice(), dims: [...carried.get(i)!.dims] }]));
-  }
-  const results = await (await helper(init.readModel)).run(Object.fromEntries(inputs.map((i) => [i, carried.get(i)!])));
-  return Object.fromEntries(inputs.map((i) => [i, fromOrt(results[`${i}:read`]!)]));
+  const results = await passThrough(init.readModel!, Object.fromEntries(inputs.map((i) => [i, carried.get(i)!])), false);
+  return Object.fromEntries(inputs.map((i) => [i, fromOrt(results[i]!)]));
 }
 
 open().then(

@@ -52,7 +52,7 @@ export interface EngineSession {
   readonly outputNames: readonly string[];
   /** Runs the model; all outputs when `outputs` is absent. Output buffers are transferred, not copied. */
   run(feeds: Record<string, HostArray>, outputs?: string[], opts?: RunOptions): Promise<Record<string, HostArray>>;
-  /** The current value of every carried input (fails before the first run). */
+  /** The current value of every carried input that has an output (fails before the first run). */
   read(): Promise<Record<string, HostArray>>;
   close(): Promise<void>;
 }
@@ -64,10 +64,19 @@ export interface SessionInit {
   threads?: number;
   optimization: NonNullable<SessionOptions['optimization']>;
   carry: { output?: string; input: string }[];
-  /** Identity over the carried inputs with outputs, run on the same provider to copy GPU-resident state out. */
-  readModel?: Uint8Array;
-  /** Identity over the carried inputs without outputs, whose outputs stay on the GPU: uploads them once. */
-  uploadModel?: Uint8Array;
+  /**
+   * Identity over the carried inputs with outputs, run on the same provider to copy GPU-resident state out, and
+   * over those without, whose outputs stay on the GPU (uploads them once). Every provider uses them, so the CPU
+   * runs the code path that WebGPU depends on (it ignores the requested GPU location).
+   */
+  readModel?: IdentityModel;
+  uploadModel?: IdentityModel;
+}
+
+/** An ONNX model that passes each input through unchanged, and the output each input comes out as. */
+export interface IdentityModel {
+  bytes: Uint8Array;
+  outputOf: Record<string, string>;
 }
 export type ThreadRequest =
   | { kind: 'run'; id: number; feeds: Record<string, HostArray>; outputs?: string[] }
@@ -91,32 +100,30 @@ function threadScript(): string {
   return `((require) => {\n${threadCode}\n})(require('node:module').createRequire(${JSON.stringify(THREAD_SOURCE)}));`;
 }
 
-/** The output names under which the identity models return carried input `name`. */
-export const readName = (name: string): string => `${name}:read`;
-export const uploadName = (name: string): string => `${name}:up`;
-
-function identityModel(carry: CarriedState[], rename: (name: string) => string): Uint8Array {
-  const value = (name: string, dims: number[]) => ({ name, elemType: DataType.FLOAT, shape: dims });
-  return encodeModel({
+function identityModel(values: { input: string; dims: number[] }[]): IdentityModel {
+  const outputOf = Object.fromEntries(values.map((v) => [v.input, `${v.input}:identity`]));
+  const info = (name: string, dims: number[]) => ({ name, elemType: DataType.FLOAT, shape: dims });
+  const bytes = encodeModel({
     irVersion: 8,
     opsets: [{ domain: '', version: 18 }],
     producerName: 'rsclip',
     graph: {
-      name: 'carried-state',
-      nodes: carry.map((c) => ({ opType: 'Identity', inputs: [c.input], outputs: [rename(c.input)], attributes: [] })),
+      name: 'identity',
+      nodes: values.map((v) => ({ opType: 'Identity', inputs: [v.input], outputs: [outputOf[v.input]!], attributes: [] })),
       initializers: [],
-      inputs: carry.map((c) => value(c.input, c.dims)),
-      outputs: carry.map((c) => value(rename(c.input), c.dims)),
+      inputs: values.map((v) => info(v.input, v.dims)),
+      outputs: values.map((v) => info(outputOf[v.input]!, v.dims)),
     },
   });
+  return { bytes, outputOf };
 }
 
-function gpuModels(carry: CarriedState[]): Pick<SessionInit, 'readModel' | 'uploadModel'> {
+function identityModels(carry: CarriedState[]): Pick<SessionInit, 'readModel' | 'uploadModel'> {
   const evolving = carry.filter((c) => c.output);
   const fixed = carry.filter((c) => !c.output);
   return {
-    ...(evolving.length ? { readModel: identityModel(evolving, readName) } : {}),
-    ...(fixed.length ? { uploadModel: identityModel(fixed, uploadName) } : {}),
+    ...(evolving.length ? { readModel: identityModel(evolving) } : {}),
+    ...(fixed.length ? { uploadModel: identityModel(fixed) } : {}),
   };
 }
 
@@ -129,7 +136,7 @@ export async function openSession(model: Uint8Array | string, opts: SessionOptio
     threads: opts.threads,
     optimization: opts.optimization ?? 'all',
     carry: carry.map(({ output, input }) => ({ output, input })),
-    ...(opts.ep === 'webgpu' ? gpuModels(carry) : {}),
+    ...identityModels(carry),
   };
   const worker = new Worker(threadScript(), { eval: true, workerData: init });
   const pending = new Map<number, { kind: 'run' | 'read'; resolve: (r: Record<string, HostArray>) => void; reject: (e: Error) => void }>();
@@ -228,7 +235,7 @@ export async function chooseProvider(candidates: readonly ExecutionProvider[]): 
   for (const ep of candidates) {
     if (ep === 'cpu') return { ep, skipped };
     try {
-      await runOnce(identityModel([{ input: 'x', dims: [1] }], (n) => `${n}:probe`), { x: { data: Float32Array.of(1), dims: [1] } }, { ep, threads: 1 });
+      await runOnce(identityModel([{ input: 'x', dims: [1] }]).bytes, { x: { data: Float32Array.of(1), dims: [1] } }, { ep, threads: 1 });
       return { ep, skipped };
     } catch (e) {
       skipped.push({ ep, reason: (e as Error).message.split('\n')[0]! });
