@@ -96,12 +96,14 @@ async function run(session: ort.InferenceSession, hostFeeds: Record<string, Host
     const up = await passThrough(init.uploadModel!, Object.fromEntries(fed.map((i) => [i, feeds[i]!])), true);
     for (const i of fed) hold(i, up[i]!);
   }
-  for (const input of [...carriedInput.values(), ...fixedInputs]) {
-    const held = carried.get(input);
-    if (feeds[input] && !fixedInputs.includes(input)) continue;
-    if (!held) throw new Error(`carried input ${input} has no value: feed it on the first run`);
-    feeds[input] = held;
-  }
+  const held = (input: string): ort.Tensor => {
+    const t = carried.get(input);
+    if (!t) throw new Error(`carried input ${input} has no value: feed it on the first run`);
+    return t;
+  };
+  // A fed evolving input is used as fed; fixed inputs are always their held (uploaded) values.
+  for (const input of carriedInput.values()) feeds[input] ??= held(input);
+  for (const input of fixedInputs) feeds[input] = held(input);
   const fetch = outputs ? [...new Set([...outputs, ...carriedInput.keys()])] : undefined;
   const results = fetch ? await session.run(feeds, fetch) : await session.run(feeds);
   for (const [output, input] of carriedInput) hold(input, results[output]!);
