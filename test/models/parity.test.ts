@@ -11,12 +11,12 @@ import { verifyReference, type StageResult } from '../../worker/models/reference
 const dir = 'test/fixtures/open_clip-tiny';
 
 describe('open_clip-tiny parity', () => {
-  it('matches every stage (forward, loss, each gradient, steps 1 and 3) within tolerances.json', async () => {
+  it('matches every stage (forward, loss, each gradient, steps 1 and 3, evaluation after training) within tolerances.json', async () => {
     const results = await verifyReference(dir);
     const byStage = new Map<string, StageResult>(results.map((r) => [r.stage, r]));
     const failing = results.filter((r) => !r.ok).map((r) => `${r.stage}: ${r.worst} > ${r.tolerance} ${r.detail ?? ''}`);
     expect(failing).toEqual([]);
-    for (const stage of ['forward', 'loss', 'grads.rel_l2', 'grads.abs', 'step1', 'step3', 'step_losses', 'after_last_step']) {
+    for (const stage of ['forward', 'loss', 'grads.rel_l2', 'grads.abs', 'step1', 'step3', 'step_losses', 'from_step1.step3', 'from_step1.step_losses', 'after_last_step', 'after_last_step.eval']) {
       const r = byStage.get(stage);
       expect(r, stage).toBeDefined();
       expect(r!.skipped, stage).toBeFalsy();

@@ -21,7 +21,10 @@ describe('verify-reference on open_clip-tiny-quickgelu (ViT, QuickGELU, other co
       ['step1', tol.step1.abs],
       ['step3', tol.step3.abs],
       ['step_losses', tol.step_losses.abs],
+      ['from_step1.step3', tol.step3.abs],
+      ['from_step1.step_losses', tol.step_losses.abs],
       ['after_last_step', tol.step_losses.abs],
+      ['after_last_step.eval', tol.step_losses.abs],
     ]);
     // Preprocessing (bicubic up- and downscaling to 48) and tokens are exact.
     expect(stages.get('preprocess.max_abs')?.worst).toBe(0);

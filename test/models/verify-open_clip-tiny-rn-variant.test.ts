@@ -21,6 +21,10 @@ describe('verify-reference on open_clip-tiny-rn-variant (ModifiedResNet, other c
       ['step3', tol.step3.abs],
       ['step3_buffers', tol.step3_buffers.abs],
       ['step_losses', tol.step_losses.abs],
+      ['from_step1.step3', tol.step3.abs],
+      ['from_step1.step3_buffers', tol.step3_buffers.abs],
+      ['after_last_step', tol.after_last_step.abs],
+      ['after_last_step.eval', tol.after_last_step.abs],
       ['eval_mode_variant.loss1', tol.loss.abs],
     ]);
   }, 60_000);

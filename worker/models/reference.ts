@@ -6,7 +6,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ClipModelConfig, ClipTrainer } from '../engine/api.ts';
+import type { ClipModelConfig, ClipTrainer, OptimizerState, StepInput, TrainerOptions } from '../engine/api.ts';
+import { excludedFromDecay } from '../engine/optimizer.ts';
 import { openSession } from '../engine/session.ts';
 import { createTrainer } from '../engine/trainer.ts';
 import { names } from '../engine/train-graph.ts';
@@ -270,37 +271,191 @@ export function hyperOf(ref: ReferenceFolder) {
   return { lr: s.lr, hyper: { beta1: s.betas[0], beta2: s.betas[1], eps: s.eps, weightDecay: s.weight_decay, gradClip: s.grad_clip_norm } };
 }
 
-/** Runs the folder's optimizer steps through the trainer (same batch every step, as the generator does). */
-async function stepStages(ref: ReferenceFolder): Promise<StageResult[]> {
-  const { lr, hyper } = hyperOf(ref);
-  const losses = ref.steps.losses as number[];
-  const trainer: ClipTrainer = await createTrainer({
-    config: ref.config,
-    init: ref.params,
-    batchSize: ref.n,
-    hyper,
-    stepsPerRun: 1,
-  });
+export const maxAbs = (ours: ArrayLike<number>, want: number[]) =>
+  Math.max(...want.map((v, i) => Math.abs(ours[i] - v)).map((d) => (Number.isNaN(d) ? Infinity : d)));
+
+export async function withTrainer<T>(ref: ReferenceFolder, extra: Partial<TrainerOptions>, fn: (t: ClipTrainer) => Promise<T>): Promise<T> {
+  const trainer = await createTrainer({ config: ref.config, init: ref.params, batchSize: ref.n, hyper: hyperOf(ref).hyper, stepsPerRun: 1, ...extra });
   try {
-    const batch = { images: ref.pixels, tokens: Int32Array.from(ref.tokens.flat()) };
-    const step = { micro: [batch], lr };
-    const results = [...(await trainer.train([step]))];
-    const out = paramStage(ref, 'step1', (await trainer.snapshot()).params);
-    results.push(...(await trainer.train(losses.slice(1).map(() => step))));
-    const after = (await trainer.snapshot()).params;
-    out.push(...paramStage(ref, `step${losses.length}`, after));
-    const lossErr = Math.max(...results.map((r, i) => Math.abs(r.loss - losses[i])));
-    out.push(result('step_losses', lossErr, tolerance(ref, 'step_losses', 'abs')));
-    const lastLoss = ref.steps.loss_after_last_step;
-    if (typeof lastLoss === 'number') {
-      const probe = await runProbe(ref, after);
-      const err = Math.abs(probe.loss[0] - lastLoss);
-      out.push(result('after_last_step', err, tolerance(ref, 'after_last_step', 'abs') ?? tolerance(ref, 'step_losses', 'abs')));
-    }
-    return out;
+    return await fn(trainer);
   } finally {
     await trainer.close();
   }
+}
+
+/** `count` optimizer steps on the folder's batch (the generator uses the same batch every step). */
+export function sameBatchSteps(ref: ReferenceFolder, count: number): StepInput[] {
+  const step = { micro: [{ images: ref.pixels, tokens: Int32Array.from(ref.tokens.flat()) }], lr: hyperOf(ref).lr };
+  return Array.from({ length: count }, () => step);
+}
+
+/** BatchNorm buffers after k steps against step<k>.safetensors: running statistics by max abs, num_batches_tracked exactly. */
+function bufferStage(ref: ReferenceFolder, stage: string, state: StateDict): StageResult[] {
+  const buffers = clipBuffers(ref.config);
+  if (!buffers.length) return [];
+  const file = ref.read(`${stage}.safetensors`);
+  let worst = 0;
+  let where = '';
+  const counts: string[] = [];
+  for (const b of buffers) {
+    const want = file.get(b.name);
+    if (!want) return [result(`${stage}_buffers`, Infinity, 0, `${stage}.safetensors lacks ${b.name}`)];
+    const mine = state.get(b.name)!.data;
+    if (b.name.endsWith('.num_batches_tracked')) {
+      if (mine[0] !== Number((want.data as BigInt64Array)[0])) counts.push(`${b.name} ${mine[0]} != ${(want.data as BigInt64Array)[0]}`);
+      continue;
+    }
+    (want.data as Float32Array).forEach((v, i) => {
+      const d = Math.abs(mine[i] - v);
+      if (!(d <= worst)) [worst, where] = [Number.isNaN(d) ? Infinity : d, b.name];
+    });
+  }
+  return [
+    result(`${stage}_buffers`, worst, tolerance(ref, `${stage}_buffers`, 'abs'), where),
+    result(`${stage}_buffers.num_batches_tracked`, counts.length, 0, counts[0]),
+  ];
+}
+
+const stateStages = (ref: ReferenceFolder, stage: string, state: StateDict) => [...paramStage(ref, stage, state), ...bufferStage(ref, stage, state)];
+
+/**
+ * A reference tensor as a dense array: stored whole, or compacted (`<name>:rows` + `:values`), where the rows the
+ * file omits are `elsewhere`'s and the file's `:sample_rows` must agree with them.
+ */
+function denseEntry(file: Map<string, SafetensorsEntry>, source: string, name: string, elsewhere: Float32Array): Float32Array {
+  const whole = file.get(name);
+  if (whole) return Float32Array.from(whole.data as Float32Array);
+  const rows = file.get(`${name}:rows`);
+  if (!rows) throw new Error(`${source} lacks ${name}`);
+  const out = elsewhere.slice();
+  const put = (ids: BigInt64Array, values: Float32Array, check: boolean) => {
+    const width = values.length / ids.length;
+    ids.forEach((id, i) => {
+      for (let j = 0; j < width; j++) {
+        const at = Number(id) * width + j;
+        if (check && out[at] !== values[i * width + j]) throw new Error(`${source}: ${name} row ${id} (not in the batch) is not what the rows outside the batch should hold`);
+        out[at] = values[i * width + j];
+      }
+    });
+  };
+  const sample = file.get(`${name}:sample_rows`);
+  if (sample) put(sample.data as BigInt64Array, file.get(`${name}:sample_values`)!.data as Float32Array, true);
+  put(rows.data as BigInt64Array, file.get(`${name}:values`)!.data as Float32Array, false);
+  return out;
+}
+
+/**
+ * The reference's own state after step 1, as a trainer start: parameters and buffers from step1.safetensors,
+ * AdamW moments rebuilt from grads.safetensors the way torch's first step leaves them (the gradient clipped with
+ * the step-1 norm in steps.json; m = (1-b1) g, v = (1-b2) g², in float32).
+ */
+export function referenceStep1State(ref: ReferenceFolder): { init: StateDict; optimizer: OptimizerState } {
+  const { lr, hyper } = hyperOf(ref);
+  const source = join(ref.dir, 'step1.safetensors');
+  const step1 = ref.read('step1.safetensors');
+  const grads = ref.read('grads.safetensors');
+  const f = Math.fround;
+  const total = (ref.steps.grad_global_norm_before_clip as number[] | undefined)?.[0];
+  if (typeof total !== 'number') throw new Error(`${ref.dir}/steps.json: no grad_global_norm_before_clip`);
+  const coef = hyper.gradClip > 0 ? Math.min(1, f(hyper.gradClip / f(total + 1e-6))) : 1;
+  const init: StateDict = new Map();
+  const m: StateDict = new Map();
+  const v: StateDict = new Map();
+  for (const p of clipParams(ref.config)) {
+    const start = ref.params.get(p.name)!.data;
+    // Rows without a gradient only decay: p * (1 - lr·wd), in float32 as torch computes it.
+    const decay = excludedFromDecay(p.name, p.shape) ? 1 : f(1 - lr * hyper.weightDecay);
+    init.set(p.name, { shape: [...p.shape], data: denseEntry(step1, source, p.name, start.map((x) => f(x * decay))) });
+    const g = denseEntry(grads, join(ref.dir, 'grads.safetensors'), p.name, new Float32Array(start.length)).map((x) => f(x * coef));
+    m.set(p.name, { shape: [...p.shape], data: g.map((x) => f(f(1 - hyper.beta1) * x)) });
+    v.set(p.name, { shape: [...p.shape], data: g.map((x) => f(f(1 - hyper.beta2) * x * x)) });
+  }
+  for (const b of clipBuffers(ref.config)) {
+    const entry = step1.get(b.name);
+    if (!entry) throw new Error(`${source} lacks ${b.name}`);
+    init.set(b.name, { shape: [...b.shape], data: Float32Array.from(entry.data as ArrayLike<number | bigint>, Number) });
+  }
+  return { init, optimizer: { step: 1, m, v } };
+}
+
+/** ClipLoss of a logits matrix (rows: images), in double. */
+function clipLoss(logits: number[][]): number {
+  const n = logits.length;
+  const ce = (row: (j: number) => number, label: number) => {
+    const xs = Array.from({ length: n }, (_, j) => row(j));
+    const top = Math.max(...xs);
+    return Math.log(xs.reduce((a, x) => a + Math.exp(x - top), 0)) + top - xs[label];
+  };
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += ce((j) => logits[i][j], i) + ce((j) => logits[j][i], i);
+  return sum / (2 * n);
+}
+
+/**
+ * Evaluation after training, through the trainer's own encoders (the sessions that evaluation in a run uses, fed
+ * the trained parameters and buffers): loss, and for BatchNorm towers the logits, against steps.json's numbers
+ * after the last step (evaluation mode, running statistics; for a ViT that is the same forward as training mode).
+ */
+export async function evalAfterTraining(ref: ReferenceFolder, trainer: ClipTrainer, state: StateDict): Promise<StageResult[]> {
+  const evalMode = ref.steps.eval_mode_after_last_step as { loss: number; logits_per_image: number[][] } | undefined;
+  const wantLoss = evalMode?.loss ?? ref.steps.loss_after_last_step;
+  if (typeof wantLoss !== 'number') return [];
+  const images = await trainer.encodeImages(ref.pixels, ref.n);
+  const texts = await trainer.encodeTexts(Int32Array.from(ref.tokens.flat()), ref.n);
+  const e = ref.config.embed_dim;
+  const scale = Math.exp(state.get('logit_scale')!.data[0]);
+  const logits = Array.from({ length: ref.n }, (_, i) =>
+    Array.from({ length: ref.n }, (_, j) => {
+      let dot = 0;
+      for (let k = 0; k < e; k++) dot += images[i * e + k] * texts[j * e + k];
+      return scale * dot;
+    }),
+  );
+  const lossErr = Math.abs(clipLoss(logits) - wantLoss);
+  const worst = evalMode ? Math.max(lossErr, maxAbs(logits.flat(), evalMode.logits_per_image.flat())) : lossErr;
+  const tol = tolerance(ref, 'after_last_step', 'abs') ?? tolerance(ref, 'step_losses', 'abs');
+  return [result('after_last_step.eval', Number.isNaN(worst) ? Infinity : worst, tol, `trainer encoders: ${evalMode ? 'loss and logits_per_image' : 'loss'}`)];
+}
+
+/**
+ * The folder's optimizer steps. Run freely from the checkpoint, step 1 is compared tightly and the last step loosely:
+ * AdamW's first update, lr·g/(|g|+eps), has slope lr/eps (1000 here) where the clipped gradient is below eps, so
+ * float32 rounding in one gradient element (which differs between CPUs: AVX2 and AVX-512 kernels round
+ * differently) moves later steps onto another branch of ReLU and BatchNorm decisions; PyTorch's own float64 run
+ * lands 0.02 from the fixture's float32 logits. Steps 2..k therefore also run from the reference's own step-1 state
+ * (`from_step1.*`), where every number after the last step is compared; there PyTorch's float64 run and runs with
+ * injected gradient noise stay within 2e-5 of the fixture.
+ */
+export async function stepStages(ref: ReferenceFolder): Promise<StageResult[]> {
+  const losses = ref.steps.losses as number[];
+  const last = `step${losses.length}`;
+  const lossTol = tolerance(ref, 'step_losses', 'abs');
+  const out = await withTrainer(ref, {}, async (trainer) => {
+    const rs = await trainer.train(sameBatchSteps(ref, 1));
+    const stages = stateStages(ref, 'step1', (await trainer.snapshot()).params);
+    rs.push(...(await trainer.train(sameBatchSteps(ref, losses.length - 1))));
+    stages.push(...stateStages(ref, last, (await trainer.snapshot()).params));
+    stages.push(result('step_losses', maxAbs(rs.map((r) => r.loss), losses), lossTol));
+    return stages;
+  });
+  if (losses.length < 2) return out;
+  const { init, optimizer } = referenceStep1State(ref);
+  out.push(
+    ...(await withTrainer(ref, { init, optimizer }, async (trainer) => {
+      const rs = await trainer.train(sameBatchSteps(ref, losses.length - 1));
+      const after = (await trainer.snapshot()).params;
+      const stages = stateStages(ref, last, after).map((r) => ({ ...r, stage: `from_step1.${r.stage}` }));
+      stages.push(result('from_step1.step_losses', maxAbs(rs.map((r) => r.loss), losses.slice(1)), lossTol));
+      const trainLoss = ref.steps.loss_after_last_step;
+      if (typeof trainLoss === 'number') {
+        const err = Math.abs((await runProbe(ref, after)).loss[0] - trainLoss);
+        stages.push(result('after_last_step', Number.isNaN(err) ? Infinity : err, tolerance(ref, 'after_last_step', 'abs') ?? lossTol));
+      }
+      stages.push(...(await evalAfterTraining(ref, trainer, after)));
+      return stages;
+    })),
+  );
+  return out;
 }
 
 async function tokenizerStage(ref: ReferenceFolder): Promise<StageResult> {

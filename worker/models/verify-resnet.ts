@@ -6,21 +6,20 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ClipTrainer, TrainerOptions } from '../engine/api.ts';
 import { Graph, type Tensor } from '../engine/graph.ts';
 import { openSession } from '../engine/session.ts';
 import { names } from '../engine/train-graph.ts';
-import { createTrainer } from '../engine/trainer.ts';
-import type { StateDict } from '../tensor.ts';
 import { clipBuffers, clipParams } from './clip.ts';
 import {
   Diff,
   forwardStages,
-  hyperOf,
-  paramStage,
+  maxAbs,
   result,
   runProbe,
+  sameBatchSteps,
+  stepStages,
   tolerance,
+  withTrainer,
   type ReferenceFolder,
   type Stage,
   type StageResult,
@@ -72,72 +71,6 @@ async function debugStage(ref: ReferenceFolder, file: string, train: boolean, st
   return result(stage, worst, tolerance(ref, 'debug', 'rel_l2'), `${expected.length} tensors, worst ${where}`);
 }
 
-/** Buffers after k steps against step<k>.safetensors: running statistics by max abs, num_batches_tracked exactly. */
-function bufferStage(ref: ReferenceFolder, stage: string, state: StateDict): StageResult[] {
-  const file = ref.read(`${stage}.safetensors`);
-  let worst = 0;
-  let where = '';
-  const counts: string[] = [];
-  for (const b of clipBuffers(ref.config)) {
-    const want = file.get(b.name);
-    if (!want) return [result(`${stage}_buffers`, Infinity, 0, `${stage}.safetensors lacks ${b.name}`)];
-    const mine = state.get(b.name)!.data;
-    if (b.name.endsWith('.num_batches_tracked')) {
-      if (mine[0] !== Number((want.data as BigInt64Array)[0])) counts.push(`${b.name} ${mine[0]} != ${(want.data as BigInt64Array)[0]}`);
-      continue;
-    }
-    (want.data as Float32Array).forEach((v, i) => {
-      const d = Math.abs(mine[i] - v);
-      if (!(d <= worst)) [worst, where] = [Number.isNaN(d) ? Infinity : d, b.name];
-    });
-  }
-  return [
-    result(`${stage}_buffers`, worst, tolerance(ref, `${stage}_buffers`, 'abs'), where),
-    result(`${stage}_buffers.num_batches_tracked`, counts.length, 0, counts[0]),
-  ];
-}
-
-async function withTrainer<T>(ref: ReferenceFolder, extra: Partial<TrainerOptions>, fn: (t: ClipTrainer) => Promise<T>): Promise<T> {
-  const trainer = await createTrainer({ config: ref.config, init: ref.params, batchSize: ref.n, hyper: hyperOf(ref).hyper, stepsPerRun: 1, ...extra });
-  try {
-    return await fn(trainer);
-  } finally {
-    await trainer.close();
-  }
-}
-
-const sameBatchSteps = (ref: ReferenceFolder, count: number) => {
-  const step = { micro: [{ images: ref.pixels, tokens: Int32Array.from(ref.tokens.flat()) }], lr: hyperOf(ref).lr };
-  return Array.from({ length: count }, () => step);
-};
-
-const maxAbs = (ours: ArrayLike<number>, want: number[]) => Math.max(...want.map((v, i) => Math.abs(ours[i] - v)).map((d) => (Number.isNaN(d) ? Infinity : d)));
-
-/** The folder's training-mode optimizer steps: parameters, buffers, losses, then the numbers after the last step. */
-async function trainModeSteps(ref: ReferenceFolder): Promise<StageResult[]> {
-  const losses = ref.steps.losses as number[];
-  const last = `step${losses.length}`;
-  return withTrainer(ref, {}, async (trainer) => {
-    const results = await trainer.train(sameBatchSteps(ref, 1));
-    const first = (await trainer.snapshot()).params;
-    const out = [...paramStage(ref, 'step1', first), ...bufferStage(ref, 'step1', first)];
-    results.push(...(await trainer.train(sameBatchSteps(ref, losses.length - 1))));
-    const after = (await trainer.snapshot()).params;
-    out.push(...paramStage(ref, last, after), ...bufferStage(ref, last, after));
-    out.push(result('step_losses', maxAbs(results.map((r) => r.loss), losses), tolerance(ref, 'step_losses', 'abs')));
-    const tol = tolerance(ref, 'after_last_step', 'abs');
-    const trainLoss = ref.steps.loss_after_last_step;
-    if (typeof trainLoss === 'number') out.push(result('after_last_step', Math.abs((await runProbe(ref, after)).loss[0] - trainLoss), tol));
-    const evalMode = ref.steps.eval_mode_after_last_step as { loss: number; logits_per_image: number[][] } | undefined;
-    if (evalMode) {
-      const probe = await runProbe(ref, after, false);
-      const worst = Math.max(Math.abs(probe.loss[0] - evalMode.loss), maxAbs(probe.logits_per_image, evalMode.logits_per_image.flat()));
-      out.push(result('after_last_step.eval', worst, tol, 'loss and logits_per_image'));
-    }
-    return out;
-  });
-}
-
 /**
  * steps.json's `eval_mode_variant`: the same steps with BatchNorm in evaluation mode throughout (freezeBnStats).
  * Step-1 loss within the loss tolerance, later losses within the step-loss tolerance, grad norms relative 2e-3.
@@ -175,6 +108,6 @@ export const BATCHNORM_STAGES: Record<string, Stage['run']> = {
     ];
   },
   async steps(ref) {
-    return [...(await trainModeSteps(ref)), ...(await evalModeVariant(ref))];
+    return [...(await stepStages(ref)), ...(await evalModeVariant(ref))];
   },
 };
