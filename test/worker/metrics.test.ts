@@ -49,6 +49,14 @@ describe('retrieval metrics', () => {
     expect(m['text_to_image_R@1']).toBe(0);
   });
 
+  it('a NaN model (all scores NaN) scores nothing, in retrieval and zero-shot alike', () => {
+    const m = retrievalFromSimilarity(new Float32Array(15).fill(NaN), 3, captionImage);
+    expect([m['image_to_text_R@1'], m['text_to_image_R@1']]).toEqual([0, 0]);
+    expect(zeroShotTop1(new Float32Array(6).fill(NaN), 3, 2, Int32Array.from([0, 1, 0]))).toBe(0);
+    // A NaN on a wrong item alone also counts against the query.
+    expect(zeroShotTop1(Float32Array.from([0.9, NaN]), 1, 2, Int32Array.from([0]))).toBe(0);
+  });
+
   it('R@k needs fewer than k wrong items at or above the right one', () => {
     // 12 images, one caption each; caption i's own image sits at rank i (i wrong images above it).
     const n = 12;

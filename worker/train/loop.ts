@@ -15,6 +15,10 @@ import { checkpointDir } from '../../core/s3-layout.ts';
 import { COMMON, planSteps, type ResolvedRecipe, type StepPlan } from './recipe.ts';
 import { cosineLr } from './schedule.ts';
 
+/** Training that produced NaN or infinity: the hyper-parameters or the base checkpoint, not a retryable fault. */
+const diverged = (what: string) =>
+  new TrainInputError(`training diverged: ${what}; check lr, beta1, beta2 and eps in train.json and the base checkpoint for NaN or Inf (nothing is published; earlier checkpoints are kept)`);
+
 export interface ProgressLike {
   tick(n?: number, info?: Record<string, string | number>): void;
   done(): void;
@@ -166,6 +170,10 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
 
     const checkpoint = async (): Promise<void> => {
       const snap = await trainer.snapshot();
+      // A non-finite parameter is never saved, so it can neither be resumed from nor published.
+      for (const [name, t] of snap.params) {
+        if (!t.data.every(Number.isFinite)) throw diverged(`after step ${state.step}, parameter ${name} is not finite`);
+      }
       const pointer = await saveCheckpoint(job.out, { params: snap.params, optimizer: snap.optimizer, state });
       log({ event: 'checkpoint', ...pointer });
     };
@@ -197,6 +205,11 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
       }
       const started = performance.now();
       const results = await trainer.train(steps);
+      const bad = results.findIndex((r) => !Number.isFinite(r.loss) || !Number.isFinite(r.gradNorm));
+      if (bad >= 0) {
+        const r = results[bad]!;
+        throw diverged(`at step ${state.step + bad + 1} (learning rate ${steps[bad]!.lr}) the loss is ${r.loss} and the gradient norm ${r.gradNorm}`);
+      }
       const samplesPerSec = (steps.length * recipe.accumulate * plan.batchSize) / ((performance.now() - started) / 1000);
       results.forEach((r, i) => {
         const rec = {

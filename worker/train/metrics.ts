@@ -34,6 +34,12 @@ export function similarity(a: Float32Array, n: number, b: Float32Array, m: numbe
   return out;
 }
 
+/**
+ * Whether a wrong item's score puts it at or above the right one's. A NaN on either side counts against the query
+ * (`x >= NaN` is false, which once gave an all-NaN model perfect recall).
+ */
+const outranks = (wrong: number, right: number): boolean => !(wrong < right);
+
 const pct = (hits: number, n: number): number => (n === 0 ? 0 : (100 * hits) / n);
 
 /** `sim` is [nImages, nCaptions]; `captionImage[c]` the image of caption c. */
@@ -56,7 +62,7 @@ export function retrievalFromSimilarity(sim: Float32Array, nImages: number, capt
     if (owned === 0) continue;
     queries++;
     let rank = 0;
-    for (let c = 0; c < nCaptions; c++) if (captionImage[c] !== i && sim[row + c]! >= best) rank++;
+    for (let c = 0; c < nCaptions; c++) if (captionImage[c] !== i && outranks(sim[row + c]!, best)) rank++;
     RECALL_KS.forEach((k, j) => (i2t[j]! += rank < k ? 1 : 0));
   }
   for (let c = 0; c < nCaptions; c++) {
@@ -64,7 +70,7 @@ export function retrievalFromSimilarity(sim: Float32Array, nImages: number, capt
     if (own < 0 || own >= nImages) throw new Error(`retrieval: caption ${c} points at image ${own} of ${nImages}`);
     const s = sim[own * nCaptions + c]!;
     let rank = 0;
-    for (let i = 0; i < nImages; i++) if (i !== own && sim[i * nCaptions + c]! >= s) rank++;
+    for (let i = 0; i < nImages; i++) if (i !== own && outranks(sim[i * nCaptions + c]!, s)) rank++;
     RECALL_KS.forEach((k, j) => (t2i[j]! += rank < k ? 1 : 0));
   }
   const r = [...i2t.map((h) => pct(h, queries)), ...t2i.map((h) => pct(h, nCaptions))];
@@ -94,7 +100,7 @@ export function zeroShotTop1(sim: Float32Array, nImages: number, nClasses: numbe
     n++;
     const own = sim[i * nClasses + truth]!;
     let beaten = false;
-    for (let k = 0; k < nClasses && !beaten; k++) beaten = k !== truth && sim[i * nClasses + k]! >= own;
+    for (let k = 0; k < nClasses && !beaten; k++) beaten = k !== truth && outranks(sim[i * nClasses + k]!, own);
     if (!beaten) hits++;
   }
   return pct(hits, n);
