@@ -9,6 +9,7 @@ import type { StartResult } from '../../lambdas/trigger/start-run.ts';
 import { STATE } from '../workflow.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION, resolveDefinition } from './asl.ts';
 import { matchesEventPattern, objectCreatedEvent, uploadRulePattern, type S3Put } from './event-routing.ts';
+import { checkBatchJobName, checkExecutionName } from './name-rules.ts';
 import { READ_ITEMS, rewriteForLocal } from './rewrite.ts';
 import { synthesizeTemplate } from './synth.ts';
 
@@ -112,6 +113,7 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   useEndpoint(run.s3Endpoint);
   const runId = run.runId ?? (await defaultRunId(run.bucket, run.key));
   if (!runId) throw new Error(`${run.key} is not a dataset's captions.csv (datasets/<name>/captions.csv)`);
+  checkExecutionName(runId);
 
   const definition = rewriteForLocal(resolveDefinition(synthesizeTemplate('aws'), run.bucket));
   const notifications: Notification[] = [];
@@ -127,6 +129,7 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
     [`${STATE.shard}${READ_ITEMS}`]: readJsonItems,
     [STATE.shardOne]: shard,
     [STATE.train]: async (params) => {
+      checkBatchJobName((params as { JobName?: unknown }).JobName);
       const value = await run.train(runSpecOfSubmitJob(params));
       trained = { value };
       return { JobId: `local-${runId}`, JobName: runId, Status: 'SUCCEEDED' };

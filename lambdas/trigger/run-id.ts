@@ -18,7 +18,9 @@ export function runFor(bucket: string, key: string, content: string, versionId?:
   const dataset = datasetOfCaptionsKey(key);
   if (dataset === undefined) return undefined;
   const hash = createHash('sha256').update(`${bucket}\n${key}\n${content}`).digest('hex').slice(0, 12);
-  // Execution names allow [A-Za-z0-9_-] up to 80 characters; dataset names may hold more.
-  const runId = `${dataset.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64)}-${hash}`;
+  // Execution names allow [A-Za-z0-9_-] up to 80 characters, and the run id is also the Batch job name, which must
+  // start with a letter or digit; the hash keeps datasets whose names map to the same prefix apart.
+  const prefix = dataset.replace(/[^A-Za-z0-9_-]/g, '_').replace(/^[_-]+/, '').slice(0, 64) || 'dataset';
+  const runId = `${prefix}-${hash}`;
   return { name: runId, input: { bucket, key, runId, ...(versionId ? { versionId } : {}) } };
 }

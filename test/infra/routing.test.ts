@@ -6,6 +6,7 @@ import { ITEMS_PATH, READ_ITEMS, rewriteForLocal } from '../../cdk/local/rewrite
 import { synthesizeTemplate } from '../../cdk/local/synth.ts';
 import { trigger } from '../../lambdas/trigger/handler.ts';
 import { runFor } from '../../lambdas/trigger/run-id.ts';
+import { checkBatchJobName, checkExecutionName } from '../../cdk/local/name-rules.ts';
 import type { StartExecution } from '../../lambdas/trigger/start-run.ts';
 
 /** A StartExecution with Step Functions' name rule: a name used once is ExecutionAlreadyExists afterwards. */
@@ -82,10 +83,21 @@ describe('trigger', () => {
     expect(sfn.started).toHaveLength(1);
   });
 
-  it('derives a valid execution name from any dataset name', () => {
+  it('derives a valid execution and Batch job name from any dataset name', () => {
     const run = runFor('data', `datasets/${'ü'.repeat(100)} x/captions.csv`, 'v')!;
-    expect(run.name).toMatch(/^_{64}-[0-9a-f]{12}$/);
+    expect(run.name).toMatch(/^x-[0-9a-f]{12}$/);
     expect(run.input.runId).toBe(run.name);
+    const names = ['_été', '-x', 'été', '東京', '__', 'rs_v2'].map((d) => runFor('data', `datasets/${d}/captions.csv`, 'v')!.name);
+    for (const name of names) expect(() => [checkExecutionName(name), checkBatchJobName(name)]).not.toThrow();
+    expect(names.map((n) => n.slice(0, -13))).toEqual(['t_', 'x', 't_', 'dataset', 'dataset', 'rs_v2']);
+    expect(new Set(names).size).toBe(names.length);
+  });
+
+  it('the local runner refuses the names AWS refuses', () => {
+    expect(() => checkBatchJobName('_x-0123456789ab')).toThrow(expect.objectContaining({ name: 'Batch.ClientException' }));
+    expect(() => checkBatchJobName('a'.repeat(129))).toThrow(/1-128/);
+    expect(() => checkExecutionName('a b')).toThrow(expect.objectContaining({ name: 'InvalidName' }));
+    expect(() => checkExecutionName('a'.repeat(81))).toThrow(/1-80/);
   });
 
   it('passes other StartExecution errors on, so EventBridge retries the event', async () => {
