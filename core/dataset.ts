@@ -2,7 +2,7 @@ import { loadModelConfig, modelConfigNames } from '../worker/models/config.ts';
 import { parseCsv } from './dataset/csv.ts';
 import { mapLimit, readHead } from './dataset/objects.ts';
 import { captionProblem, filenameProblem, hashSplit, parseSplit } from './dataset/rules.ts';
-import { DEFAULT_MAX_PIXELS, ImageError, preprocessImage, probeImage } from './preprocess.ts';
+import { DEFAULT_MAX_PIXELS, ImageError, preprocessImage, probeImage, resizedWindow } from './preprocess.ts';
 import { decodeJpeg } from './preprocess/jpeg-turbo.ts';
 import { CAPTIONS_FILE, TRAIN_OPTIONS_FILE } from './s3-layout.ts';
 import type { Split } from './shard-format.ts';
@@ -323,7 +323,11 @@ async function checkImages(
       let head = first.bytes;
       const whole = size <= PROBE_BYTES;
       // A plain JPEG that libjpeg-turbo decodes is the whole of what the Shard step will do with it (preprocess.ts).
-      if (whole && decodeJpeg(head, DEFAULT_MAX_PIXELS)) return;
+      const jpeg = whole ? decodeJpeg(head, DEFAULT_MAX_PIXELS) : undefined;
+      if (jpeg) {
+        resizedWindow(jpeg.width, jpeg.height, { ...opts, source: filename });
+        return;
+      }
       try {
         await probeImage(head, { ...opts, source: filename });
       } catch (e) {

@@ -127,6 +127,22 @@ export function resizeWindow(width: number, height: number, size: number): Windo
   };
 }
 
+/**
+ * resizeWindow, refused when the resized image (before the crop, which is what the resampler holds) is over the
+ * pixel limit: a thin image under the limit, 2000000 x 1, would be resized to 448000000 x 224.
+ */
+export function resizedWindow(width: number, height: number, opts: PreprocessOptions): Window {
+  const win = resizeWindow(width, height, opts.size);
+  const limit = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (win.outWidth * win.outHeight > limit) {
+    throw new ImageError(
+      opts.source ?? '<image>',
+      `image is ${width} x ${height}: its short side resized to ${opts.size} makes it ${win.outWidth} x ${win.outHeight}, over the limit of ${limit} pixels`,
+    );
+  }
+  return win;
+}
+
 /** Python's round(): ties to even. */
 function roundHalfEven(x: number): number {
   const f = Math.floor(x);
@@ -140,9 +156,9 @@ function roundHalfEven(x: number): number {
 export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions, out?: Uint8Array): Promise<Uint8Array> {
   const source = opts.source ?? '<image>';
   const jpeg = decodeJpeg(bytes, opts.maxPixels ?? DEFAULT_MAX_PIXELS);
-  if (jpeg) return finish(jpeg, resizeWindow(jpeg.width, jpeg.height, opts.size), { nearest: false, cmyk: false }, out);
+  if (jpeg) return finish(jpeg, resizedWindow(jpeg.width, jpeg.height, opts), { nearest: false, cmyk: false }, out);
   const probe = await probeImage(bytes, opts);
-  const win = resizeWindow(probe.width, probe.height, opts.size);
+  const win = resizedWindow(probe.width, probe.height, opts);
   const input = sharp(bytes, {
     limitInputPixels: opts.maxPixels ?? DEFAULT_MAX_PIXELS,
     limitInputChannels: MAX_BANDS,

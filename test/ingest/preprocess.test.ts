@@ -1,7 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
+import { validateDataset } from '../../core/dataset.ts';
 import { preprocessImage, probeImage, resizeWindow } from '../../core/preprocess.ts';
+import { FsStore } from '../../core/store.ts';
 import { gifTransparentColour } from '../../core/preprocess/gif.ts';
 import { preprocessParity } from '../../core/preprocess/parity.ts';
 import { jpeg, png } from './helpers/images.ts';
@@ -137,6 +141,21 @@ describe('decoding', () => {
     const svg = new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
     await expect(preprocessImage(svg, { size: 8, source: 'v.svg' })).rejects.toThrow(/v\.svg: unsupported image format 'svg'/);
   });
+
+  it('refuses a thin image whose resize would be over the pixel limit, before decoding it (PNG and the JPEG fast path)', async () => {
+    // 20000 x 2 is 40000 pixels; its short side resized to 224 would make it 2240000 x 224.
+    const strip = new Uint8Array(20000 * 2 * 3).fill(120);
+    for (const [name, bytes] of [
+      ['strip.png', await raw(strip, 20000, 2, 3).png().toBuffer()],
+      ['strip.jpg', await raw(strip, 20000, 2, 3).jpeg().toBuffer()],
+    ] as const) {
+      await expect(preprocessImage(bytes, { size: 224, source: name })).rejects.toThrow(
+        new RegExp(`${name.replace('.', '\\.')}: image is 20000 x 2: its short side resized to 224 makes it 2240000 x 224, over the limit of 67108864 pixels`),
+      );
+      // The same strip at a size whose resize fits is preprocessed.
+      expect(await preprocessImage(bytes, { size: 8, source: name })).toHaveLength(8 * 8 * 3);
+    }
+  });
 });
 
 describe('writing into a caller-owned buffer (a shard\'s pixel section)', () => {
@@ -167,5 +186,23 @@ describe('writing into a caller-owned buffer (a shard\'s pixel section)', () => 
 
   it('refuses a buffer of the wrong size', async () => {
     await expect(preprocessImage(await png(30, 30, 3), { size: 8 }, new Uint8Array(8 * 8 * 3 - 1))).rejects.toThrow(/output holds 191 bytes, need 192/);
+  });
+});
+
+describe('Validate and thin images', () => {
+  it('reports a small thin PNG and JPEG as bad rows (the resize would be over the pixel limit), by line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'thin-'));
+    const strip = new Uint8Array(20000 * 2 * 3).fill(120);
+    writeFileSync(join(dir, 'strip.png'), await raw(strip, 20000, 2, 3).png().toBuffer());
+    writeFileSync(join(dir, 'strip.jpg'), await raw(strip, 20000, 2, 3).jpeg().toBuffer());
+    writeFileSync(join(dir, 'ok.png'), await raw(new Uint8Array(32 * 32 * 3).fill(7), 32, 32, 3).png().toBuffer());
+    writeFileSync(join(dir, 'captions.csv'), 'filename,caption\nstrip.png,a long strip\nstrip.jpg,another strip\nok.png,a square\n');
+    const { report } = await validateDataset(new FsStore(dir), 'thin');
+    const lines = report.problems.map((p) => [p.line, p.field, p.reason.replace(/ makes it .*/, '')]);
+    expect(lines).toEqual([
+      [2, 'filename', 'image is 20000 x 2: its short side resized to 224'],
+      [3, 'filename', 'image is 20000 x 2: its short side resized to 224'],
+    ]);
+    expect(report.counts).toMatchObject({ rows: 3, goodRows: 1, badRows: 2 });
   });
 });
