@@ -55,6 +55,8 @@ export class Workflow extends Construct {
 
   constructor(scope: Construct, id: string, props: WorkflowProps) {
     super(scope, id);
+    // ResultWriterV2 (bucket and prefix as Parameters) is behind this flag; set before any child exists.
+    this.node.setContext('@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2', true);
     const { bucket } = props.data;
     this.topic = new sns.Topic(this, 'Notifications', {
       enforceSSL: true,
@@ -93,6 +95,9 @@ export class Workflow extends Construct {
       itemReader: new sfn.S3JsonItemReader({ bucket, key: sfn.JsonPath.stringAt('$.planKey') }),
       maxConcurrency: props.shardConcurrency,
       toleratedFailurePercentage: props.toleratedShardFailurePercent,
+      // Without a writer, Step Functions gathers every item's result into the state (256 KiB: ~1,200 shards) even
+      // when ResultPath discards them; written to S3, the state gets only where they are.
+      resultWriterV2: new sfn.ResultWriterV2({ bucket, prefix: sfn.JsonPath.stringAt('$.shardResultsPrefix') }),
       resultPath: sfn.JsonPath.DISCARD,
     });
     shard.itemProcessor(shardOne);

@@ -30,6 +30,8 @@ export const validationKey = (runId: string): string => `${runPrefix(runId)}/val
 /** JSON array of Shard handler inputs, read by the Distributed Map. */
 export const shardPlanKey = (runId: string): string => `${runPrefix(runId)}/shard-plan.json`;
 export const shardsPrefix = (runId: string): string => `${runPrefix(runId)}/shards`;
+/** Where the Distributed Map's ResultWriter puts the Shard items' results (manifest.json + result files). */
+export const shardResultsPrefix = (runId: string): string => `${runPrefix(runId)}/shard-results`;
 export const shardName = (index: number): string => `shard-${String(index).padStart(5, '0')}.rsshard`;
 export const shardKey = (runId: string, index: number): string => `${shardsPrefix(runId)}/${shardName(index)}`;
 

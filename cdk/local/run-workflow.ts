@@ -1,6 +1,6 @@
 import './promise-with-resolvers.ts';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
-import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
+import { ExecutionAbortedError, ExecutionError, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
 import { makeS3Client } from '../../core/s3-client.ts';
 import { trigger } from '../../lambdas/trigger/handler.ts';
@@ -9,7 +9,7 @@ import type { StartResult } from '../../lambdas/trigger/start-run.ts';
 import { STATE } from '../workflow.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION, resolveDefinition } from './asl.ts';
 import { matchesEventPattern, objectCreatedEvent, uploadRulePattern, type S3Put } from './event-routing.ts';
-import { checkBatchJobName, checkExecutionName } from './name-rules.ts';
+import { checkBatchJobName, checkExecutionName, payloadWatch } from './aws-rules.ts';
 import { READ_ITEMS, rewriteForLocal } from './rewrite.ts';
 import { synthesizeTemplate } from './synth.ts';
 
@@ -32,6 +32,8 @@ export interface LocalWorkflowOptions<T> {
 
 export interface LocalRunInput {
   bucket: string;
+  /** Resolved ASL to run instead of the synthesized `aws` stage's (for tests of other shapes). */
+  definition?: StateMachineDefinition;
   /** datasets/<name>/captions.csv */
   key: string;
   /** Defaults to what the trigger derives from the object's current version. */
@@ -115,7 +117,8 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   if (!runId) throw new Error(`${run.key} is not a dataset's captions.csv (datasets/<name>/captions.csv)`);
   checkExecutionName(runId);
 
-  const definition = rewriteForLocal(resolveDefinition(synthesizeTemplate('aws'), run.bucket));
+  const deployed = run.definition ?? resolveDefinition(synthesizeTemplate('aws'), run.bucket);
+  const definition = rewriteForLocal(deployed);
   const notifications: Notification[] = [];
   let trained: { value: T } | undefined;
   const [validate, shard, publish] = await Promise.all([lambdaHandler('validate'), lambdaHandler('shard'), lambdaHandler('publish')]);
@@ -139,10 +142,23 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
     [STATE.notifyFailure]: notify(STATE.notifyFailure),
   };
   const intercept = run.intercept;
+  // AWS fails a state whose payload is over its limit (States.DataLimitExceeded); locally the run stops there.
+  const overLimit = payloadWatch(deployed);
+  let limitHit: string | undefined;
+  let abort = () => {};
   const taskResourceLocalHandlers = Object.fromEntries(
     Object.entries(handlers).map(([state, h]) => [
       state,
-      ((input: unknown) => (intercept ? intercept(state, input, h) : h(input))) as (input: JSONValue) => Promise<JSONValue>,
+      (async (input: unknown) => {
+        const output = await (intercept ? intercept(state, input, h) : h(input));
+        const over = overLimit(state, input, output);
+        if (over) {
+          limitHit ??= over;
+          abort();
+          throw Object.assign(new Error(over), { name: 'States.DataLimitExceeded' });
+        }
+        return output;
+      }) as (input: JSONValue) => Promise<JSONValue>,
     ]),
   );
 
@@ -161,11 +177,21 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
       },
     },
   });
+  abort = execution.abort;
   const forwarding = run.onEvent ? forwardEvents(execution.eventLogs, run.onEvent) : Promise.resolve();
+  const dataLimit = (cause: string): WorkflowResult<T> => ({
+    runId,
+    status: 'FAILED',
+    error: { name: 'States.DataLimitExceeded', cause },
+    train: trained?.value,
+    notifications,
+  });
   try {
     const output = await execution.result;
+    if (limitHit) return dataLimit(limitHit);
     return { runId, status: 'SUCCEEDED', output, train: trained?.value, notifications };
   } catch (e) {
+    if (limitHit && (e instanceof ExecutionAbortedError || e instanceof ExecutionError)) return dataLimit(limitHit);
     if (!(e instanceof ExecutionError)) throw e;
     const cause = (e as Error & { cause?: { name?: string; message?: string } }).cause;
     return {

@@ -3,7 +3,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { z } from 'zod';
 import { planShards, validateDataset, DEFAULT_SHARD_SIZE, type ShardRequest } from '../../core/dataset.ts';
 import { RunSpecSchema } from '../../core/run-spec.ts';
-import { datasetOfCaptionsKey, datasetPrefix, shardPlanKey, validationKey } from '../../core/s3-layout.ts';
+import { datasetOfCaptionsKey, datasetPrefix, shardPlanKey, shardResultsPrefix, validationKey } from '../../core/s3-layout.ts';
 import { handlerS3Client } from '../../core/s3-client.ts';
 import { S3Store } from '../../core/store.ts';
 import type { TrainOptions } from '../../core/train-options.ts';
@@ -33,6 +33,8 @@ export interface ValidateOutput {
   options: TrainOptions;
   validationKey: string;
   planKey: string;
+  /** The Shard map's ResultWriter prefix. */
+  shardResultsPrefix: string;
 }
 
 /** Thrown when the dataset breaks its validation policy; Step Functions matches on the name. */
@@ -84,6 +86,7 @@ export async function handler(event: ValidateInput): Promise<ValidateOutput> {
       options,
       validationKey: validationKey(input.runId),
       planKey: shardPlanKey(input.runId),
+      shardResultsPrefix: shardResultsPrefix(input.runId),
     };
   } finally {
     metrics.publishStoredMetrics();

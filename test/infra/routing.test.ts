@@ -6,7 +6,7 @@ import { ITEMS_PATH, READ_ITEMS, rewriteForLocal } from '../../cdk/local/rewrite
 import { synthesizeTemplate } from '../../cdk/local/synth.ts';
 import { trigger } from '../../lambdas/trigger/handler.ts';
 import { runFor } from '../../lambdas/trigger/run-id.ts';
-import { checkBatchJobName, checkExecutionName } from '../../cdk/local/name-rules.ts';
+import { checkBatchJobName, checkExecutionName } from '../../cdk/local/aws-rules.ts';
 import type { StartExecution } from '../../lambdas/trigger/start-run.ts';
 
 /** A StartExecution with Step Functions' name rule: a name used once is ExecutionAlreadyExists afterwards. */

@@ -4,7 +4,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateDemoDataset } from '../../cli/demo-data/generate.ts';
 import { drainCreatedObjects, startLocalS3, uploadFolder, type InProcessS3 } from '../../cli/local-s3.ts';
+import { resolveDefinition } from '../../cdk/local/asl.ts';
+import { READ_ITEMS } from '../../cdk/local/rewrite.ts';
 import { LocalPipeline, runWorkflowLocally, type Intercept } from '../../cdk/local/run-workflow.ts';
+import { synthesizeTemplate } from '../../cdk/local/synth.ts';
+import { STATE } from '../../cdk/workflow.ts';
 import type { RunSpec } from '../../core/run-spec.ts';
 import { captionsKey, datasetPrefix, modelLatestKey, shardPlanKey, shardsPrefix, validationKey } from '../../core/s3-layout.ts';
 import type { TrainOptions } from '../../core/train-options.ts';
@@ -139,4 +143,39 @@ describe('the synthesized state machine, run locally with the real handlers', ()
     expect(result.error!.cause).toMatch(/No-Such-Model/);
     expect(await s3.store.head(modelLatestKey('nobase'))).toBeUndefined();
   });
+
+  it('enforces the 256 KiB payload quota: 2,000 shard results fail a Map without a ResultWriter, not the deployed one', async () => {
+    const puts = await upload('many', TINY);
+    const put = puts.find((p) => p.key === captionsKey('many'))!;
+    // 2,000 plan items and a Shard result of the real one's size (~200 B) each, without building 2,000 shards.
+    const intercept: Intercept = async (state, input, next) => {
+      if (state === `${STATE.shard}${READ_ITEMS}`) {
+        const [first] = (await next(input)) as Record<string, unknown>[];
+        return Array.from({ length: 2000 }, (_, shard) => ({ ...first, shard }));
+      }
+      if (state === STATE.shardOne) {
+        const { shard } = input as { shard: number };
+        return { shard, key: `runs/many-0123456789ab/shards/shard-${String(shard).padStart(5, '0')}.rsshard`, rows: 256, images: 52, bytes: 38535424, sha256: 'a'.repeat(64) };
+      }
+      if (state === STATE.publish) return { model: 'models/many/latest.json', sha256: 'b'.repeat(64) };
+      return next(input);
+    };
+    const deployed = resolveDefinition(synthesizeTemplate('aws'), s3.bucket) as unknown as { States: Record<string, Record<string, unknown>> };
+    expect(deployed.States[STATE.shard]!.ResultWriter).toMatchObject({ Parameters: { 'Prefix.$': '$.shardResultsPrefix' } });
+    const oldShape = structuredClone(deployed);
+    delete oldShape.States[STATE.shard]!.ResultWriter;
+    const run = (definition: typeof deployed) =>
+      runWorkflowLocally({ bucket: put.bucket, key: put.key, train: async () => 'not trained', intercept, definition: definition as never });
+
+    const old = await run(oldShape);
+    expect(old.status).toBe('FAILED');
+    expect(old.error?.name).toBe('States.DataLimitExceeded');
+    expect(old.error?.cause).toBe("state Shard: its iterations' results gathered are over Step Functions' limit of 262144 bytes; a Distributed Map needs a ResultWriter");
+    expect(old.train).toBeUndefined();
+
+    const current = await run(deployed);
+    expect(current.error).toBeUndefined();
+    expect(current.status).toBe('SUCCEEDED');
+    expect(current.train).toBe('not trained');
+  }, 120_000);
 });
