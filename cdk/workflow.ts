@@ -200,11 +200,21 @@ function lambdaStep(
   /** Unset: the result replaces the state (an explicit "$" trips aws-local-stepfunctions 3.0.0). */
   resultPath?: string,
 ): tasks.LambdaInvoke {
-  return new tasks.LambdaInvoke(scope, id, {
+  const step = new tasks.LambdaInvoke(scope, id, {
     lambdaFunction: fn,
     payload,
     payloadResponseOnly: true,
     resultPath,
     taskTimeout: LAMBDA_TIMEOUT,
   });
+  // retryOnServiceExceptions covers Lambda's own faults, not throttling: a busy account (concurrent runs' Shard maps
+  // against the regional concurrency limit) would otherwise fail the run at Validate or Publish.
+  step.addRetry({
+    errors: ['Lambda.TooManyRequestsException'],
+    interval: Duration.seconds(2),
+    backoffRate: 2,
+    maxAttempts: 6,
+    jitterStrategy: sfn.JitterType.FULL,
+  });
+  return step;
 }

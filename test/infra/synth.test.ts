@@ -133,6 +133,11 @@ describe('CDK app', () => {
     expect(s.Shard.ItemBatcher).toBeUndefined();
     expect(s.Shard.MaxConcurrency).toBeGreaterThan(0);
     expect(s.Shard.ItemProcessor.States.ShardOne.Retry.some((r: any) => r.ErrorEquals.includes('States.TaskFailed'))).toBe(true);
+    expect(s.Shard.ResultWriter).toMatchObject({ Resource: 'arn:aws:states:::s3:putObject', Parameters: { Bucket: 'data-bucket', 'Prefix.$': '$.shardResultsPrefix' } });
+    // Throttling is retried on every Lambda step, with backoff.
+    for (const state of [s.Validate, s.Publish, s.Shard.ItemProcessor.States.ShardOne]) {
+      expect(state.Retry.find((r: any) => r.ErrorEquals.includes('Lambda.TooManyRequestsException'))).toMatchObject({ BackoffRate: 2, MaxAttempts: 6 });
+    }
 
     expect(s.Train.Resource).toBe('arn:aws:states:::batch:submitJob.sync');
     expect(s.Train.Parameters.ContainerOverrides.Environment).toEqual([{ Name: 'RUN_SPEC', 'Value.$': 'States.JsonToString($.runSpec)' }]);
