@@ -6,6 +6,7 @@ import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { ATTEMPT_DEADLINE_EXIT_CODE, ATTEMPT_TIMEOUT_ENV } from '../core/run-spec.ts';
 import type { DataBucket } from './data-bucket.ts';
 import { REPO_ROOT } from './node-function.ts';
 
@@ -18,7 +19,7 @@ export interface GpuComputeProps {
   /** Per job; must fit the smallest instance type after the ECS agent's share. */
   vcpus?: number;
   memory?: Size;
-  /** Job attempts in total; only spot reclaims are retried. */
+  /** Job attempts in total (default 5); spot reclaims and attempts that stopped before their timeout are retried. */
   attempts?: number;
   /** NAT gateways for the private subnets (image pulls, S3 goes through a gateway endpoint). */
   natGateways?: number;
@@ -33,6 +34,8 @@ export interface GpuWorkerProps extends GpuComputeProps {
 
 /** A Batch job queue on a managed EC2 GPU compute environment that scales to zero, and the worker's job definition. */
 export class GpuWorker extends Construct {
+  /** Job attempts in total: spot reclaims and attempts that stopped at their deadline are retried. */
+  readonly attempts: number;
   readonly vpc: ec2.Vpc;
   readonly queue: batch.JobQueue;
   readonly jobDefinition: batch.EcsJobDefinition;
@@ -40,6 +43,7 @@ export class GpuWorker extends Construct {
 
   constructor(scope: Construct, id: string, props: GpuWorkerProps) {
     super(scope, id);
+    this.attempts = props.attempts ?? 5;
     this.vpc = new ec2.Vpc(this, 'Vpc', {
       maxAzs: 3,
       natGateways: props.natGateways ?? 1,
@@ -90,17 +94,20 @@ export class GpuWorker extends Construct {
         memory: props.memory ?? Size.gibibytes(14),
         gpu: 1,
         jobRole: this.jobRole,
+        environment: { [ATTEMPT_TIMEOUT_ENV]: String(props.jobTimeout.toSeconds()) },
         logging: ecs.LogDrivers.awsLogs({
           streamPrefix: 'train',
           logGroup: new logs.LogGroup(this, 'JobLogs', { retention: props.logRetentionDays }),
         }),
       }),
       timeout: props.jobTimeout,
-      retryAttempts: props.attempts ?? 5,
+      retryAttempts: this.attempts,
       // The worker resumes from runs/<runId>/checkpoints/latest.json, so a reclaimed spot host costs little;
       // any other failure is a real one and ends the job.
       retryStrategies: [
         batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+        // The worker checkpoints and exits with this code before the attempt timeout, which Batch does not retry.
+        batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onExitCode: String(ATTEMPT_DEADLINE_EXIT_CODE) })),
         batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onReason: '*' })),
       ],
     });

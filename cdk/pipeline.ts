@@ -74,6 +74,7 @@ export class Pipeline extends Construct {
       shardConcurrency: props.shardConcurrency ?? 16,
       toleratedShardFailurePercent: props.toleratedShardFailurePercent ?? 0,
       trainTimeout,
+      trainAttempts: this.gpu?.attempts,
       logRetentionDays: props.logRetentionDays,
     });
     this.trigger = new Trigger(this, 'Trigger', {

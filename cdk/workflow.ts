@@ -25,8 +25,10 @@ export interface WorkflowProps {
   notificationEmail?: string;
   shardConcurrency: number;
   toleratedShardFailurePercent: number;
-  /** Longest a training job may run; the whole execution gets 2 hours more. */
+  /** Longest one training attempt may run; the whole execution gets every attempt's and 2 hours more. */
   trainTimeout: Duration;
+  /** Batch attempts of the Train job (1 for the activity worker). */
+  trainAttempts?: number;
   logRetentionDays: logs.RetentionDays;
 }
 
@@ -153,7 +155,8 @@ export class Workflow extends Construct {
 
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       definitionBody: sfn.DefinitionBody.fromChainable(definition),
-      timeout: props.trainTimeout.plus(Duration.hours(2)),
+      // Every Train attempt may use its whole timeout (a spot reclaim or a stop before the deadline starts another).
+      timeout: Duration.seconds(props.trainTimeout.toSeconds() * (props.trainAttempts ?? 1)).plus(Duration.hours(2)),
       tracingEnabled: true,
       logs: {
         destination: new logs.LogGroup(this, 'Logs', { retention: props.logRetentionDays }),

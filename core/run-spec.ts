@@ -18,3 +18,8 @@ export const RunSpecSchema = z
   .strict();
 
 export type RunSpec = z.infer<typeof RunSpecSchema>;
+
+/** The container's attempt budget in seconds (the Batch job definition's attempt timeout), set by cdk/gpu-compute.ts. */
+export const ATTEMPT_TIMEOUT_ENV = 'ATTEMPT_TIMEOUT_SECONDS';
+/** EX_TEMPFAIL: the worker stopped with a checkpoint before its attempt timeout; the job definition retries it. */
+export const ATTEMPT_DEADLINE_EXIT_CODE = 75;

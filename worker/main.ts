@@ -15,8 +15,8 @@ import {
   SendTaskSuccessCommand,
   SFNClient,
 } from '@aws-sdk/client-sfn';
-import { RunSpecSchema, type RunSpec } from '../core/run-spec.ts';
-import { TrainInputError } from './train/errors.ts';
+import { ATTEMPT_DEADLINE_EXIT_CODE, ATTEMPT_TIMEOUT_ENV, RunSpecSchema, type RunSpec } from '../core/run-spec.ts';
+import { AttemptDeadline, TrainInputError } from './train/errors.ts';
 import { jsonLinesTo, type Logger } from './train/log.ts';
 import { runTraining, type TrainOutput } from './train/run.ts';
 
@@ -111,12 +111,31 @@ export async function pollActivity(opts: ActivityOptions, over: Partial<WorkerDe
   return done;
 }
 
+/**
+ * When a Batch attempt must stop: ATTEMPT_TIMEOUT_SECONDS (the job definition's attempt timeout) after the process
+ * started, less a margin for the checkpoint upload and shutdown (10 % of it, at least 5 minutes, at most 30).
+ */
+export function attemptDeadline(env: NodeJS.ProcessEnv, startedAt = Date.now() - performance.now()): number | undefined {
+  const raw = env[ATTEMPT_TIMEOUT_ENV];
+  if (raw === undefined || raw === '') return undefined;
+  const seconds = Number(raw);
+  if (!(Number.isFinite(seconds) && seconds > 0)) throw new TrainInputError(`${ATTEMPT_TIMEOUT_ENV} must be a positive number of seconds, got '${raw}'`);
+  const margin = Math.min(1800, Math.max(300, seconds * 0.1));
+  return startedAt + Math.max(0, seconds - margin) * 1000;
+}
+
 /** The container's behaviour from its environment; resolves to the exit code. */
 export async function main(env: NodeJS.ProcessEnv = process.env, activityArn = env.ACTIVITY_ARN): Promise<number> {
   if (env.RUN_SPEC) {
     const spec = parseRunSpec(env.RUN_SPEC, 'RUN_SPEC');
     if (env.TASK_TOKEN) return (await runTask(spec, env.TASK_TOKEN)) ? 0 : 1;
-    console.log(JSON.stringify(await runTraining(spec)));
+    try {
+      console.log(JSON.stringify(await runTraining(spec, { deadline: attemptDeadline(env) })));
+    } catch (e) {
+      if (!(e instanceof AttemptDeadline)) throw e;
+      console.error(e.message);
+      return ATTEMPT_DEADLINE_EXIT_CODE;
+    }
     return 0;
   }
   if (activityArn) {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, STACK_NAME } from '../../cdk/app.ts';
 import { DECODER_ENV } from '../../core/preprocess/decoder-env.ts';
+import { ATTEMPT_DEADLINE_EXIT_CODE, ATTEMPT_TIMEOUT_ENV } from '../../core/run-spec.ts';
 import { resolveDefinition } from '../../cdk/local/asl.ts';
 import type { Template } from '../../cdk/local/synth.ts';
 import type { StageName } from '../../cdk/stage.ts';
@@ -157,12 +158,18 @@ describe('CDK app', () => {
     expect(machine.Properties.TracingConfiguration.Enabled).toBe(true);
   });
 
-  it('retries a Batch job only on spot reclaims and exits on any other failure', () => {
+  it('retries a Batch job on spot reclaims and on a stop before the attempt timeout, and exits on any other failure', () => {
     const job = resources(templates.aws, 'AWS::Batch::JobDefinition')[0]!;
     expect(job.Properties.RetryStrategy.EvaluateOnExit).toEqual([
       { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
+      { Action: 'RETRY', OnExitCode: String(ATTEMPT_DEADLINE_EXIT_CODE) },
       { Action: 'EXIT', OnReason: '*' },
     ]);
+    // The worker knows its attempt budget; the execution outlasts every attempt.
+    const attempt = job.Properties.Timeout.AttemptDurationSeconds;
+    expect(job.Properties.ContainerProperties.Environment).toContainEqual({ Name: ATTEMPT_TIMEOUT_ENV, Value: String(attempt) });
+    expect(job.Properties.RetryStrategy.Attempts).toBe(5);
+    expect((resolveDefinition(templates.aws, 'data-bucket') as any).TimeoutSeconds).toBe(5 * attempt + 7200);
     const gpu = job.Properties.ContainerProperties.ResourceRequirements.find((r: any) => r.Type === 'GPU');
     expect(gpu.Value).toBe('1');
     const env = resources(templates.aws, 'AWS::Batch::ComputeEnvironment')[0]!.Properties.ComputeResources;

@@ -9,3 +9,14 @@ export class TrainInputError extends Error {
     this.name = 'TrainInputError';
   }
 }
+
+/**
+ * The attempt stopped itself, with a checkpoint, before its time ran out (the Batch attempt timeout, which is not
+ * retried); the worker exits with ATTEMPT_DEADLINE_EXIT_CODE (core/run-spec.ts) so Batch runs the next attempt, which resumes.
+ */
+export class AttemptDeadline extends Error {
+  constructor(readonly step: number) {
+    super(`stopped at step ${step} with a checkpoint before the attempt's deadline; the next attempt resumes there`);
+    this.name = 'AttemptDeadline';
+  }
+}

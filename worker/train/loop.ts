@@ -8,7 +8,7 @@ import type { Batch, ClipModelConfig, ClipTrainer, ExecutionProvider, StepInput,
 import type { StateDict } from '../tensor.ts';
 import { loadLatestCheckpoint, saveCheckpoint, type Checkpoint, type EvalRecord, type TrainerState } from './checkpoints.ts';
 import { evaluateSplit } from './evaluate.ts';
-import { TrainInputError } from './errors.ts';
+import { AttemptDeadline, TrainInputError } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { RetrievalMetrics } from './metrics.ts';
 import { checkpointDir } from '../../core/s3-layout.ts';
@@ -38,6 +38,11 @@ export interface TrainJob {
   providers?: ExecutionProvider[];
   log: Logger;
   progress?: (label: string, total: number) => ProgressLike;
+  /**
+   * Epoch milliseconds by which this attempt must have stopped: before a chunk that might not finish (with its
+   * checkpoint) in time, it checkpoints and throws AttemptDeadline. Every attempt runs at least one chunk.
+   */
+  deadline?: number;
 }
 
 export type CreateTrainer = (opts: TrainerOptions) => Promise<ClipTrainer>;
@@ -168,7 +173,9 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
     };
     if (!state.evals.some((e) => e.step === 0)) state.evals.push(await evaluate(0));
 
+    let checkpointMs = 0;
     const checkpoint = async (): Promise<void> => {
+      const started = performance.now();
       const snap = await trainer.snapshot();
       // A non-finite parameter is never saved, so it can neither be resumed from nor published.
       for (const [name, t] of snap.params) {
@@ -176,6 +183,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
       }
       const pointer = await saveCheckpoint(job.out, { params: snap.params, optimizer: snap.optimizer, state });
       log({ event: 'checkpoint', ...pointer });
+      checkpointMs = performance.now() - started;
     };
 
     const progress = job.progress?.('train', plan.totalSteps);
@@ -195,7 +203,14 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
     };
     const batch = async (): Promise<Batch> => makeBatch(await take(plan.batchSize), size, recipe.augment, rng);
 
+    let chunkMs: number | undefined;
     while (state.step < plan.totalSteps) {
+      // Twice the last chunk's time, for the evaluation an epoch end adds and for noise.
+      if (job.deadline !== undefined && chunkMs !== undefined && Date.now() + 2 * chunkMs + checkpointMs > job.deadline) {
+        await checkpoint();
+        throw new AttemptDeadline(state.step);
+      }
+      const chunkStarted = performance.now();
       const end = chunkEnd(state.step, plan, perRun, recipe.checkpointEvery);
       const steps: StepInput[] = [];
       for (let s = state.step; s < end; s++) {
@@ -244,6 +259,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
       } else if (end % recipe.checkpointEvery === 0) {
         await checkpoint();
       }
+      chunkMs = performance.now() - chunkStarted;
     }
     progress?.done();
     await samples?.return(undefined);

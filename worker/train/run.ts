@@ -78,6 +78,8 @@ export interface RunDeps {
   createTrainer?: CreateTrainer;
   log?: Logger;
   providers?: ExecutionProvider[];
+  /** TrainJob.deadline: when this attempt must have stopped (epoch ms). */
+  deadline?: number;
 }
 
 /**
@@ -108,6 +110,7 @@ export async function runTraining(input: RunSpec, deps: RunDeps = {}): Promise<T
       loadBase: () => loadBaseModel(base, model.config, recipe.seed),
       providers: deps.providers ?? parseProviders(process.env.RSCLIP_EP, 'RSCLIP_EP'),
       log: deps.log ?? jsonLinesTo(process.stderr),
+      deadline: deps.deadline,
     },
     { dataset: spec.dataset, baseModel: base, modelName: model.name },
     deps.createTrainer,
