@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -149,6 +149,9 @@ export class S3Store implements ObjectStore {
   }
 }
 
+/** FsStore.put's staging files: `.<name>.<uuid>.tmp`. */
+const STAGED = /^\..+\.[0-9a-f-]{36}\.tmp$/;
+
 export class FsStore implements ObjectStore {
   readonly root: string;
   constructor(root: string) {
@@ -201,7 +204,7 @@ export class FsStore implements ObjectStore {
       for (const ent of entries) {
         const p = join(dir, ent.name);
         if (ent.isDirectory()) await walk(p);
-        else if (ent.isFile()) {
+        else if (ent.isFile() && !STAGED.test(ent.name)) {
           const key = relative(this.root, p).split(sep).join('/');
           if (key.startsWith(prefix) && !key.startsWith(`${TMP_SEGMENT}/`)) out.push({ key, size: (await stat(p)).size });
         }
@@ -214,7 +217,9 @@ export class FsStore implements ObjectStore {
   async put(key: string, body: Uint8Array | string): Promise<void> {
     const target = this.path(key);
     await mkdir(dirname(target), { recursive: true });
-    const tmp = `${target}.${randomUUID()}.tmp`;
+    // Hidden, beside its target (rename stays within one directory) and never listed: a process killed before the
+    // rename leaves no visible `final/*.tmp`.
+    const tmp = join(dirname(target), `.${basename(target)}.${randomUUID()}.tmp`);
     await writeFile(tmp, body);
     await rename(tmp, target);
   }

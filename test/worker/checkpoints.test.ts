@@ -1,3 +1,4 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -92,5 +93,21 @@ describe('plots', () => {
     expect(paths).toHaveLength(2);
     expect(paths[0]!.match(/[ML]/g)).toHaveLength(3);
     expect(svg).not.toMatch(/NaN|Infinity/);
+  });
+});
+
+describe('FsStore writes', () => {
+  const dir = tempDir('fs-store');
+  afterAll(dir.cleanup);
+
+  it('stage beside the target under a hidden name that a listing never shows, and leave nothing after the rename', async () => {
+    const store = new FsStore(dir.path);
+    await store.put('final/model.safetensors', 'weights');
+    // What a process killed between write and rename leaves.
+    mkdirSync(join(dir.path, 'final'), { recursive: true });
+    writeFileSync(join(dir.path, 'final', '.metrics.json.0b5e4c3a-8f43-4a8e-9a51-9d7a7c1b2e3f.tmp'), '{');
+    expect((await store.list('final/')).map((o) => o.key)).toEqual(['final/model.safetensors']);
+    expect(await readdir(join(dir.path, 'final'))).toHaveLength(2);
+    expect(new TextDecoder().decode(await store.get('final/model.safetensors'))).toBe('weights');
   });
 });
