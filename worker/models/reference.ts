@@ -124,32 +124,47 @@ export class Diff {
 }
 
 /**
- * Compares a dense tensor of ours with a reference entry that may be stored compacted (`<name>:rows` +
- * `<name>:values`, optionally `:sample_rows`/`:sample_values`). With `zeroElsewhere`, rows the reference omits
- * are known to be exactly zero (gradient files); otherwise they are not compared (parameter files).
+ * Where a reference entry keeps its values: whole, or compacted by row (`<name>:rows` + `<name>:values`, and
+ * `:sample_rows` + `:sample_values` for a sample of the rows outside the batch). undefined when the file lacks it.
+ */
+type StoredEntry =
+  | { dense: Float32Array }
+  | { width: number; groups: { ids: BigInt64Array; values: Float32Array; sample: boolean }[] };
+
+function storedEntry(file: Map<string, SafetensorsEntry>, name: string): StoredEntry | undefined {
+  const dense = file.get(name);
+  if (dense) return { dense: dense.data as Float32Array };
+  const rows = file.get(`${name}:rows`);
+  if (!rows) return undefined;
+  const values = file.get(`${name}:values`)!.data as Float32Array;
+  const groups = [{ ids: rows.data as BigInt64Array, values, sample: false }];
+  const sample = file.get(`${name}:sample_rows`);
+  if (sample) groups.push({ ids: sample.data as BigInt64Array, values: file.get(`${name}:sample_values`)!.data as Float32Array, sample: true });
+  return { width: values.length / rows.data.length, groups };
+}
+
+/**
+ * Compares a dense tensor of ours with a reference entry that may be stored compacted (storedEntry). With
+ * `zeroElsewhere`, rows the reference omits are known to be exactly zero (gradient files); otherwise they are not
+ * compared (parameter files).
  */
 export function compareEntry(ours: Float32Array, name: string, ref: Map<string, SafetensorsEntry>, zeroElsewhere: boolean): Diff | undefined {
+  const stored = storedEntry(ref, name);
+  if (!stored) return undefined;
   const d = new Diff();
-  const dense = ref.get(name);
-  if (dense) {
-    const r = dense.data as Float32Array;
-    for (let i = 0; i < r.length; i++) d.add(ours[i], r[i]);
+  if ('dense' in stored) {
+    stored.dense.forEach((v, i) => d.add(ours[i], v));
     return d;
   }
-  const rows = ref.get(`${name}:rows`);
-  if (!rows) return undefined;
-  const values = ref.get(`${name}:values`)!.data as Float32Array;
-  const width = values.length / rows.data.length;
+  const { width } = stored;
   const seen = new Set<number>();
-  const compareRows = (ids: BigInt64Array, vals: Float32Array) =>
+  for (const { ids, values } of stored.groups) {
     ids.forEach((id, i) => {
       const row = Number(id);
       seen.add(row);
-      for (let j = 0; j < width; j++) d.add(ours[row * width + j], vals[i * width + j]);
+      for (let j = 0; j < width; j++) d.add(ours[row * width + j], values[i * width + j]);
     });
-  compareRows(rows.data as BigInt64Array, values);
-  const sample = ref.get(`${name}:sample_rows`);
-  if (sample) compareRows(sample.data as BigInt64Array, ref.get(`${name}:sample_values`)!.data as Float32Array);
+  }
   if (zeroElsewhere) {
     for (let row = 0; row < ours.length / width; row++) {
       if (seen.has(row)) continue;
@@ -319,28 +334,26 @@ function bufferStage(ref: ReferenceFolder, stage: string, state: StateDict): Sta
 const stateStages = (ref: ReferenceFolder, stage: string, state: StateDict) => [...paramStage(ref, stage, state), ...bufferStage(ref, stage, state)];
 
 /**
- * A reference tensor as a dense array: stored whole, or compacted (`<name>:rows` + `:values`), where the rows the
- * file omits are `elsewhere`'s and the file's `:sample_rows` must agree with them.
+ * A reference tensor as a dense array (storedEntry): the rows a compacted file omits are `elsewhere`'s, and its
+ * sample of those rows must agree with them.
  */
 function denseEntry(file: Map<string, SafetensorsEntry>, source: string, name: string, elsewhere: Float32Array): Float32Array {
-  const whole = file.get(name);
-  if (whole) return Float32Array.from(whole.data as Float32Array);
-  const rows = file.get(`${name}:rows`);
-  if (!rows) throw new Error(`${source} lacks ${name}`);
+  const stored = storedEntry(file, name);
+  if (!stored) throw new Error(`${source} lacks ${name}`);
+  if ('dense' in stored) return stored.dense.slice();
+  const { width } = stored;
   const out = elsewhere.slice();
-  const put = (ids: BigInt64Array, values: Float32Array, check: boolean) => {
-    const width = values.length / ids.length;
+  for (const { ids, values, sample } of stored.groups) {
     ids.forEach((id, i) => {
       for (let j = 0; j < width; j++) {
         const at = Number(id) * width + j;
-        if (check && out[at] !== values[i * width + j]) throw new Error(`${source}: ${name} row ${id} (not in the batch) is not what the rows outside the batch should hold`);
+        if (sample && elsewhere[at] !== values[i * width + j]) {
+          throw new Error(`${source}: ${name} row ${id} (not in the batch) is not what the rows outside the batch should hold`);
+        }
         out[at] = values[i * width + j];
       }
     });
-  };
-  const sample = file.get(`${name}:sample_rows`);
-  if (sample) put(sample.data as BigInt64Array, file.get(`${name}:sample_values`)!.data as Float32Array, true);
-  put(rows.data as BigInt64Array, file.get(`${name}:values`)!.data as Float32Array, false);
+  }
   return out;
 }
 

@@ -1,8 +1,8 @@
 /**
  * Conformance stages for BatchNorm towers (open_clip's ModifiedResNet; the test/fixtures/open_clip-tiny-rn format).
- * They replace reference.ts's `forward` and `steps` stages: `forward.json` is an evaluation-mode pass there and
- * `forward_train.json` the training-mode one; the step files hold BatchNorm buffers; `steps.json` adds the
- * evaluation-mode numbers after the last step and an evaluation-mode training variant (BatchNorm statistics frozen).
+ * They replace reference.ts's `forward` stage (`forward.json` is an evaluation-mode pass there and
+ * `forward_train.json` the training-mode one) and add to its `steps` stages (which compare the BatchNorm buffers and
+ * the evaluation-mode numbers after the last step) the evaluation-mode training variant (BatchNorm statistics frozen).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
