@@ -17,10 +17,11 @@ export interface IngestFunctionsProps {
 const BPE_VOCAB_FILE = 'core/assets/clip-bpe/bpe_simple_vocab_16e6.txt.gz';
 const MODEL_CONFIGS_DIR = 'worker/models/configs';
 
-/** The Lambda steps of the workflow: Validate and Shard (ingest team's handlers) and Publish. */
+/** The Lambda steps of the workflow: Validate, Shard (one per plan item), Collect and Publish. */
 export class IngestFunctions extends Construct {
   readonly validate: HandlerFunction;
   readonly shard: HandlerFunction;
+  readonly collect: HandlerFunction;
   readonly publish: HandlerFunction;
 
   constructor(scope: Construct, id: string, props: IngestFunctionsProps) {
@@ -34,15 +35,12 @@ export class IngestFunctions extends Construct {
     this.validate = new HandlerFunction(this, 'Validate', {
       ...common,
       handler: 'validate',
-      // One invocation probes every image (and fully decodes those under PROBE_BYTES): 1.8 ms of CPU for a plain
-      // JPEG, about 3 ms through sharp (`rsclip validate` on 300 JPEGs, start-up subtracted), plus 1-2 ms for its
-      // GET. 1769 MB is one whole vCPU; with Lambda's longest timeout that is room for roughly 200,000 images.
+      // Reads no image: the listing and two streaming passes over the CSV, CPU-bound in the parser, so one whole
+      // vCPU (1769 MB). Time and memory per row: `rsclip bench-scale` (docs/DEPLOY.md has the measured ceilings).
       memorySize: 1769,
       timeout: Duration.minutes(15),
-      nativeModules: [...DECODER_PACKAGES],
-      ...tokenizer,
       // The image size comes from the model config; worker/models/config.ts reads `configs/` beside its module.
-      files: [...tokenizer.files, MODEL_CONFIGS_DIR],
+      files: [MODEL_CONFIGS_DIR],
     });
     this.shard = new HandlerFunction(this, 'Shard', {
       ...common,
@@ -53,6 +51,13 @@ export class IngestFunctions extends Construct {
       ...tokenizer,
       environment: { ...tokenizer.environment, ...DECODER_ENV },
     });
+    this.collect = new HandlerFunction(this, 'Collect', {
+      ...common,
+      handler: 'collect',
+      // One small summary per shard, 32 read at once; bench-scale measures it.
+      memorySize: 1024,
+      timeout: Duration.minutes(15),
+    });
     this.publish = new HandlerFunction(this, 'Publish', {
       ...common,
       handler: 'publish',
@@ -60,7 +65,8 @@ export class IngestFunctions extends Construct {
       timeout: Duration.minutes(5),
     });
     props.data.grantPrefixes(this.validate, { read: ['datasets'], write: ['runs'] });
-    props.data.grantPrefixes(this.shard, { read: ['datasets'], write: ['runs'] });
+    props.data.grantPrefixes(this.shard, { read: ['datasets', 'runs'], write: ['runs'] });
+    props.data.grantPrefixes(this.collect, { read: ['runs'], write: ['runs'] });
     props.data.grantPrefixes(this.publish, { read: ['runs', 'models'], write: ['models'] });
   }
 }

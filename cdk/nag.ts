@@ -51,7 +51,7 @@ export function acknowledgeNagFindings(stack: Stack, pipeline: Pipeline): void {
   );
 
   const workflow = pipeline.workflow;
-  for (const fn of [pipeline.functions.validate, pipeline.functions.shard, pipeline.functions.publish]) {
+  for (const fn of [pipeline.functions.validate, pipeline.functions.shard, pipeline.functions.collect, pipeline.functions.publish]) {
     acknowledge(workflow, `IAM5[Resource::<${ref(fn)}.Arn>:*]`, 'LambdaInvoke grants every version and alias of this one function.');
   }
   acknowledge(

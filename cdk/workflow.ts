@@ -40,6 +40,7 @@ export const STATE = {
   validate: 'Validate',
   shard: 'Shard',
   shardOne: 'ShardOne',
+  collect: 'Collect',
   runSpec: 'BuildRunSpec',
   train: 'Train',
   publish: 'Publish',
@@ -105,6 +106,21 @@ export class Workflow extends Construct {
     shard.itemProcessor(shardOne);
     shard.addCatch(onFailure, catchAll);
 
+    // The images' problems, found by the Shard items, decide the run under its policy here.
+    const collect = lambdaStep(
+      this,
+      STATE.collect,
+      props.functions.collect,
+      sfn.TaskInput.fromObject({
+        runId: sfn.JsonPath.stringAt('$.runId'),
+        bucket: sfn.JsonPath.stringAt('$.bucket'),
+        dataset: sfn.JsonPath.stringAt('$.dataset'),
+        shards: sfn.JsonPath.numberAt('$.shards'),
+      }),
+      '$.collected',
+    );
+    collect.addCatch(onFailure, catchAll);
+
     const runSpec = new sfn.Pass(this, STATE.runSpec, {
       parameters: {
         'runId.$': '$.runId',
@@ -147,6 +163,7 @@ export class Workflow extends Construct {
 
     const definition = validate
       .next(shard)
+      .next(collect)
       .next(runSpec)
       .next(train)
       .next(publish)

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { ShardRequest } from '../core/dataset.ts';
+import type { ShardRequest } from '../core/dataset/types.ts';
 import { preprocessImage } from '../core/preprocess.ts';
 
 /**

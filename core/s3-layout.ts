@@ -3,8 +3,8 @@
  *
  *   datasets/<name>/captions.csv, datasets/<name>/train.json, datasets/<name>/<images...>
  *   runs/<runId>/validation.json
- *   runs/<runId>/shard-plan.json
- *   runs/<runId>/shards/shard-<00000>.rsshard
+ *   runs/<runId>/shard-plan.json, runs/<runId>/plan/rows-<0000>.jsonl
+ *   runs/<runId>/shards/shard-<00000>.rsshard, shard-<00000>.json (what the item found), index.json
  *   runs/<runId>/checkpoints/step-<n>/{model.safetensors, optimizer.safetensors, trainer.json}
  *   runs/<runId>/checkpoints/latest.json
  *   runs/<runId>/final/{model.safetensors, image_encoder.onnx, text_encoder.onnx, metrics.json, *.svg, README.md}
@@ -29,10 +29,14 @@ export const runPrefix = (runId: string): string => `runs/${runId}`;
 export const validationKey = (runId: string): string => `${runPrefix(runId)}/validation.json`;
 /** JSON array of Shard handler inputs, read by the Distributed Map. */
 export const shardPlanKey = (runId: string): string => `${runPrefix(runId)}/shard-plan.json`;
+/** The plan's row spills, which the items name by byte range. */
+export const planPartsPrefix = (runId: string): string => `${runPrefix(runId)}/plan`;
 export const shardsPrefix = (runId: string): string => `${runPrefix(runId)}/shards`;
 /** Where the Distributed Map's ResultWriter puts the Shard items' results (manifest.json + result files). */
 export const shardResultsPrefix = (runId: string): string => `${runPrefix(runId)}/shard-results`;
 export const shardName = (index: number): string => `shard-${String(index).padStart(5, '0')}.rsshard`;
+/** What the Shard item for `index` found (core/dataset/types.ts ShardSummary), beside the shard. */
+export const shardSummaryName = (index: number): string => `shard-${String(index).padStart(5, '0')}.json`;
 export const shardKey = (runId: string, index: number): string => `${shardsPrefix(runId)}/${shardName(index)}`;
 
 /** Relative to a run's output root (a run prefix in S3 or a local `--out` folder). */

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import {
   CopyObjectCommand,
@@ -33,6 +34,12 @@ export interface ObjectStore {
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Every object under `prefix` (relative keys), paginated for the caller. */
   list(prefix?: string): Promise<ObjectInfo[]>;
+  /** The same objects one at a time, a page in memory at most: listings of millions of images stay bounded. */
+  listEach(prefix?: string): AsyncIterable<ObjectInfo>;
+  /** The object as a stream of chunks (a CSV larger than memory is read this way). */
+  stream(key: string): AsyncIterable<Uint8Array>;
+  /** Bytes [start, end) of the object (a ranged GET on S3); shorter when the object ends first. */
+  getRange(key: string, start: number, end: number): Promise<Uint8Array>;
   /** Atomic publish: written to a temporary key first, then moved into place. */
   put(key: string, body: Uint8Array | string): Promise<void>;
   delete(key: string): Promise<void>;
@@ -108,18 +115,35 @@ export class S3Store implements ObjectStore {
 
   async list(prefix = ''): Promise<ObjectInfo[]> {
     const out: ObjectInfo[] = [];
+    for await (const o of this.listEach(prefix)) out.push(o);
+    return out;
+  }
+
+  async *listEach(prefix = ''): AsyncGenerator<ObjectInfo> {
     const base = this.prefix ? (this.prefix.endsWith('/') ? this.prefix : `${this.prefix}/`) : '';
     let token: string | undefined;
     do {
       const res = await this.client.send(
         new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base + cleanKey(prefix), ContinuationToken: token }),
       );
-      for (const o of res.Contents ?? []) {
-        out.push({ key: o.Key!.slice(base.length), size: o.Size ?? 0, etag: o.ETag });
-      }
+      for (const o of res.Contents ?? []) yield { key: o.Key!.slice(base.length), size: o.Size ?? 0, etag: o.ETag };
       token = res.IsTruncated ? res.NextContinuationToken : undefined;
     } while (token);
-    return out;
+  }
+
+  async *stream(key: string): AsyncGenerator<Uint8Array> {
+    const full = this.full(key);
+    const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: full, VersionId: this.pins.get(full) }));
+    for await (const chunk of res.Body as AsyncIterable<Uint8Array>) yield chunk;
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
+    if (end <= start) return new Uint8Array(0);
+    const full = this.full(key);
+    const res = await this.client.send(
+      new GetObjectCommand({ Bucket: this.bucket, Key: full, VersionId: this.pins.get(full), Range: `bytes=${start}-${end - 1}` }),
+    );
+    return res.Body!.transformToByteArray();
   }
 
   async put(key: string, body: Uint8Array | string): Promise<void> {
@@ -188,6 +212,25 @@ export class FsStore implements ObjectStore {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
+    }
+  }
+
+  async *listEach(prefix = ''): AsyncGenerator<ObjectInfo> {
+    yield* await this.list(prefix);
+  }
+
+  async *stream(key: string): AsyncGenerator<Uint8Array> {
+    yield* createReadStream(this.path(key)) as AsyncIterable<Uint8Array>;
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
+    const fh = await open(this.path(key), 'r');
+    try {
+      const buf = new Uint8Array(Math.max(0, end - start));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, start);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
     }
   }
 

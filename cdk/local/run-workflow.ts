@@ -60,7 +60,7 @@ export interface WorkflowResult<T> {
 
 type Handler = (input: unknown) => Promise<unknown>;
 
-async function lambdaHandler(name: 'validate' | 'shard' | 'publish'): Promise<Handler> {
+async function lambdaHandler(name: 'validate' | 'shard' | 'collect' | 'publish'): Promise<Handler> {
   const mod = (await import(`../../lambdas/${name}/handler.ts`)) as { handler: Handler };
   return (input) => mod.handler(input);
 }
@@ -121,7 +121,9 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   const definition = rewriteForLocal(deployed);
   const notifications: Notification[] = [];
   let trained: { value: T } | undefined;
-  const [validate, shard, publish] = await Promise.all([lambdaHandler('validate'), lambdaHandler('shard'), lambdaHandler('publish')]);
+  const [validate, shard, collect, publish] = await Promise.all(
+    [lambdaHandler('validate'), lambdaHandler('shard'), lambdaHandler('collect'), lambdaHandler('publish')],
+  );
   const notify = (state: string): Handler => async (params) => {
     const { Subject, Message } = params as { Subject?: string; Message: unknown };
     notifications.push({ state, subject: Subject, message: Message });
@@ -131,6 +133,7 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
     [STATE.validate]: validate,
     [`${STATE.shard}${READ_ITEMS}`]: readJsonItems,
     [STATE.shardOne]: shard,
+    [STATE.collect]: collect,
     [STATE.train]: async (params) => {
       checkBatchJobName((params as { JobName?: unknown }).JobName);
       const value = await run.train(runSpecOfSubmitJob(params));

@@ -6,11 +6,12 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { planShards, DEFAULT_SHARD_SIZE, type DatasetRow, type ShardRequest } from '../../core/dataset.ts';
+import type { ShardRequest } from '../../core/dataset/types.ts';
+import { validateCaptions } from '../../core/dataset/validate.ts';
 import { DECODER_ENV } from '../../core/preprocess/decoder-env.ts';
 import type { RunnerReply, RunnerRequest } from '../bench-shard-runner.ts';
 import { forkModule } from '../child-process.ts';
-import { datasetPrefix } from '../../core/s3-layout.ts';
+import { CAPTIONS_FILE, datasetPrefix, planPartsPrefix } from '../../core/s3-layout.ts';
 import { UserError, type Command } from '../command.ts';
 import { listFolder, startLocalS3, uploadFolder, type LocalS3 } from '../local-s3.ts';
 import { numberFlag, parseFlags } from '../flags.ts';
@@ -120,15 +121,20 @@ const command: Command = {
     try {
       const dataset = 'bench';
       await uploadFolder(s3, datasetPrefix(dataset), f.images);
+      const csv = ['filename,caption,split', ...files.map((filename) => `"${filename.replace(/"/g, '""')}",an image named ${filename.replace(/[",]/g, ' ')},train`)];
+      await s3.store.put(`${datasetPrefix(dataset)}/${CAPTIONS_FILE}`, `${csv.join('\n')}\n`);
       await runner.next();
-      const rows: DatasetRow[] = files.map((filename, i) => ({ line: i + 2, filename, caption: `an image named ${filename}`, split: 'train' }));
-      const plan = (runId: string): ShardRequest[] =>
-        planShards(rows, DEFAULT_SHARD_SIZE).map((r, shard) => ({ bucket: s3.bucket, runId, dataset, shard, imageSize: size, rows: r }));
-      const pass = (runId: string): Promise<RunnerReply> => runner.request<RunnerReply>({ pass: plan(runId) } satisfies RunnerRequest);
-      // One small shard first: loading the tokenizer's vocabulary and compiling the kernels is a cold-start
-      // cost, not per-image throughput.
-      const warm = plan('bench-warmup')[0]!;
-      await runner.request({ pass: [{ ...warm, rows: warm.rows.slice(0, 2) }] } satisfies RunnerRequest);
+      // The plan as Validate writes it (rows spilled under each run's plan/), outside the timed passes.
+      const plan = async (runId: string): Promise<ShardRequest[]> => {
+        const planned = await validateCaptions(s3.store.child(datasetPrefix(dataset)), dataset, { store: s3.store, prefix: planPartsPrefix(runId), bucket: s3.bucket, runId });
+        if (!planned.plan) throw new UserError(`bench-shard: the generated dataset is invalid: ${planned.report.summary}`);
+        return planned.plan.map((item) => ({ ...item, imageSize: size }));
+      };
+      const plans = await Promise.all(Array.from({ length: passes }, (_, p) => plan(`bench-${p}`)));
+      const pass = (p: number): Promise<RunnerReply> => runner.request<RunnerReply>({ pass: plans[p]! } satisfies RunnerRequest);
+      // One shard first: loading the tokenizer's vocabulary and compiling the kernels is a cold-start cost, not
+      // per-image throughput.
+      await runner.request({ pass: (await plan('bench-warmup')).slice(0, 1) } satisfies RunnerRequest);
 
       const ours: RunnerReply[] = [];
       const seed: BaselinePass[] = [];
@@ -138,7 +144,7 @@ const command: Command = {
       // seed ran it (default allocator) and with the allocator setting our handler gets.
       for (let p = 0; p < passes; p++) {
         const server0 = await s3.serverCpuMicros();
-        ours.push(await pass(`bench-${p}`));
+        ours.push(await pass(p));
         serverCpu += (await s3.serverCpuMicros()) - server0;
         let line = `pass ${p + 1}: handler ${(ours[p]!.images / ours[p]!.cpuSeconds).toFixed(1)} images per CPU-second`;
         if (python.exe) {
@@ -157,7 +163,7 @@ const command: Command = {
       const result = {
         images,
         size,
-        shards: plan('x').length,
+        shards: plans[0]!.length,
         passes,
         seconds: round(median(ours.map((r) => r.seconds)), 3),
         images_per_s: round(median(ours.map((r) => r.images / r.seconds))),

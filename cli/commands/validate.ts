@@ -1,5 +1,9 @@
-import { validateDataset, type ValidationReport } from '../../core/dataset.ts';
-import { openStore, type ObjectStore } from '../../core/store.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkDataset, type CheckOptions } from '../../core/dataset/check.ts';
+import type { ValidationReport } from '../../core/dataset/types.ts';
+import { FsStore, openStore, type ObjectStore } from '../../core/store.ts';
 import { UserError, type Command } from '../command.ts';
 import { parseFlags } from '../flags.ts';
 
@@ -34,20 +38,27 @@ export function printReport(report: ValidationReport): void {
   if (report.problemsOmitted) console.log(`  ... and ${report.problemsOmitted} more problems`);
 }
 
-export async function validateLocation(location: string): Promise<{ store: ObjectStore; result: Awaited<ReturnType<typeof validateDataset>> }> {
+/** The pipeline's Validate, Shard and Collect steps on `location`, shards and summaries written to `out`. */
+export async function checkLocation(location: string, out: ObjectStore, opts: CheckOptions = {}): Promise<Awaited<ReturnType<typeof checkDataset>>> {
   const store = openStore(location);
-  return { store, result: await storeErrors(location, () => validateDataset(store, datasetName(location))) };
+  return storeErrors(location, () => checkDataset(store, datasetName(location), out, opts));
 }
 
 const command: Command = {
-  summary: 'check a dataset folder (captions.csv, images, train.json) and print its validation report; exit 1 if invalid',
+  summary: 'check a dataset folder (captions.csv, every image, train.json) as the pipeline does and print its validation report; exit 1 if invalid',
   async run(argv) {
     const f = parseFlags(argv, { data: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
     if (!f.data) throw new UserError(`--data is required\nusage: ${USAGE}`);
-    const { result } = await validateLocation(f.data);
-    if (f.json) console.log(JSON.stringify(result.report, null, 1));
-    else printReport(result.report);
-    return result.report.valid ? 0 : 1;
+    // Every image is decoded as the Shard step would, into shards that are not kept.
+    const scratch = await mkdtemp(join(tmpdir(), 'rsclip-validate-'));
+    try {
+      const { report } = await checkLocation(f.data, new FsStore(scratch), { always: true, discardShards: true });
+      if (f.json) console.log(JSON.stringify(report, null, 1));
+      else printReport(report);
+      return report.valid ? 0 : 1;
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
   },
 };
 export default command;

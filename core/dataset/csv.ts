@@ -13,26 +13,21 @@ export interface CsvProblem {
   reason: string;
 }
 
-export interface ParsedCsv {
-  header: string[] | undefined;
-  records: CsvRecord[];
-  /** Records the parser could not read (bad or unterminated quotes), by starting line. */
-  malformed: CsvProblem[];
-  /** Lines holding bytes that are not UTF-8. */
-  badUtf8Lines: number[];
-}
+/** What the stream yields, in line order of the records' starts. */
+export type CsvItem = { record: CsvRecord } | { malformed: CsvProblem };
 
 const CHUNK = 64 * 1024;
 
 /**
- * RFC 4180 CSV (UTF-8, optional BOM, LF or CRLF) through csv-parse's streaming parser, fed in chunks. Malformed
- * records (bad quotes, an unterminated quote at the end) become problems with their starting line instead of
- * aborting the file. Invalid UTF-8 is decoded as U+FFFD and its lines are listed.
+ * RFC 4180 CSV (UTF-8, optional BOM, LF or CRLF) through csv-parse's streaming parser, read from `source` a chunk
+ * at a time so a CSV larger than memory streams through: what is held is one chunk and the records it completed.
+ * Malformed records (bad quotes, an unterminated quote at the end) become problems with their starting line
+ * instead of aborting the file. Invalid UTF-8 is decoded as U+FFFD; `badUtf8` collects the lines holding it, each
+ * known before any record spanning it is yielded.
  */
-export async function parseCsv(bytes: Uint8Array): Promise<ParsedCsv> {
-  const records: CsvRecord[] = [];
-  const malformed: CsvProblem[] = [];
-  const text = new TextDecoder('utf-8', { fatal: false, ignoreBOM: false }).decode(bytes);
+export async function* csvRecords(source: AsyncIterable<Uint8Array>, badUtf8: Set<number>): AsyncGenerator<CsvItem> {
+  const queue: CsvItem[] = [];
+  let failure: unknown;
   // Each record starts on the line after the previous one ended (blank lines aside).
   let lastEnd = 0;
   // csv-parse may report one bad record more than once, at the same parser line.
@@ -48,30 +43,66 @@ export async function parseCsv(bytes: Uint8Array): Promise<ParsedCsv> {
       const at = (err as CsvError & { lines?: number }).lines ?? lastEnd + 1;
       if (at === lastSkipAt) return;
       lastSkipAt = at;
-      malformed.push({ line: lastEnd + 1, field: 'row', reason: quoteReason(err) });
+      queue.push({ malformed: { line: lastEnd + 1, field: 'row', reason: quoteReason(err) } });
       lastEnd = Math.max(lastEnd, at);
     },
   });
-  const done = new Promise<void>((resolve, reject) => {
-    parser.on('data', (r: { record: string[]; info: { lines: number }; raw: string }) => {
-      const inner = r.raw.replace(/\r?\n$/, '');
-      const line = r.info.lines - countNewlines(inner);
-      lastEnd = r.info.lines;
-      records.push({ line, fields: r.record });
-    });
-    parser.on('end', resolve);
-    parser.on('error', reject);
+  parser.on('data', (r: { record: string[]; info: { lines: number }; raw: string }) => {
+    const inner = r.raw.replace(/\r?\n$/, '');
+    lastEnd = r.info.lines;
+    queue.push({ record: { line: r.info.lines - countNewlines(inner), fields: r.record } });
   });
-  for (let i = 0; i < text.length; i += CHUNK) parser.write(text.slice(i, i + CHUNK));
-  parser.end();
-  await done;
-  const hasHeader = records[0]?.line === 1;
-  return {
-    header: hasHeader ? records[0]!.fields : undefined,
-    records: hasHeader ? records.slice(1) : records,
-    malformed,
-    badUtf8Lines: invalidUtf8Lines(bytes),
+  const ended = new Promise<void>((resolve) => parser.on('end', resolve));
+  parser.on('error', (e) => (failure = e));
+  const drain = function* (): Generator<CsvItem> {
+    if (failure) throw failure;
+    while (queue.length) yield queue.shift()!;
   };
+  const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: false });
+  const lines = new Utf8LineCheck(badUtf8);
+  for await (const chunk of source) {
+    for (let i = 0; i < chunk.length; i += CHUNK) {
+      const piece = chunk.subarray(i, i + CHUNK);
+      lines.push(piece);
+      parser.write(decoder.decode(piece, { stream: true }));
+      yield* drain();
+    }
+  }
+  lines.end();
+  parser.end(decoder.decode());
+  await ended;
+  yield* drain();
+}
+
+/**
+ * Finds the lines holding invalid UTF-8 across chunk boundaries: a line is checked once it is complete (a
+ * multi-byte sequence never contains the newline byte), so only the unfinished last line is carried.
+ */
+class Utf8LineCheck {
+  /** The unfinished line, as the chunks it came in (joined once, when it ends). */
+  private carry: Uint8Array[] = [];
+  private line = 1;
+  constructor(private readonly bad: Set<number>) {}
+
+  push(bytes: Uint8Array): void {
+    const nl = bytes.lastIndexOf(0x0a);
+    if (nl === -1) {
+      this.carry.push(bytes);
+      return;
+    }
+    this.check(Buffer.concat([...this.carry, bytes.subarray(0, nl + 1)]));
+    this.carry = [bytes.slice(nl + 1)];
+  }
+
+  end(): void {
+    this.check(Buffer.concat(this.carry));
+    this.carry = [];
+  }
+
+  private check(complete: Uint8Array): void {
+    for (const l of invalidUtf8Lines(complete)) this.bad.add(this.line + l - 1);
+    for (let i = complete.indexOf(0x0a); i !== -1; i = complete.indexOf(0x0a, i + 1)) this.line++;
+  }
 }
 
 function quoteReason(err: CsvError): string {

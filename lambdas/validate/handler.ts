@@ -1,9 +1,10 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { z } from 'zod';
-import { planShards, validateDataset, DEFAULT_SHARD_SIZE, type ShardRequest } from '../../core/dataset.ts';
+import { DatasetInvalid } from '../../core/dataset/types.ts';
+import { validateCaptions } from '../../core/dataset/validate.ts';
 import { RunSpecSchema } from '../../core/run-spec.ts';
-import { datasetOfCaptionsKey, datasetPrefix, shardPlanKey, shardResultsPrefix, validationKey } from '../../core/s3-layout.ts';
+import { datasetOfCaptionsKey, datasetPrefix, planPartsPrefix, shardPlanKey, shardResultsPrefix, validationKey } from '../../core/s3-layout.ts';
 import { handlerS3Client } from '../../core/s3-client.ts';
 import { S3Store } from '../../core/store.ts';
 import type { TrainOptions } from '../../core/train-options.ts';
@@ -37,17 +38,12 @@ export interface ValidateOutput {
   shardResultsPrefix: string;
 }
 
-/** Thrown when the dataset breaks its validation policy; Step Functions matches on the name. */
-export class DatasetInvalid extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DatasetInvalid';
-  }
-}
+export { DatasetInvalid };
 
 /**
- * Validates datasets/<name>/ (read-only), writes runs/<runId>/validation.json, and when the dataset passes, the
- * shard plan runs/<runId>/shard-plan.json whose items are the Shard handler inputs.
+ * Validates datasets/<name>/ (read-only; the CSV and the listing, no image is read), writes
+ * runs/<runId>/validation.json, and when the dataset passes, the shard plan: its rows spilled to runs/<runId>/plan/
+ * and runs/<runId>/shard-plan.json, whose items (the Shard handler inputs) name their rows by byte range.
  */
 export async function handler(event: ValidateInput): Promise<ValidateOutput> {
   const input = InputSchema.parse(event);
@@ -56,7 +52,12 @@ export async function handler(event: ValidateInput): Promise<ValidateOutput> {
   metrics.addDimension('dataset', dataset);
   const bucket = new S3Store(input.bucket, '', handlerS3Client(), new Map(input.versionId ? [[input.key, input.versionId]] : []));
   try {
-    const { report, rows, options } = await validateDataset(bucket.child(datasetPrefix(dataset)), dataset);
+    const { report, options, plan } = await validateCaptions(bucket.child(datasetPrefix(dataset)), dataset, {
+      store: bucket,
+      prefix: planPartsPrefix(input.runId),
+      bucket: input.bucket,
+      runId: input.runId,
+    });
     await bucket.put(validationKey(input.runId), `${JSON.stringify(report, null, 1)}\n`);
     metrics.addMetric('BadRows', MetricUnit.Count, report.counts.badRows);
     logger.info('validated', { runId: input.runId, valid: report.valid, summary: report.summary, counts: report.counts });
@@ -64,24 +65,15 @@ export async function handler(event: ValidateInput): Promise<ValidateOutput> {
       metrics.addMetric('DatasetsInvalid', MetricUnit.Count, 1);
       throw new DatasetInvalid(report.summary);
     }
-    const plan: ShardRequest[] = planShards(rows, options.shardSize ?? DEFAULT_SHARD_SIZE).map((shardRows, shard) => ({
-      bucket: input.bucket,
-      runId: input.runId,
-      dataset,
-      shard,
-      imageSize: report.imageSize,
-      ...(options.bands ? { bands: options.bands } : {}),
-      rows: shardRows,
-    }));
-    await bucket.put(shardPlanKey(input.runId), JSON.stringify(plan));
-    metrics.addMetric('RowsValidated', MetricUnit.Count, rows.length);
+    await bucket.put(shardPlanKey(input.runId), JSON.stringify(plan!));
+    metrics.addMetric('RowsValidated', MetricUnit.Count, report.counts.goodRows);
     return {
       runId: input.runId,
       bucket: input.bucket,
       dataset,
-      rows: rows.length,
+      rows: report.counts.goodRows,
       images: report.counts.goodImages,
-      shards: plan.length,
+      shards: plan!.length,
       imageSize: report.imageSize,
       options,
       validationKey: validationKey(input.runId),

@@ -113,7 +113,7 @@ describe('CDK app', () => {
 
   it('runs the Lambda steps on Node 24 with X-Ray tracing', () => {
     const fns = resources(templates.aws, 'AWS::Lambda::Function').filter((f) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
-    expect(fns.length).toBe(4);
+    expect(fns.length).toBe(5);
     for (const f of fns) {
       expect(f.Properties.Runtime).toBe('nodejs24.x');
       expect(f.Properties.TracingConfig.Mode).toBe('Active');
@@ -136,7 +136,11 @@ describe('CDK app', () => {
     expect(s.Shard.ItemProcessor.States.ShardOne.Retry.some((r: any) => r.ErrorEquals.includes('States.TaskFailed'))).toBe(true);
     expect(s.Shard.ResultWriter).toMatchObject({ Resource: 'arn:aws:states:::s3:putObject', Parameters: { Bucket: 'data-bucket', 'Prefix.$': '$.shardResultsPrefix' } });
     // Throttling is retried on every Lambda step, with backoff.
-    for (const state of [s.Validate, s.Publish, s.Shard.ItemProcessor.States.ShardOne]) {
+    // Collect decides the run from the items' summaries, before anything trains.
+    expect(s.Shard.Next).toBe('Collect');
+    expect(s.Collect.Parameters).toEqual({ 'runId.$': '$.runId', 'bucket.$': '$.bucket', 'dataset.$': '$.dataset', 'shards.$': '$.shards' });
+    expect(s.Collect.Next).toBe('BuildRunSpec');
+    for (const state of [s.Validate, s.Collect, s.Publish, s.Shard.ItemProcessor.States.ShardOne]) {
       expect(state.Retry.find((r: any) => r.ErrorEquals.includes('Lambda.TooManyRequestsException'))).toMatchObject({ BackoffRate: 2, MaxAttempts: 6 });
     }
 
@@ -144,7 +148,7 @@ describe('CDK app', () => {
     expect(s.Train.Parameters.ContainerOverrides.Environment).toEqual([{ Name: 'RUN_SPEC', 'Value.$': 'States.JsonToString($.runSpec)' }]);
     expect(s.BuildRunSpec.Parameters).toMatchObject({ 'runId.$': '$.runId', 'bucket.$': '$.bucket', 'dataset.$': '$.dataset', 'options.$': '$.options' });
 
-    for (const name of ['Validate', 'Shard', 'Train', 'Publish']) {
+    for (const name of ['Validate', 'Shard', 'Collect', 'Train', 'Publish']) {
       expect(s[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'NotifyFailure' }]);
     }
     expect(s.NotifyFailure.Resource).toBe('arn:aws:states:::sns:publish');

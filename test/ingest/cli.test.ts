@@ -7,7 +7,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UserError } from '../../cli/command.ts';
 import shardCommand from '../../cli/commands/shard.ts';
 import validateCommand from '../../cli/commands/validate.ts';
-import type { ValidationReport } from '../../core/dataset.ts';
+import type { ValidationReport } from '../../core/dataset/types.ts';
 import { preprocessImage } from '../../core/preprocess.ts';
 import { decodeShard } from '../../core/shard-format.ts';
 import { png } from './helpers/images.ts';
@@ -68,7 +68,9 @@ describe('rsclip shard', () => {
     expect(io.out()).toMatch(/wrote 1 shards \(5 rows, 4 images, 8px\)/);
     const s = decodeShard(await readFile(join(out, 'shard-00000.rsshard')), 'cli shard');
     expect(s.imageIds).toEqual(['tiles/t0.png', 'tiles/t1.png', 'tiles/t2.png', 'tiles/t3.png']);
-    expect(Array.from(s.lines)).toEqual([2, 6, 3, 4, 5]);
+    // Rows keep their CSV order within a shard; each image is stored once.
+    expect(Array.from(s.lines)).toEqual([2, 3, 4, 5, 6]);
+    expect(JSON.parse(await readFile(join(out, 'index.json'), 'utf8')).shards).toEqual([{ name: 'shard-00000.rsshard', split: 'train', rows: 5, images: 4 }]);
     const want = await preprocessImage(await readFile(join(good, 'tiles', 't2.png')), { size: 8 });
     expect(Buffer.from(s.pixels.subarray(2 * 8 * 8 * 3, 3 * 8 * 8 * 3)).equals(Buffer.from(want))).toBe(true);
     expect(JSON.parse(await readFile(join(out, 'validation.json'), 'utf8')).valid).toBe(true);

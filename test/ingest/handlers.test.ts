@@ -1,10 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ShardRequest, ValidationReport } from '../../core/dataset.ts';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkDataset } from '../../core/dataset/check.ts';
+import { readPlanRows } from '../../core/dataset/plan.ts';
+import type { ShardRequest, ShardSummary, ValidationReport } from '../../core/dataset/types.ts';
 import { preprocessImage } from '../../core/preprocess.ts';
-import { captionsKey, shardPlanKey, validationKey } from '../../core/s3-layout.ts';
+import { captionsKey, datasetPrefix, shardPlanKey, shardsPrefix, shardSummaryName, validationKey } from '../../core/s3-layout.ts';
 import { handlerS3Client } from '../../core/s3-client.ts';
 import { decodeShard } from '../../core/shard-format.ts';
-import type { ObjectStore } from '../../core/store.ts';
+import { SHARD_INDEX_FILE, type ShardIndexFile } from '../../core/shard-index.ts';
+import { FsStore, type ObjectStore } from '../../core/store.ts';
 import { tokenize } from '../../core/tokenizer/index.ts';
 import { jpeg, png, pngClaiming } from './helpers/images.ts';
 import { checksums, putAll, startS3 } from './helpers/s3.ts';
@@ -15,17 +21,40 @@ let store: ObjectStore;
 // Imported after the environment points the SDK at the loopback server: the handlers build their client at load.
 let validate: typeof import('../../lambdas/validate/handler.ts').handler;
 let shard: typeof import('../../lambdas/shard/handler.ts').handler;
+let collect: typeof import('../../lambdas/collect/handler.ts').handler;
 
 beforeAll(async () => {
   s3 = await startS3(BUCKET);
   store = s3.store;
   validate = (await import('../../lambdas/validate/handler.ts')).handler;
   shard = (await import('../../lambdas/shard/handler.ts')).handler;
+  collect = (await import('../../lambdas/collect/handler.ts')).handler;
 });
 afterAll(async () => s3?.stop());
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const cat = (...parts: (Uint8Array | string)[]): Uint8Array => Buffer.concat(parts.map((p) => (typeof p === 'string' ? enc(p) : p)));
+
+const json = async <T>(key: string): Promise<T> => JSON.parse(new TextDecoder().decode(await store.get(key))) as T;
+const planOf = (key: string): Promise<ShardRequest[]> => json<ShardRequest[]>(key);
+const rowsOf = (item: ShardRequest) => readPlanRows(store, item.parts);
+
+/** Validate, every Shard item and Collect, as the state machine runs them; the error of the step that failed. */
+async function runPipeline(dataset: string, runId: string): Promise<{ error?: Error; report: ValidationReport; summaries: ShardSummary[] }> {
+  const summaries: ShardSummary[] = [];
+  let error: Error | undefined;
+  try {
+    const v = await validate({ bucket: BUCKET, key: captionsKey(dataset), runId });
+    for (const item of await planOf(v.planKey)) {
+      await shard(item);
+      summaries.push(await json<ShardSummary>(`${shardsPrefix(runId)}/${shardSummaryName(item.shard)}`));
+    }
+    await collect({ bucket: BUCKET, runId, dataset, shards: v.shards });
+  } catch (e) {
+    error = e as Error;
+  }
+  return { error, report: await json<ValidationReport>(validationKey(runId)), summaries };
+}
 
 async function runValidate(dataset: string, runId: string): Promise<{ error?: Error; report: ValidationReport }> {
   let error: Error | undefined;
@@ -38,9 +67,10 @@ async function runValidate(dataset: string, runId: string): Promise<{ error?: Er
   return { error, report };
 }
 
-describe('Validate handler on a corpus of bad inputs', () => {
+describe('Validate handler and the whole check on a corpus of bad inputs', () => {
   let report: ValidationReport;
   let error: Error | undefined;
+  let validated: ValidationReport;
   let before: Record<string, string>;
 
   beforeAll(async () => {
@@ -90,7 +120,9 @@ describe('Validate handler on a corpus of bad inputs', () => {
       'garbage.jpg': cat(Uint8Array.of(0xff, 0xd8, 0xff, 0xe0), new Uint8Array(300).fill(7)),
     });
     before = await checksums(store, 'datasets/');
-    ({ report, error } = await runValidate('corpus', 'corpus-run'));
+    ({ report: validated, error } = await runValidate('corpus', 'corpus-run'));
+    // What `rsclip validate` reports: the same steps with the images decoded even though the CSV already failed.
+    ({ report } = await checkDataset(store.child('datasets/corpus'), 'corpus', new FsStore(mkdtempSync(join(tmpdir(), 'corpus-'))), { always: true, discardShards: true }));
   });
 
   const expectProblem = (line: number, field: string, reason: RegExp): void => {
@@ -98,12 +130,18 @@ describe('Validate handler on a corpus of bad inputs', () => {
     expect(hits, `line ${line}: ${JSON.stringify(hits)}`).toContainEqual(expect.objectContaining({ file: 'captions.csv', field, reason: expect.stringMatching(reason) }));
   };
 
-  it('fails the run with DatasetInvalid and a one-line cause', () => {
+  it('fails the run at Validate with DatasetInvalid and a one-line cause, having read no image', () => {
     expect(error?.name).toBe('DatasetInvalid');
     expect(error!.message).not.toContain('\n');
-    expect(error!.message).toMatch(/^28 of 31 rows are bad: captions\.csv line 4 filename: filename escapes the dataset folder \('\.\.'\); captions\.csv line 5 filename: .*; \+25 more$/);
-    expect(report.valid).toBe(false);
-    expect(report.counts).toMatchObject({ rows: 31, goodRows: 3, badRows: 28 });
+    expect(error!.message).toMatch(/^23 of 31 rows are bad: captions\.csv line 4 filename: filename escapes the dataset folder \('\.\.'\); captions\.csv line 5 filename: .*; \+20 more$/);
+    expect(validated).toMatchObject({ valid: false, checked: 'captions', counts: { rows: 31, goodRows: 8, badRows: 23 } });
+    // Unreadable images are the Shard step's to find.
+    expect(validated.problems.filter((p) => [12, 13, 14, 21, 26].includes(p.line!))).toEqual([]);
+  });
+
+  it('finds every problem once the images are decoded too', () => {
+    expect(report).toMatchObject({ valid: false, checked: 'images', counts: { rows: 31, goodRows: 3, badRows: 28 } });
+    expect(report.summary).toMatch(/^28 of 31 rows are bad: .*; \+25 more$/);
   });
 
   it.each([
@@ -179,16 +217,16 @@ describe('Validate handler: file-level problems and policies', () => {
   });
 
   it("skips bad rows under policy 'skip' while under maxBadFraction, and fails above it", async () => {
-    const rows = ['\uFEFFfilename,caption'];
-    for (let i = 0; i < 19; i++) rows.push(`p${i}.png,photo ${i}`);
-    rows.push('gone.png,missing image');
+    const rows = ['\uFEFFfilename,caption,split'];
+    for (let i = 0; i < 19; i++) rows.push(`p${i}.png,photo ${i},train`);
+    rows.push('gone.png,missing image,train');
     const images = Object.fromEntries(await Promise.all(Array.from({ length: 19 }, async (_, i) => [`p${i}.png`, await png(4, 4, 3, i)] as const)));
     const files = { ...images, 'captions.csv': rows.join('\n') };
     await putAll(store, 'datasets/skip', { ...files, 'train.json': '{"validation": {"policy": "skip", "maxBadFraction": 0.1}}' });
     const ok = await validate({ bucket: BUCKET, key: captionsKey('skip'), runId: 'skip-run' });
     expect(ok).toMatchObject({ rows: 19, images: 19, shards: 1, imageSize: 224, planKey: shardPlanKey('skip-run') });
-    const plan = JSON.parse(new TextDecoder().decode(await store.get(ok.planKey))) as ShardRequest[];
-    expect(plan[0]!.rows.map((r) => r.line)).not.toContain(21);
+    const plan = await planOf(ok.planKey);
+    expect((await rowsOf(plan[0]!)).map((r) => r.line)).not.toContain(21);
     await putAll(store, 'datasets/skip2', { ...files, 'train.json': '{"validation": {"policy": "skip", "maxBadFraction": 0.01}}' });
     expect((await runValidate('skip2', 'skip2-run')).error?.name).toBe('DatasetInvalid');
   });
@@ -214,60 +252,12 @@ describe('Validate handler: the captions.csv version that started the run', () =
       client.middlewareStack.remove('recordVersionIds');
     }
     const captions = requests.filter((r) => r.key === captionsKey('pinned'));
-    expect(captions.map((r) => r.command).sort()).toEqual(['GetObjectCommand', 'HeadObjectCommand']);
+    // Two streaming passes (rules, then the plan) and the size check.
+    expect(captions.map((r) => r.command).sort()).toEqual(['GetObjectCommand', 'GetObjectCommand', 'HeadObjectCommand']);
     expect(captions.every((r) => r.versionId === 'v-42')).toBe(true);
     const others = requests.filter((r) => r.key !== captionsKey('pinned'));
     expect(others.length).toBeGreaterThan(0);
     expect(others.every((r) => r.versionId === undefined)).toBe(true);
-  });
-});
-
-describe('Validate and Shard handlers: the image versions a run checked', () => {
-  it('records the version of each image Validate probed, and the Shard step reads exactly those versions', async () => {
-    const files = { 'a.png': await png(40, 30, 3, 1), 'b/c.jpg': await jpeg(50, 58, 4) };
-    await putAll(store, 'datasets/versioned', { ...files, 'captions.csv': 'filename,caption\na.png,a field\nb/c.jpg,a road\na.png,a farm\n' });
-    const client = handlerS3Client();
-    const prefix = 'datasets/versioned/';
-    // The loopback server keeps no versions: answer image reads as a versioned bucket would.
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const result = await next(args);
-        const key = (args.input as { Key?: string }).Key ?? '';
-        if (context.commandName === 'GetObjectCommand' && key.startsWith(prefix) && !key.endsWith('.csv')) {
-          (result.output as { VersionId?: string }).VersionId = `v-${key.slice(prefix.length)}`;
-        }
-        return result;
-      },
-      { step: 'initialize', name: 'versionedImages' },
-    );
-    const reads: { key: string; versionId?: string }[] = [];
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const input = args.input as { Key?: string; VersionId?: string };
-        if (context.commandName === 'GetObjectCommand' && input.Key?.startsWith(prefix)) reads.push({ key: input.Key.slice(prefix.length), versionId: input.VersionId });
-        return next(args);
-      },
-      { step: 'initialize', name: 'recordImageReads', priority: 'low' },
-    );
-    try {
-      const out = await validate({ bucket: BUCKET, key: captionsKey('versioned'), runId: 'versioned-run' });
-      const plan = JSON.parse(new TextDecoder().decode(await store.get(out.planKey))) as ShardRequest[];
-      const rows = plan.flatMap((p) => p.rows);
-      expect(rows.map((r) => [r.line, r.filename, r.version])).toEqual([
-        [2, 'a.png', 'v-a.png'],
-        [4, 'a.png', 'v-a.png'],
-        [3, 'b/c.jpg', 'v-b/c.jpg'],
-      ]);
-      reads.length = 0;
-      for (const item of plan) await shard(item);
-      expect(reads.sort((x, y) => x.key.localeCompare(y.key))).toEqual([
-        { key: 'a.png', versionId: 'v-a.png' },
-        { key: 'b/c.jpg', versionId: 'v-b/c.jpg' },
-      ]);
-    } finally {
-      client.middlewareStack.remove('versionedImages');
-      client.middlewareStack.remove('recordImageReads');
-    }
   });
 });
 
@@ -290,27 +280,38 @@ describe('Shard handler', () => {
     await putAll(store, 'datasets/rt', { ...files, 'captions.csv': csv, 'train.json': '{"model": "ViT-tiny", "shardSize": 2}' });
     const before = await checksums(store, 'datasets/');
     const out = await validate({ bucket: BUCKET, key: captionsKey('rt'), runId: 'rt-run' });
-    expect(out).toMatchObject({ rows: 5, images: 4, imageSize: 32, shards: 3 });
-    const plan = JSON.parse(new TextDecoder().decode(await store.get(out.planKey))) as ShardRequest[];
-    // Both captions of a.png travel together even though shardSize is 2.
-    expect(plan.map((p) => p.rows.map((r) => r.line))).toEqual([[2, 4], [3, 5], [6]]);
+    expect(out).toMatchObject({ rows: 5, images: 4, imageSize: 32, shards: 4 });
+    const plan = await planOf(out.planKey);
+    // Both captions of a.png travel together even though shardSize is 2, and each shard holds one split.
+    const planned = await Promise.all(plan.map(async (p) => ({ split: p.split, lines: (await rowsOf(p)).map((r) => r.line) })));
+    expect(planned.sort((x, y) => x.lines[0]! - y.lines[0]!)).toEqual([
+      { split: 'train', lines: [2, 4] },
+      { split: 'train', lines: [3] },
+      { split: 'val', lines: [5] },
+      { split: 'test', lines: [6] },
+    ]);
+    // An item is a few hundred bytes whatever its rows.
+    for (const item of plan) expect(Buffer.byteLength(JSON.stringify(item))).toBeLessThan(400);
 
+    const shards = store.child(shardsPrefix('rt-run'));
     const seen = new Set<number>();
     const results = [];
     for (const item of plan) {
       const res = await shard(item);
+      const summary = await json<ShardSummary>(`${shardsPrefix('rt-run')}/${shardSummaryName(item.shard)}`);
       // The handler reuses its shard buffer across invocations (of other sizes in between): same bytes again.
       const again = await shard(item);
       expect(again).toEqual(res);
+      expect(await json<ShardSummary>(`${shardsPrefix('rt-run')}/${shardSummaryName(item.shard)}`)).toEqual(summary);
       results.push(res);
-      const s = decodeShard(await store.get(res.key), res.key);
+      const s = decodeShard(await shards.get(summary.name!), summary.name);
       expect(s.imageSize).toBe(32);
-      expect(res).toMatchObject({ rows: item.rows.length, images: s.imageIds.length });
+      expect(res).toMatchObject({ rows: item.rows, images: s.imageIds.length, badRows: 0 });
       for (const [i, id] of s.imageIds.entries()) {
         const want = await preprocessImage(files[id]!, { size: 32 });
         expect(Buffer.from(s.pixels.subarray(i * 32 * 32 * 3, (i + 1) * 32 * 32 * 3)).equals(Buffer.from(want))).toBe(true);
       }
-      for (const [k, row] of item.rows.entries()) {
+      for (const [k, row] of (await rowsOf(item)).entries()) {
         seen.add(row.line);
         expect(s.lines[k]).toBe(row.line);
         expect(s.captions[k]).toBe(row.caption);
@@ -325,16 +326,56 @@ describe('Shard handler', () => {
     expect(await Promise.all(plan.map((item) => shard(item)))).toEqual(results);
     expect((await store.list('')).filter((o) => o.key.includes('_tmp'))).toEqual([]);
     expect(await checksums(store, 'datasets/')).toEqual(before);
+
+    // Collect: the index the worker plans from, every shard once with its split.
+    expect(await collect({ bucket: BUCKET, runId: 'rt-run', dataset: 'rt', shards: out.shards })).toEqual({ rows: 5, images: 4, shards: 4, badRows: 0 });
+    const index = await json<ShardIndexFile>(`${shardsPrefix('rt-run')}/${SHARD_INDEX_FILE}`);
+    expect(index.imageSize).toBe(32);
+    expect(index.shards.map((s) => [s.split, s.rows]).sort()).toEqual([['test', 1], ['train', 1], ['train', 2], ['val', 1]]);
+    expect(index.labels).toEqual({ train: ['bridge', 'farm'], val: [], test: ['town'] });
+    expect(await json<ValidationReport>(validationKey('rt-run'))).toMatchObject({ valid: true, checked: 'images', counts: { goodRows: 5, badRows: 0 } });
   });
 
-  it('rejects hostile input before touching S3', async () => {
-    const item = { bucket: BUCKET, runId: 'x', dataset: 'rt', shard: 0, imageSize: 32, rows: [{ line: 2, filename: '../secret.png', caption: 'x', split: 'train' }] };
-    await expect(shard(item as ShardRequest)).rejects.toThrow(/escapes the dataset folder/);
+  it('rejects hostile input before touching the dataset', async () => {
+    const item = { bucket: BUCKET, runId: 'x', dataset: 'rt', shard: 0, split: 'train', imageSize: 32, rows: 1, parts: [{ key: 'datasets/rt/captions.csv', start: 0, end: 10 }] };
+    await expect(shard(item as ShardRequest)).rejects.toThrow(/is not a range of this run's plan \(runs\/x\/plan\/\)/);
+    await expect(shard({ ...item, parts: [{ key: 'runs/x/plan/../../datasets/rt/captions.csv', start: 0, end: 10 }] } as ShardRequest)).rejects.toThrow(/not a range of this run's plan/);
+  });
+});
+
+describe('an image that only the Shard step can find unreadable', () => {
+  const dataset = async (name: string, policy: string): Promise<void> => {
+    const big = await jpeg(1200, 1200, 9);
+    // Over 256 KiB: no header probe of the whole file could have caught the corruption at its end.
+    const corrupt = big.subarray(0, Math.floor(big.length * 0.6));
+    expect(corrupt.length).toBeGreaterThan(256 * 1024);
+    const rows = ['filename,caption,split'];
+    const images: Record<string, Uint8Array> = { 'sub/corrupt.jpg': corrupt };
+    for (let i = 0; i < 39; i++) {
+      rows.push(`ok${i}.png,photo number ${i},${i % 10 === 9 ? 'val' : 'train'}`);
+      images[`ok${i}.png`] = await png(8, 8, 3, i);
+    }
+    rows.push('sub/corrupt.jpg,a truncated scan,train');
+    await putAll(store, `datasets/${name}`, { ...images, 'captions.csv': rows.join('\n'), 'train.json': `{"model": "ViT-tiny", "validation": {"policy": "${policy}"}}` });
+  };
+
+  it("is dropped under 'skip': the run goes on with the rest, and the report names the file and line", async () => {
+    await dataset('late-skip', 'skip');
+    const { error, report, summaries } = await runPipeline('late-skip', 'late-skip-run');
+    expect(error).toBeUndefined();
+    expect(report).toMatchObject({ valid: true, checked: 'images', counts: { rows: 40, goodRows: 39, badRows: 1, goodImages: 39 } });
+    expect(report.problems).toEqual([{ file: 'captions.csv', line: 41, field: 'filename', reason: expect.stringMatching(/cannot decode image|not a readable image/) }]);
+    expect(summaries.reduce((n, s) => n + s.badImages, 0)).toBe(1);
+    const index = await json<ShardIndexFile>(`${shardsPrefix('late-skip-run')}/${SHARD_INDEX_FILE}`);
+    expect(index.shards.reduce((n, s) => n + s.rows, 0)).toBe(39);
   });
 
-  it('names the file and line of an image that fails at shard time', async () => {
-    await putAll(store, 'datasets/late', { 'big.jpg': (await jpeg(64, 64)).subarray(0, 200) });
-    const item: ShardRequest = { bucket: BUCKET, runId: 'late', dataset: 'late', shard: 0, imageSize: 32, rows: [{ line: 7, filename: 'big.jpg', caption: 'x', split: 'train' }] };
-    await expect(shard(item)).rejects.toThrow(/big\.jpg \(captions\.csv line 7\): (not a readable image|cannot decode image)/);
+  it("fails the run under 'fail' at Collect, with the file and line in the cause", async () => {
+    await dataset('late-fail', 'fail');
+    const { error, report } = await runPipeline('late-fail', 'late-fail-run');
+    expect(error?.name).toBe('DatasetInvalid');
+    expect(error!.message).toMatch(/^1 of 40 rows are bad: captions\.csv line 41 filename: (cannot decode image|not a readable image)/);
+    expect(report).toMatchObject({ valid: false, checked: 'images' });
+    expect(await store.head(`${shardsPrefix('late-fail-run')}/${SHARD_INDEX_FILE}`)).toBeUndefined();
   });
 });

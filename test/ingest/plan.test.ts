@@ -1,22 +1,66 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_PLAN_ITEM_BYTES, planShards, type DatasetRow } from '../../core/dataset.ts';
+import { BucketCounts, bucketOf, cutShards, PlanSpill, readPlanRows } from '../../core/dataset/plan.ts';
 import { hashSplit } from '../../core/dataset/rules.ts';
+import type { DatasetRow } from '../../core/dataset/types.ts';
+import { FsStore } from '../../core/store.ts';
 
-const row = (line: number, filename: string, caption = `caption ${line}`): DatasetRow => ({ line, filename, caption, split: 'train' });
+const row = (line: number, filename: string, split: DatasetRow['split'] = 'train'): DatasetRow => ({ line, filename, caption: `caption ${line}`, split });
 
-describe('planShards', () => {
-  it('keeps every row of an image in one shard and respects shardSize otherwise', () => {
-    const rows = [row(2, 'a'), row(3, 'b'), row(4, 'a'), row(5, 'c'), row(6, 'c'), row(7, 'c'), row(8, 'd')];
-    expect(planShards(rows, 3).map((s) => s.map((r) => r.line))).toEqual([[2, 4, 3], [5, 6, 7], [8]]);
-    expect(planShards(rows, 2).map((s) => s.map((r) => r.line))).toEqual([[2, 4], [3], [5, 6, 7], [8]]);
+/** The plan of `rows` as Validate writes it: counted, cut, spilled every `spillBytes`. */
+async function plan(rows: DatasetRow[], shardSize: number, spillBytes: number) {
+  const counts = new BucketCounts();
+  for (const r of rows) counts.add(r.split, r.filename);
+  const cuts = cutShards(counts, shardSize);
+  const store = new FsStore(mkdtempSync(join(tmpdir(), 'plan-')));
+  const spill = new PlanSpill(store, 'p', cuts.shards.length, spillBytes);
+  for (const r of rows) await spill.add(cuts.shardOf[r.split][bucketOf(r.filename)]!, r);
+  await spill.flush();
+  const shards = await Promise.all(cuts.shards.map(async (s, i) => ({ ...s, rows: await readPlanRows(store, spill.parts[i]!), parts: spill.parts[i]! })));
+  return { shards, spills: (await store.list('p')).length };
+}
+
+describe('the shard plan', () => {
+  it('puts every caption of an image in one shard of its split wherever the rows are, near shardSize, and loses no row', async () => {
+    const rows: DatasetRow[] = [];
+    // 3,000 images with 1-5 captions each, the captions of an image scattered over the CSV.
+    for (let i = 0; i < 3000; i++) rows.push(row(0, `img${i}.jpg`, hashSplit(`img${i}.jpg`)));
+    for (let i = 0; i < 3000; i++) for (let k = 0; k < i % 5; k++) rows.push(row(0, `img${(i * 7919) % 3000}.jpg`, hashSplit(`img${(i * 7919) % 3000}.jpg`)));
+    rows.forEach((r, i) => (r.line = i + 2));
+    const { shards, spills } = await plan(rows, 64, 20_000);
+    expect(spills).toBeGreaterThan(5);
+    const shardOfImage = new Map<string, number>();
+    for (const [i, s] of shards.entries()) {
+      for (const r of s.rows) {
+        expect(r.split).toBe(s.split);
+        expect(shardOfImage.get(r.filename) ?? i).toBe(i);
+        shardOfImage.set(r.filename, i);
+      }
+      // Rows of a shard stay in CSV order across spills.
+      expect(s.rows.map((r) => r.line)).toEqual([...s.rows.map((r) => r.line)].sort((a, b) => a - b));
+      expect(s.rows.length).toBeLessThanOrEqual(64);
+    }
+    expect(shards.flatMap((s) => s.rows.map((r) => r.line)).sort((a, b) => a - b)).toEqual(rows.map((r) => r.line));
+    const train = shards.filter((s) => s.split === 'train');
+    // Cut at bucket boundaries: shards are full but for the last of each split and a few cuts.
+    expect(train.reduce((n, s) => n + s.rows.length, 0) / train.length).toBeGreaterThan(48);
+    expect(shards.map((s) => s.split)).toEqual([...train.map(() => 'train'), ...shards.filter((s) => s.split !== 'train').map((s) => s.split)]);
   });
 
-  it('keeps each plan item small enough for Step Functions state', () => {
-    const rows = Array.from({ length: 256 }, (_, i) => row(i + 2, `img${i}.png`, 'x'.repeat(999)));
-    const plan = planShards(rows, 256);
-    expect(plan.length).toBeGreaterThan(1);
-    for (const item of plan) expect(Buffer.byteLength(JSON.stringify(item))).toBeLessThanOrEqual(MAX_PLAN_ITEM_BYTES + 2);
-    expect(plan.flat().map((r) => r.line)).toEqual(rows.map((r) => r.line));
+  it('gives an image with more captions than shardSize a shard of its own, and refuses parts past the end', async () => {
+    const rows = [...Array.from({ length: 10 }, (_, i) => row(i + 2, 'big.png')), row(12, 'small.png')];
+    const { shards } = await plan(rows, 4, 1 << 20);
+    const big = shards.find((s) => s.rows.some((r) => r.filename === 'big.png'))!;
+    expect(big.rows.map((r) => r.filename)).toEqual(Array(10).fill('big.png'));
+    const store = new FsStore(mkdtempSync(join(tmpdir(), 'plan-')));
+    await store.put('p/rows-0000.jsonl', `${JSON.stringify(row(2, 'a.png'))}\n`);
+    await expect(readPlanRows(store, [{ key: 'p/rows-0000.jsonl', start: 0, end: 4096 }])).rejects.toThrow(/past the end of the plan part/);
+    const hostile = `${JSON.stringify(row(2, '../a.png'))}\n`;
+    await store.put('p/rows-0001.jsonl', hostile);
+    await expect(readPlanRows(store, [{ key: 'p/rows-0001.jsonl', start: 0, end: hostile.length }])).rejects.toThrow(/bad plan row: filename escapes/);
+    await expect(readPlanRows(store, [{ key: 'p/rows-0001.jsonl', start: 0, end: 20 }])).rejects.toThrow(/rows-0001\.jsonl: bad plan row: not JSON/);
   });
 });
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { validateDataset } from '../../core/dataset.ts';
+import { checkDataset } from '../../core/dataset/check.ts';
 import { preprocessImage, probeImage, resizeWindow } from '../../core/preprocess.ts';
 import { FsStore } from '../../core/store.ts';
 import { gifTransparentColour } from '../../core/preprocess/gif.ts';
@@ -189,7 +189,7 @@ describe('writing into a caller-owned buffer (a shard\'s pixel section)', () => 
   });
 });
 
-describe('Validate and thin images', () => {
+describe('the dataset check and thin images', () => {
   it('reports a small thin PNG and JPEG as bad rows (the resize would be over the pixel limit), by line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'thin-'));
     const strip = new Uint8Array(20000 * 2 * 3).fill(120);
@@ -197,7 +197,7 @@ describe('Validate and thin images', () => {
     writeFileSync(join(dir, 'strip.jpg'), await raw(strip, 20000, 2, 3).jpeg().toBuffer());
     writeFileSync(join(dir, 'ok.png'), await raw(new Uint8Array(32 * 32 * 3).fill(7), 32, 32, 3).png().toBuffer());
     writeFileSync(join(dir, 'captions.csv'), 'filename,caption\nstrip.png,a long strip\nstrip.jpg,another strip\nok.png,a square\n');
-    const { report } = await validateDataset(new FsStore(dir), 'thin');
+    const { report } = await checkDataset(new FsStore(dir), 'thin', new FsStore(mkdtempSync(join(tmpdir(), 'thin-out-'))));
     const lines = report.problems.map((p) => [p.line, p.field, p.reason.replace(/ makes it .*/, '')]);
     expect(lines).toEqual([
       [2, 'filename', 'image is 20000 x 2: its short side resized to 224'],

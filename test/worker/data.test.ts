@@ -1,10 +1,12 @@
+import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
+import { checkDataset } from '../../core/dataset/check.ts';
 import { CONTEXT_LENGTH } from '../../core/shard-format.ts';
 import type { ObjectInfo, ObjectStore } from '../../core/store.ts';
 import { CROP_RATIO, CROP_SCALE, augmentImage, dihedral, randomResizedCropBox, resizeCrop } from '../../worker/data/augment.ts';
 import { makeBatch } from '../../worker/data/batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
-import { epochSamples, indexShards, prefetchShards, type DataCursor, type Sample } from '../../worker/data/shard-stream.ts';
+import { epochSamples, indexShards, listShardKeys, prefetchShards, type DataCursor, type Sample } from '../../worker/data/shard-stream.ts';
 import { fsStore, simpleShards, tempDir, writeShards } from './helpers.ts';
 
 describe('Rng', () => {
@@ -128,6 +130,17 @@ class CountingStore implements ObjectStore {
   list(prefix?: string): Promise<ObjectInfo[]> {
     return this.inner.list(prefix);
   }
+  listEach(prefix?: string): AsyncIterable<ObjectInfo> {
+    return this.inner.listEach(prefix);
+  }
+  stream(key: string): AsyncIterable<Uint8Array> {
+    this.gets++;
+    return this.inner.stream(key);
+  }
+  getRange(key: string, start: number, end: number): Promise<Uint8Array> {
+    this.gets++;
+    return this.inner.getRange(key, start, end);
+  }
   put(key: string, body: Uint8Array | string): Promise<void> {
     return this.inner.put(key, body);
   }
@@ -228,5 +241,48 @@ describe('shard stream', async () => {
     } finally {
       bad.cleanup();
     }
+  });
+});
+
+describe('the shards index.json', async () => {
+  const data = tempDir('index-data');
+  const out = tempDir('index-shards');
+  afterAll(data.cleanup);
+  afterAll(out.cleanup);
+  const images = fsStore(data.path);
+  const rows = ['filename,caption,split,label'];
+  for (let i = 0; i < 30; i++) {
+    const split = i % 5 === 0 ? 'val' : i % 7 === 0 ? 'test' : 'train';
+    const image = await sharp(new Uint8Array(8 * 8 * 3).fill(i * 7), { raw: { width: 8, height: 8, channels: 3 } }).png().toBuffer();
+    await images.put(`t${i}.png`, image);
+    for (let k = 0; k <= i % 3; k++) rows.push(`t${i}.png,tile ${i} caption ${k},${split},class${i % 4}`);
+  }
+  await images.put('captions.csv', rows.join('\n'));
+  await images.put('train.json', '{"model": "ViT-tiny", "shardSize": 8}');
+  const shards = fsStore(out.path);
+  const { report } = await checkDataset(images, 'index', shards);
+
+  it('gives the same index as reading every shard, with one read', async () => {
+    expect(report.valid).toBe(true);
+    const counting = new CountingStore(shards);
+    const fromFile = await indexShards(counting);
+    expect(counting.gets).toBe(1);
+    const scanned = await indexShards(shards, await listShardKeys(shards));
+    expect(fromFile).toEqual(scanned);
+    expect(fromFile.totals.train + fromFile.totals.val + fromFile.totals.test).toBe(rows.length - 1);
+    // One split per shard: evaluation reads only the shards of its split.
+    for (const r of fromFile.rows) expect(Object.values(r).filter((n) => n > 0)).toHaveLength(1);
+  });
+
+  it('is checked against each shard it describes', async () => {
+    const index = await indexShards(shards);
+    const lying = { ...index, rows: index.rows.map((r) => ({ ...r, train: r.train > 0 ? r.train + 1 : 0 })) };
+    lying.trainRows = lying.rows.map((r) => Int32Array.from({ length: r.train }, (_, i) => i));
+    lying.totals = { ...index.totals, train: lying.rows.reduce((n, r) => n + r.train, 0) };
+    await expect(async () => {
+      for await (const s of epochSamples(shards, lying, 1, { epoch: 0, sample: 0 })) void s;
+    }).rejects.toThrow(/captions, the shard index says/);
+    await shards.put('index.json', '{"version": 1, "imageSize": 8, "shards": [{"name": "../x.rsshard", "split": "train", "rows": 1, "images": 1}], "labels": {"train": [], "val": [], "test": []}}');
+    await expect(indexShards(shards)).rejects.toThrow(/index\.json: shards\.0\.name/);
   });
 });

@@ -1,4 +1,5 @@
 import { decodeShard, type Shard, type Split } from '../../core/shard-format.ts';
+import { MAX_SHARD_INDEX_BYTES, SHARD_INDEX_FILE, ShardIndexFileSchema } from '../../core/shard-index.ts';
 import type { ObjectStore } from '../../core/store.ts';
 import { TrainInputError } from '../train/errors.ts';
 import { Rng } from './rng.ts';
@@ -67,8 +68,41 @@ export async function* prefetchShards(
   }
 }
 
+/**
+ * The index of a shards folder: from its index.json (Collect writes one per run) with one small read, else by
+ * reading every shard once (folders of shards made by hand or by an older version).
+ */
 export async function indexShards(store: ObjectStore, keys?: string[]): Promise<ShardIndex> {
-  const all = keys ?? (await listShardKeys(store));
+  if (!keys) {
+    const info = await store.head(SHARD_INDEX_FILE);
+    if (info) return readIndexFile(store, info.size);
+  }
+  return scanShards(store, keys ?? (await listShardKeys(store)));
+}
+
+async function readIndexFile(store: ObjectStore, size: number): Promise<ShardIndex> {
+  const where = `${store.uri.replace(/\/$/, '')}/${SHARD_INDEX_FILE}`;
+  if (size > MAX_SHARD_INDEX_BYTES) throw new TrainInputError(`${where} is ${size} bytes, over the limit of ${MAX_SHARD_INDEX_BYTES}`);
+  let parsed;
+  try {
+    parsed = ShardIndexFileSchema.safeParse(JSON.parse(Buffer.from(await store.get(SHARD_INDEX_FILE)).toString('utf8')));
+  } catch (e) {
+    throw new TrainInputError(`${where}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!parsed.success) throw new TrainInputError(`${where}: ${parsed.error.issues[0]!.path.join('.')}: ${parsed.error.issues[0]!.message}`);
+  const file = parsed.data;
+  if (file.shards.length === 0) throw new TrainInputError(`${where} lists no shards`);
+  const totals = emptyCounts();
+  const rows = file.shards.map((s) => {
+    totals[s.split] += s.rows;
+    return { ...emptyCounts(), [s.split]: s.rows };
+  });
+  // A shard holds one split, so a train shard's train rows are all of its rows.
+  const trainRows = file.shards.map((s) => (s.split === 'train' ? Int32Array.from({ length: s.rows }, (_, i) => i) : new Int32Array(0)));
+  return { keys: file.shards.map((s) => s.name), imageSize: file.imageSize, rows, totals, trainRows, labels: file.labels };
+}
+
+async function scanShards(store: ObjectStore, all: string[]): Promise<ShardIndex> {
   if (all.length === 0) throw new TrainInputError(`no ${SHARD_SUFFIX} files under ${store.uri}`);
   const rows: Record<Split, number>[] = [];
   const trainRows: Int32Array[] = [];
@@ -185,7 +219,12 @@ export async function* epochSamples(store: ObjectStore, index: ShardIndex, seed:
   const fetch = (s: number): Promise<Shard> => {
     let p = resident.get(s);
     if (!p) {
-      p = loadShard(store, index.keys[s]!);
+      const want = index.rows[s]!.train + index.rows[s]!.val + index.rows[s]!.test;
+      // The index is read, not derived from the shards: a shard that disagrees with it must not be indexed past its end.
+      p = loadShard(store, index.keys[s]!).then((shard) => {
+        if (shard.captions.length !== want) throw new TrainInputError(`${index.keys[s]}: ${shard.captions.length} captions, the shard index says ${want}`);
+        return shard;
+      });
       // A consumer that stops early leaves a prefetch unawaited; its failure must not crash the process.
       p.catch(() => undefined);
       resident.set(s, p);

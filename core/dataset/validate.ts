@@ -1,0 +1,352 @@
+import { loadModelConfig, modelConfigNames } from '../../worker/models/config.ts';
+import { CAPTIONS_FILE, TRAIN_OPTIONS_FILE } from '../s3-layout.ts';
+import { SPLITS, type Split } from '../shard-format.ts';
+import type { ObjectStore } from '../store.ts';
+import { TrainOptionsSchema, type TrainOptions } from '../train-options.ts';
+import { csvRecords, type CsvRecord } from './csv.ts';
+import { KeyTable } from './key-table.ts';
+import { bucketOf, BucketCounts, cutShards, PlanSpill } from './plan.ts';
+import { ProblemList, summarize } from './problems.ts';
+import { captionProblem, filenameProblem, hashSplit, parseSplit } from './rules.ts';
+import {
+  DEFAULT_MAX_BAD_FRACTION,
+  DEFAULT_MODEL,
+  DEFAULT_SHARD_SIZE,
+  MAX_CSV_BYTES,
+  MAX_IMAGE_BYTES,
+  MAX_TRAIN_OPTIONS_BYTES,
+  type DatasetProblem,
+  type DatasetRow,
+  type ShardRequest,
+  type ValidationReport,
+} from './types.ts';
+
+/**
+ * A dataset is a folder (S3 prefix datasets/<name>/ or a local directory) holding captions.csv, the images it
+ * names, and optionally train.json. The rules are written for people in docs/DATASET.md; this module applies
+ * those that need no image decoding (the Shard step decodes, core/dataset/build-shard.ts).
+ *
+ * Everything is streamed: the listing a page at a time, captions.csv a chunk at a time, twice (rules, then the
+ * plan). What is kept per image and per row is a hashed key and a few numbers (KeyTable), so memory and time per
+ * row stay small and bounded whatever the dataset size.
+ */
+
+const COLUMNS = ['filename', 'caption', 'split', 'label'] as const;
+const REQUIRED = ['filename', 'caption'] as const;
+type Column = (typeof COLUMNS)[number];
+type Columns = Partial<Record<Column, number>>;
+
+/** KeyTable lanes of an image (listed object or named filename). */
+const SIZE = 0; // object size (capped), -1 when not listed
+const FIRST_LINE = 1; // first good row naming it; 0 when no row named it, -1 when only bad rows did
+const SPLIT_LABEL = 2; // split index | (label id + 1) << 2
+const NOT_LISTED = -1;
+
+export interface ValidationResult {
+  report: ValidationReport;
+  options: TrainOptions;
+  /** The shard plan's items, when a `plan` target was given and the dataset is valid. */
+  plan?: ShardRequest[];
+}
+
+export interface PlanTarget {
+  /** Where the spill objects go (the bucket root in the pipeline). */
+  store: ObjectStore;
+  /** Spill key prefix in `store`. */
+  prefix: string;
+  bucket: string;
+  runId: string;
+  spillBytes?: number;
+  /** Plan the good rows of an invalid dataset too, so that its images are checked in the same pass (`rsclip validate`). */
+  always?: boolean;
+}
+
+/** Checks a dataset folder without changing it, and with a `plan` target writes the shard plan. Never throws for bad data. */
+export async function validateCaptions(store: ObjectStore, dataset: string, plan?: PlanTarget): Promise<ValidationResult> {
+  const problems = new ProblemList();
+  const options = await readTrainOptions(store, problems);
+  const model = options.model ?? DEFAULT_MODEL;
+  const imageSize = modelImageSize(model, problems);
+  const policy = options.validation?.policy ?? 'fail';
+  const maxBadFraction = options.validation?.maxBadFraction ?? (policy === 'skip' ? DEFAULT_MAX_BAD_FRACTION : 0);
+  const counts = { rows: 0, goodRows: 0, badRows: 0, images: 0, goodImages: 0, splits: { train: 0, val: 0, test: 0 } };
+  const finish = (valid: boolean, summary: string): ValidationResult => ({
+    options,
+    report: {
+      version: 1,
+      dataset,
+      source: `${store.uri.replace(/\/+$/, '')}/${CAPTIONS_FILE}`,
+      valid,
+      checked: 'captions',
+      summary,
+      policy,
+      maxBadFraction,
+      model,
+      imageSize,
+      counts,
+      ...problems.sorted(),
+    },
+  });
+  const fileProblem = (reason: string, line?: number, field = 'file'): ValidationResult => {
+    problems.add({ file: CAPTIONS_FILE, ...(line !== undefined ? { line } : {}), field, reason });
+    return finish(false, problems.total > 1 ? summarize(problems.sorted().problems, problems.total, 0, 0) : reason);
+  };
+
+  const info = await store.head(CAPTIONS_FILE);
+  if (!info) return fileProblem(`${CAPTIONS_FILE} not found in ${store.uri}`);
+  if (info.size > MAX_CSV_BYTES) return fileProblem(`${CAPTIONS_FILE} is ${info.size} bytes, over the limit of ${MAX_CSV_BYTES}`);
+
+  const images = new KeyTable(3);
+  for await (const o of store.listEach('')) images.set(images.insert(o.key).slot, SIZE, Math.min(o.size, MAX_IMAGE_BYTES + 1));
+  const pairs = new KeyTable(1);
+  const labels = new Map<string, number>();
+  const labelNames: string[] = [];
+  const badLines = new LineSet();
+  const buckets = new BucketCounts();
+  const goodImagesPerSplit = { train: 0, val: 0, test: 0 };
+  let columns: Columns | undefined;
+  let width = 0;
+  let sawHeader = false;
+  const bad = (line: number, field: string, reason: string): void => {
+    problems.add({ file: CAPTIONS_FILE, line, field, reason });
+    badLines.add(line);
+  };
+
+  for await (const item of captionRecords(store)) {
+    if ('malformed' in item) {
+      counts.rows++;
+      bad(item.malformed.line, item.malformed.field, item.malformed.reason);
+      continue;
+    }
+    const { rec, badUtf8 } = item;
+    if (!sawHeader) {
+      sawHeader = true;
+      if (rec.line !== 1) return fileProblem('no header row (expected filename,caption[,split][,label])', 1, 'header');
+      columns = headerColumns(rec.fields, problems);
+      width = rec.fields.length;
+      continue;
+    }
+    counts.rows++;
+    if (!columns) {
+      badLines.add(rec.line);
+      continue;
+    }
+    if (badUtf8 !== undefined) {
+      bad(rec.line, 'row', `not valid UTF-8${badUtf8 !== rec.line ? ` (line ${badUtf8})` : ''}: save the file as UTF-8`);
+      continue;
+    }
+    if (rec.fields.length !== width) {
+      bad(rec.line, 'row', `expected ${width} fields, found ${rec.fields.length}`);
+      continue;
+    }
+    const row = rowOf(rec, columns, options);
+    let ok = true;
+    const rowProblem = (field: string, reason: string): void => {
+      bad(rec.line, field, reason);
+      ok = false;
+    };
+    const fp = filenameProblem(row.filename);
+    if (fp) rowProblem('filename', fp);
+    const cp = captionProblem(row.caption);
+    if (cp) rowProblem('caption', cp);
+    if (!row.split && !(columns.split === undefined && fp)) rowProblem('split', `unknown split '${row.rawSplit}' (expected train, val or test)`);
+    if (!ok) continue;
+    const split = row.split!;
+    const pair = pairs.insert(`${row.filename}\u0000${row.caption}`);
+    if (pair.added) pairs.set(pair.slot, 0, rec.line);
+    const { slot, added } = images.insert(row.filename);
+    if (added) images.set(slot, SIZE, NOT_LISTED);
+    const size = images.get(slot, SIZE);
+    const first = images.get(slot, FIRST_LINE);
+    if (first === 0) {
+      counts.images++;
+      images.set(slot, FIRST_LINE, -1);
+    }
+    const labelId = row.label === null ? -1 : labelIdOf(labels, labelNames, row.label);
+    if (!pair.added) rowProblem('caption', `duplicate of line ${pairs.get(pair.slot, 0)} (same filename and caption)`);
+    else if (size === NOT_LISTED) rowProblem('filename', 'image not found in the dataset folder');
+    else if (size === 0) rowProblem('filename', 'image file is empty (0 bytes)');
+    else if (size > MAX_IMAGE_BYTES) rowProblem('filename', `image file is over the limit of ${MAX_IMAGE_BYTES} bytes`);
+    else if (first <= 0) {
+      // The first otherwise-good row of an image fixes its split and label.
+      images.set(slot, FIRST_LINE, rec.line);
+      images.set(slot, SPLIT_LABEL, SPLITS.indexOf(split) | ((labelId + 1) << 2));
+      goodImagesPerSplit[split]++;
+    } else {
+      const packed = images.get(slot, SPLIT_LABEL);
+      const firstSplit = SPLITS[packed & 3]!;
+      const firstLabel = (packed >> 2) - 1;
+      if (firstSplit !== split) {
+        rowProblem('split', `image is '${firstSplit}' on line ${first} but '${split}' here (all captions of an image share its split)`);
+      } else if (firstLabel !== labelId) {
+        rowProblem('label', `image is labelled '${labelNames[firstLabel] ?? ''}' on line ${first} but '${row.label ?? ''}' here`);
+      }
+    }
+    if (!ok) continue;
+    counts.goodRows++;
+    counts.splits[split]++;
+    buckets.add(split, row.filename);
+  }
+  if (!sawHeader) return fileProblem('no header row (expected filename,caption[,split][,label])', 1, 'header');
+  counts.badRows = counts.rows - counts.goodRows;
+  counts.goodImages = goodImagesPerSplit.train + goodImagesPerSplit.val + goodImagesPerSplit.test;
+
+  if (counts.rows === 0) problems.add({ file: CAPTIONS_FILE, line: 2, field: 'row', reason: 'no data rows' });
+  else if (counts.goodRows > 0 && counts.splits.train === 0) problems.add({ file: CAPTIONS_FILE, field: 'split', reason: 'no usable row is in the train split' });
+  const valid = isValid(problems.fatal, counts, policy, maxBadFraction);
+  const summary = valid ? passedSummary(counts, policy) : summarize(problems.sorted().problems, problems.total, counts.badRows, counts.rows);
+  const result = finish(valid, summary);
+  if (plan && (valid || (plan.always && counts.goodRows > 0))) result.plan = await writePlan(store, dataset, options, imageSize, buckets, badLines, plan);
+  return result;
+}
+
+/** Under `fail` no bad row is allowed, under `skip` up to maxBadFraction; problems of the file as a whole never pass. */
+export function isValid(fatal: boolean, counts: ValidationReport['counts'], policy: 'fail' | 'skip', maxBadFraction: number): boolean {
+  if (fatal || counts.goodRows === 0 || counts.splits.train === 0) return false;
+  return policy === 'fail' ? counts.badRows === 0 : counts.badRows / counts.rows <= maxBadFraction;
+}
+
+export function passedSummary(counts: ValidationReport['counts'], policy: 'fail' | 'skip'): string {
+  const skipped = counts.badRows ? ` (${counts.badRows} bad rows skipped under policy '${policy}')` : '';
+  return `${counts.goodRows} rows, ${counts.goodImages} images valid${skipped}`;
+}
+
+/** Second pass: the good rows (those the first pass left out of badLines) spilled to their shards. */
+async function writePlan(
+  store: ObjectStore,
+  dataset: string,
+  options: TrainOptions,
+  imageSize: number,
+  buckets: BucketCounts,
+  badLines: LineSet,
+  target: PlanTarget,
+): Promise<ShardRequest[]> {
+  const cuts = cutShards(buckets, options.shardSize ?? DEFAULT_SHARD_SIZE);
+  const spill = new PlanSpill(target.store, target.prefix, cuts.shards.length, target.spillBytes);
+  let columns: Columns | undefined;
+  for await (const item of captionRecords(store)) {
+    if ('malformed' in item) continue;
+    if (!columns) {
+      columns = headerColumns(item.rec.fields, new ProblemList())!;
+      continue;
+    }
+    if (badLines.has(item.rec.line)) continue;
+    const r = rowOf(item.rec, columns, options);
+    const row: DatasetRow = { line: item.rec.line, filename: r.filename, caption: r.caption, split: r.split!, ...(r.label !== null ? { label: r.label } : {}) };
+    await spill.add(cuts.shardOf[row.split][bucketOf(row.filename)]!, row);
+  }
+  await spill.flush();
+  return cuts.shards.map((s, shard) => ({
+    bucket: target.bucket,
+    runId: target.runId,
+    dataset,
+    shard,
+    split: s.split,
+    imageSize,
+    ...(options.bands ? { bands: options.bands } : {}),
+    rows: s.rows,
+    parts: spill.parts[shard]!,
+  }));
+}
+
+/** captions.csv's records with the first invalid-UTF-8 line each spans. */
+async function* captionRecords(store: ObjectStore): AsyncGenerator<{ rec: CsvRecord; badUtf8?: number } | { malformed: DatasetProblem & { line: number } }> {
+  const badUtf8 = new Set<number>();
+  for await (const item of csvRecords(store.stream(CAPTIONS_FILE), badUtf8)) {
+    if ('malformed' in item) {
+      yield { malformed: { file: CAPTIONS_FILE, ...item.malformed } };
+      continue;
+    }
+    const rec = item.record;
+    let spanned = 0;
+    for (const f of rec.fields) for (let i = f.indexOf('\n'); i !== -1; i = f.indexOf('\n', i + 1)) spanned++;
+    let first: number | undefined;
+    for (let l = rec.line; l <= rec.line + spanned && first === undefined; l++) if (badUtf8.has(l)) first = l;
+    yield { rec, ...(first !== undefined ? { badUtf8: first } : {}) };
+  }
+}
+
+function rowOf(rec: CsvRecord, columns: Columns, options: TrainOptions): { filename: string; caption: string; split?: Split; rawSplit: string; label: string | null } {
+  const get = (c: Column): string => (columns[c] === undefined ? '' : (rec.fields[columns[c]!] ?? ''));
+  const filename = get('filename');
+  const rawSplit = get('split');
+  const split = columns.split !== undefined ? parseSplit(rawSplit) : filenameProblem(filename) ? undefined : hashSplit(filename, options.split);
+  return { filename, caption: get('caption'), split, rawSplit, label: get('label') || null };
+}
+
+function labelIdOf(labels: Map<string, number>, names: string[], label: string): number {
+  let id = labels.get(label);
+  if (id === undefined) {
+    id = names.length;
+    labels.set(label, id);
+    names.push(label);
+  }
+  return id;
+}
+
+async function readTrainOptions(store: ObjectStore, problems: ProblemList): Promise<TrainOptions> {
+  const add = (field: string, reason: string): TrainOptions => {
+    problems.add({ file: TRAIN_OPTIONS_FILE, field, reason });
+    return {};
+  };
+  const info = await store.head(TRAIN_OPTIONS_FILE);
+  if (!info) return {};
+  if (info.size > MAX_TRAIN_OPTIONS_BYTES) return add('file', `${info.size} bytes, over the limit of ${MAX_TRAIN_OPTIONS_BYTES}`);
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await store.get(TRAIN_OPTIONS_FILE)));
+  } catch (e) {
+    return add('file', `not valid JSON (${(e as Error).message})`);
+  }
+  const parsed = TrainOptionsSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return add(issue.path.join('.') || '(root)', issue.message);
+  }
+  return parsed.data;
+}
+
+/** The model's input size; model config names only (train.json must not name files on the validator's disk). */
+function modelImageSize(model: string, problems: ProblemList): number {
+  const known = modelConfigNames();
+  if (!known.includes(model)) {
+    problems.add({ file: TRAIN_OPTIONS_FILE, field: 'model', reason: `unknown model '${model}' (known: ${known.join(', ')})` });
+    return loadModelConfig(DEFAULT_MODEL).vision_cfg.image_size;
+  }
+  return loadModelConfig(model).vision_cfg.image_size;
+}
+
+function headerColumns(header: string[], problems: ProblemList): Columns | undefined {
+  const cols: Columns = {};
+  let ok = true;
+  const bad = (field: string, reason: string): void => {
+    problems.add({ file: CAPTIONS_FILE, line: 1, field, reason });
+    ok = false;
+  };
+  header.forEach((raw, i) => {
+    const name = raw.trim().toLowerCase();
+    if (!(COLUMNS as readonly string[]).includes(name)) bad(raw, `unknown column '${raw}' (expected filename, caption, split, label)`);
+    else if (cols[name as Column] !== undefined) bad(name, `column '${name}' appears twice`);
+    else cols[name as Column] = i;
+  });
+  for (const c of REQUIRED) if (cols[c] === undefined) bad(c, `missing column '${c}' (header must be filename,caption[,split][,label])`);
+  return ok ? cols : undefined;
+}
+
+/** A growable bitset of line numbers: 5M lines in 625 KB. */
+class LineSet {
+  private bits = new Uint32Array(1024);
+  add(line: number): void {
+    const w = line >>> 5;
+    if (w >= this.bits.length) {
+      const grown = new Uint32Array(Math.max(w + 1, this.bits.length * 2));
+      grown.set(this.bits);
+      this.bits = grown;
+    }
+    this.bits[w]! |= 1 << (line & 31);
+  }
+  has(line: number): boolean {
+    const w = line >>> 5;
+    return w < this.bits.length && (this.bits[w]! & (1 << (line & 31))) !== 0;
+  }
+}
