@@ -1,8 +1,9 @@
 import * as ort from 'onnxruntime-node';
 import { normalizeHwcToChw } from '../../core/pixels.ts';
-import { CONTEXT_LENGTH, decodeShard, type Shard, type Split } from '../../core/shard-format.ts';
+import { CONTEXT_LENGTH, type Split } from '../../core/shard-format.ts';
 import type { ObjectStore } from '../../core/store.ts';
 import { tokenizeAll } from '../../core/tokenizer/index.ts';
+import { indexShards, prefetchShards } from '../../worker/data/shard-stream.ts';
 import type { ClipTrainer } from '../../worker/engine/api.ts';
 import { similarity } from '../../worker/train/metrics.ts';
 
@@ -41,16 +42,17 @@ const EVAL_ORDER: readonly Split[] = ['val', 'test', 'train'];
  * up to `maxImages` images with their captions.
  */
 export async function loadPool(shards: ObjectStore, maxImages = MAX_POOL_IMAGES): Promise<GalleryPool> {
-  const decoded: Shard[] = [];
-  for (const { key } of await shards.list()) decoded.push(decodeShard(await shards.get(key), `${shards.uri}/${key}`));
-  if (!decoded.length) throw new Error(`no shards under ${shards.uri}`);
-  const split = EVAL_ORDER.find((s) => decoded.some((d) => d.splits.includes(s)));
+  const index = await indexShards(shards);
+  const split = EVAL_ORDER.find((s) => index.totals[s] > 0);
   if (!split) throw new Error(`no images in the shards under ${shards.uri}`);
-  const imageSize = decoded[0]!.imageSize;
+  const imageSize = index.imageSize;
   const per = imageSize * imageSize * 3;
   const chunks: Uint8Array[] = [];
   const pool: GalleryPool = { split, imageSize, pixels: new Uint8Array(0), ids: [], labels: [], captions: [] };
-  for (const shard of decoded) {
+  // Only the shards of that split, and only until the pool is full.
+  const order = index.keys.map((_, i) => i).filter((i) => index.rows[i]![split] > 0);
+  for await (const { shard } of prefetchShards(shards, index.keys, order)) {
+    if (pool.ids.length >= maxImages) break;
     const local = new Map<number, number>();
     for (let i = 0; i < shard.imageIds.length && pool.ids.length < maxImages; i++) {
       if (shard.splits[i] !== split) continue;
