@@ -24,8 +24,9 @@ export interface CreateAppOptions {
 /**
  * The app of `cdk synth`/`cdk deploy`, the tests and the local runner: one stack, cdk-nag at every synth.
  * Context keys (all optional): stage (aws|local), baseModelUri, notificationEmail, gpuInstanceTypes
- * (comma-separated), spot (true|false), maxVcpus, trainTimeoutHours, retrainSchedule (an EventBridge rate/cron
- * expression) with retrainDatasets (comma-separated).
+ * (comma-separated), spot (true|false), maxVcpus, onDemandMaxVcpus (0: no on-demand environment behind spot),
+ * shardConcurrency, trainTimeoutHours, retrainSchedule (an EventBridge rate/cron expression) with retrainDatasets
+ * (comma-separated).
  */
 export function createApp(options: CreateAppOptions = {}): { app: App; stack: PipelineStack } {
   const app = new App({
@@ -56,15 +57,17 @@ function pipelineProps(context: (key: string) => unknown): PipelineProps {
     return String(v);
   };
   const list = (key: string): string[] | undefined => text(key)?.split(',').map((s) => s.trim()).filter(Boolean);
-  const positive = (key: string): number | undefined => {
+  const integer = (key: string, min: number): number | undefined => {
     const v = text(key);
-    if (v !== undefined && !/^[1-9]\d*$/.test(v)) throw new Error(`context "${key}" must be a positive integer (got ${v})`);
+    if (v !== undefined && !(/^\d+$/.test(v) && Number(v) >= min)) throw new Error(`context "${key}" must be an integer of at least ${min} (got ${v})`);
     return v === undefined ? undefined : Number(v);
   };
+  const positive = (key: string) => integer(key, 1);
 
   const instanceTypes = list('gpuInstanceTypes');
   const spot = text('spot');
   const maxVcpus = positive('maxVcpus');
+  const onDemandMaxVcpus = integer('onDemandMaxVcpus', 0);
   const trainHours = positive('trainTimeoutHours');
   if (spot !== undefined && spot !== 'true' && spot !== 'false') throw new Error('context "spot" must be true or false');
   const gpu = props.gpu && {
@@ -72,6 +75,7 @@ function pipelineProps(context: (key: string) => unknown): PipelineProps {
     ...(instanceTypes ? { instanceTypes: instanceTypes.map((t) => new ec2.InstanceType(t)) } : {}),
     ...(spot ? { spot: spot === 'true' } : {}),
     ...(maxVcpus ? { maxvCpus: maxVcpus } : {}),
+    ...(onDemandMaxVcpus !== undefined ? { onDemandMaxvCpus: onDemandMaxVcpus } : {}),
   };
   const schedule = text('retrainSchedule');
   const datasets = list('retrainDatasets');
@@ -81,6 +85,7 @@ function pipelineProps(context: (key: string) => unknown): PipelineProps {
     gpu,
     baseModelUri: text('baseModelUri') ?? props.baseModelUri,
     notificationEmail: text('notificationEmail'),
+    shardConcurrency: positive('shardConcurrency') ?? props.shardConcurrency,
     ...(schedule && datasets ? { retrain: { schedule: events.Schedule.expression(schedule), datasets } } : {}),
     trainTimeout: trainHours ? Duration.hours(trainHours) : props.trainTimeout,
   };

@@ -16,6 +16,11 @@ export interface GpuComputeProps {
   /** Spot (SPOT_PRICE_CAPACITY_OPTIMIZED; reclaims are retried and resume from the last checkpoint) or on-demand. */
   spot: boolean;
   maxvCpus: number;
+  /**
+   * With `spot`: the vCPU ceiling of an on-demand compute environment queued behind the spot one, so that a run
+   * still trains when spot GPUs cannot be had (at on-demand prices); 0 or unset adds none.
+   */
+  onDemandMaxvCpus?: number;
   /** Per job; must fit the smallest instance type after the ECS agent's share. */
   vcpus?: number;
   memory?: Size;
@@ -32,7 +37,10 @@ export interface GpuWorkerProps extends GpuComputeProps {
   jobTimeout: Duration;
 }
 
-/** A Batch job queue on a managed EC2 GPU compute environment that scales to zero, and the worker's job definition. */
+/**
+ * A Batch job queue on managed EC2 GPU compute environments that scale to zero (spot, with an optional on-demand
+ * one behind it), and the worker's job definition.
+ */
 export class GpuWorker extends Construct {
   /** Job attempts in total: spot reclaims and attempts that stopped at their deadline are retried. */
   readonly attempts: number;
@@ -59,23 +67,30 @@ export class GpuWorker extends Construct {
       ),
     });
 
-    const computeEnvironment = new batch.ManagedEc2EcsComputeEnvironment(this, 'ComputeEnvironment', {
-      vpc: this.vpc,
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-      instanceTypes: props.instanceTypes,
-      useOptimalInstanceClasses: false,
-      images: [{ imageType: batch.EcsMachineImageType.ECS_AL2023_NVIDIA }],
-      minvCpus: 0,
-      maxvCpus: props.maxvCpus,
-      spot: props.spot,
-      allocationStrategy: props.spot
-        ? batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
-        : batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
-      replaceComputeEnvironment: true,
-    });
-    this.queue = new batch.JobQueue(this, 'Queue', {
-      computeEnvironments: [{ computeEnvironment, order: 1 }],
-    });
+    const environment = (id: string, spot: boolean, maxvCpus: number) =>
+      new batch.ManagedEc2EcsComputeEnvironment(this, id, {
+        vpc: this.vpc,
+        vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+        instanceTypes: props.instanceTypes,
+        useOptimalInstanceClasses: false,
+        images: [{ imageType: batch.EcsMachineImageType.ECS_AL2023_NVIDIA }],
+        minvCpus: 0,
+        maxvCpus,
+        spot,
+        allocationStrategy: spot ? batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED : batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
+        replaceComputeEnvironment: true,
+      });
+    const onDemandMaxvCpus = props.spot ? (props.onDemandMaxvCpus ?? 0) : 0;
+    if (!Number.isInteger(onDemandMaxvCpus) || onDemandMaxvCpus < 0) {
+      throw new Error(`GpuWorker: onDemandMaxvCpus must be a non-negative integer (got ${onDemandMaxvCpus})`);
+    }
+    // Batch places a job in the first environment (by order) that can take it: on-demand hosts start only when
+    // the spot environment cannot place it.
+    const computeEnvironments = [{ computeEnvironment: environment('ComputeEnvironment', props.spot, props.maxvCpus), order: 1 }];
+    if (onDemandMaxvCpus > 0) {
+      computeEnvironments.push({ computeEnvironment: environment('OnDemandComputeEnvironment', false, onDemandMaxvCpus), order: 2 });
+    }
+    this.queue = new batch.JobQueue(this, 'Queue', { computeEnvironments });
 
     this.jobRole = new iam.Role(this, 'JobRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
     // Reads the dataset and shards, resumes from and prunes its checkpoints, reads a previous model for `init: latest`.

@@ -1,6 +1,6 @@
 import { Stack, Token, Validations, type CfnElement } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
-import { DATASETS } from '../core/s3-layout.ts';
+import { captionsKey, DATASETS } from '../core/s3-layout.ts';
 import { TMP_SEGMENT } from '../core/store.ts';
 import type { Pipeline } from './pipeline.ts';
 
@@ -43,6 +43,12 @@ export function acknowledgeNagFindings(stack: Stack, pipeline: Pipeline): void {
       `Objects under ${prefix}/ are named at run time (layout in core/s3-layout.ts); access is limited to that prefix.`,
     );
   }
+
+  acknowledge(
+    pipeline.functions.publish,
+    `IAM5[Resource::<${bucket}.Arn>/${captionsKey('*')}]`,
+    "Publish reads the upload time of a run's captions.csv version, whichever dataset the run is of.",
+  );
 
   acknowledge(
     pipeline.trigger.failedEvents,

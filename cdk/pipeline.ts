@@ -3,6 +3,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { captionsKey } from '../core/s3-layout.ts';
 import { DataBucket } from './data-bucket.ts';
 import { GpuWorker, type GpuComputeProps } from './gpu-compute.ts';
 import { IngestFunctions } from './ingest-functions.ts';
@@ -23,13 +24,19 @@ export interface PipelineProps {
   /** Days an overwritten or deleted object version is kept (default 30). */
   noncurrentVersionDays?: number;
   retrain?: RetrainSchedule;
-  /** Shard Lambdas at once (default 16). */
+  /**
+   * Shard Lambdas at once per run (default 16; 1-10,000, the Distributed Map's range). Runs at once times this is
+   * what the account's Lambda concurrency must hold (docs/DEPLOY.md).
+   */
   shardConcurrency?: number;
   /** Percentage of shards that may fail without failing the run (default 0). */
   toleratedShardFailurePercent?: number;
   /** Longest a training job may run (default 12 h). */
   trainTimeout?: Duration;
 }
+
+/** A Distributed Map runs at most this many child executions at once. */
+const MAX_MAP_CONCURRENCY = 10_000;
 
 /** The whole pipeline: bucket, trigger, Lambda steps, GPU worker (or Activity) and the state machine. */
 export class Pipeline extends Construct {
@@ -43,12 +50,19 @@ export class Pipeline extends Construct {
   constructor(scope: Construct, id: string, props: PipelineProps) {
     super(scope, id);
     const trainTimeout = props.trainTimeout ?? Duration.hours(12);
+    const shardConcurrency = props.shardConcurrency ?? 16;
+    // MaxConcurrency 0 would be unlimited, not none.
+    if (!Number.isInteger(shardConcurrency) || shardConcurrency < 1 || shardConcurrency > MAX_MAP_CONCURRENCY) {
+      throw new Error(`Pipeline: shardConcurrency must be an integer from 1 to ${MAX_MAP_CONCURRENCY} (got ${shardConcurrency})`);
+    }
     const common = { architecture: props.lambdaArchitecture, logRetentionDays: props.logRetentionDays };
     this.data = new DataBucket(this, 'Data', {
       removalPolicy: props.removalPolicy,
       noncurrentVersionDays: props.noncurrentVersionDays ?? 30,
     });
     this.functions = new IngestFunctions(this, 'Steps', { data: this.data, ...common });
+    // Publish orders runs by the upload time of the captions.csv version each read (lambdas/publish/publish.ts).
+    this.data.bucket.grantRead(this.functions.publish, captionsKey('*'));
 
     let train: TrainTarget;
     if (props.stage === 'local') {
@@ -71,7 +85,7 @@ export class Pipeline extends Construct {
       train,
       baseModelUri: props.baseModelUri,
       notificationEmail: props.notificationEmail,
-      shardConcurrency: props.shardConcurrency ?? 16,
+      shardConcurrency,
       toleratedShardFailurePercent: props.toleratedShardFailurePercent ?? 0,
       trainTimeout,
       trainAttempts: this.gpu?.attempts,

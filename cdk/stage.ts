@@ -37,6 +37,8 @@ export function stageProps(stage: StageName): PipelineProps {
       instanceTypes: [new ec2.InstanceType('g5.xlarge'), new ec2.InstanceType('g6.xlarge'), new ec2.InstanceType('g5.2xlarge')],
       spot: true,
       maxvCpus: 32,
+      // Four single-GPU jobs at on-demand prices at most, when spot has no GPUs to give.
+      onDemandMaxvCpus: 16,
     },
     lambdaArchitecture: lambda.Architecture.ARM_64,
     removalPolicy: RemovalPolicy.RETAIN,

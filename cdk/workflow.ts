@@ -143,6 +143,9 @@ export class Workflow extends Construct {
         runId: sfn.JsonPath.stringAt('$.runId'),
         bucket: sfn.JsonPath.stringAt('$.bucket'),
         dataset: sfn.JsonPath.stringAt('$.dataset'),
+        // What orders runs for latest.json: the captions.csv version the run read, and when it started.
+        trigger: sfn.JsonPath.objectAt('$$.Execution.Input'),
+        startedAt: sfn.JsonPath.stringAt('$$.Execution.StartTime'),
       }),
       '$.published',
     );

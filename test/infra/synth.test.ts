@@ -162,6 +162,13 @@ describe('CDK app', () => {
     expect(machine.Properties.TracingConfiguration.Enabled).toBe(true);
   });
 
+  it("hands Publish what orders runs for latest.json: the execution's input and start, and read access to captions.csv", () => {
+    const s = (resolveDefinition(templates.aws, 'data-bucket') as any).States;
+    expect(s.Publish.Parameters).toMatchObject({ 'trigger.$': '$$.Execution.Input', 'startedAt.$': '$$.Execution.StartTime' });
+    const publishPolicy = resources(templates.aws, 'AWS::IAM::Policy').find((p) => JSON.stringify(p).includes('/datasets/*/captions.csv'))!;
+    expect(JSON.stringify(publishPolicy.Properties.Roles)).toMatch(/Publish/);
+  });
+
   it('retries a Batch job on spot reclaims and on a stop before the attempt timeout, and exits on any other failure', () => {
     const job = resources(templates.aws, 'AWS::Batch::JobDefinition')[0]!;
     expect(job.Properties.RetryStrategy.EvaluateOnExit).toEqual([
@@ -183,6 +190,24 @@ describe('CDK app', () => {
     expect(resources(templates.aws, 'AWS::EC2::FlowLog')).toHaveLength(1);
   });
 
+  it('queues an on-demand GPU compute environment behind the spot one', () => {
+    const envs = Object.entries(templates.aws.Resources).filter(([, r]) => r.Type === 'AWS::Batch::ComputeEnvironment') as [string, Resource][];
+    const [spot, onDemand] = ['SPOT', 'EC2'].map((type) => envs.find(([, r]) => r.Properties.ComputeResources.Type === type)!);
+    expect(envs).toHaveLength(2);
+    expect(onDemand![1].Properties.ComputeResources).toMatchObject({
+      MinvCpus: 0,
+      MaxvCpus: 16,
+      AllocationStrategy: 'BEST_FIT_PROGRESSIVE',
+      InstanceTypes: spot![1].Properties.ComputeResources.InstanceTypes,
+      Ec2Configuration: [{ ImageType: 'ECS_AL2023_NVIDIA' }],
+    });
+    const [queue] = resources(templates.aws, 'AWS::Batch::JobQueue');
+    expect(queue!.Properties.ComputeEnvironmentOrder).toEqual([
+      { ComputeEnvironment: { 'Fn::GetAtt': [spot![0], 'ComputeEnvironmentArn'] }, Order: 1 },
+      { ComputeEnvironment: { 'Fn::GetAtt': [onDemand![0], 'ComputeEnvironmentArn'] }, Order: 2 },
+    ]);
+  });
+
   it('serves Train from an Activity with heartbeat and timeout in the local stage', () => {
     const s = resolveDefinition(templates.local, 'data-bucket').States as any;
     expect(s.Train.Resource).toMatch(/^arn:aws:states:us-east-1:\d+:activity:/);
@@ -193,6 +218,8 @@ describe('CDK app', () => {
 
   it('takes GPU, spot and schedule settings from context', () => {
     const t = synth('aws', { spot: 'false', gpuInstanceTypes: 'g6.2xlarge', maxVcpus: '8', retrainSchedule: 'rate(7 days)', retrainDatasets: 'a,b' });
+    // On-demand already: no second environment behind it.
+    expect(resources(t, 'AWS::Batch::ComputeEnvironment')).toHaveLength(1);
     const env = resources(t, 'AWS::Batch::ComputeEnvironment')[0]!.Properties.ComputeResources;
     expect(env.Type).toBe('EC2');
     expect(env.InstanceTypes).toEqual(['g6.2xlarge']);
@@ -203,5 +230,22 @@ describe('CDK app', () => {
     expect(input).toContain('"source":"rsclip.schedule"');
     expect(input).toContain('"datasets":["a","b"]');
     expect(input).toMatch(/"time":<[^>]+>/);
+  });
+
+  it('takes the on-demand ceiling and the Shard concurrency from context', () => {
+    const t = synth('aws', { onDemandMaxVcpus: '0', shardConcurrency: '48' });
+    expect(resources(t, 'AWS::Batch::ComputeEnvironment').map((r) => r.Properties.ComputeResources.Type)).toEqual(['SPOT']);
+    expect(resources(t, 'AWS::Batch::JobQueue')[0]!.Properties.ComputeEnvironmentOrder).toHaveLength(1);
+    expect((resolveDefinition(t, 'data-bucket') as any).States.Shard.MaxConcurrency).toBe(48);
+    expect((resolveDefinition(templates.aws, 'data-bucket') as any).States.Shard.MaxConcurrency).toBe(16);
+  });
+
+  it.each([
+    [{ shardConcurrency: '0' }, /shardConcurrency.*at least 1/],
+    [{ shardConcurrency: '10001' }, /shardConcurrency must be an integer from 1 to 10000/],
+    [{ shardConcurrency: '1.5' }, /shardConcurrency/],
+    [{ onDemandMaxVcpus: '-4' }, /onDemandMaxVcpus.*at least 0/],
+  ])('rejects context %j', (context, message) => {
+    expect(() => createApp({ context: { stage: 'aws', ...context }, templateOnly: true, nag: false })).toThrow(message);
   });
 });
