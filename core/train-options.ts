@@ -23,6 +23,11 @@ export const TrainOptionsSchema = z
     gradClip: z.number().nonnegative().optional(),
     seed: z.number().int().nonnegative().optional(),
     checkpointEvery: z.number().int().positive().optional(),
+    /**
+     * Images of the evaluations at step 0 and after each epoch but the last: the first shards of the split that
+     * hold this many (default 5000). The last evaluation and the test evaluation cover the whole split.
+     */
+    evalSampleImages: z.number().int().min(1).optional(),
     /** Regular expressions over parameter names to keep frozen. */
     freeze: z.array(z.string()).optional(),
     freezeBnStats: z.boolean().optional(),

@@ -1,8 +1,8 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIP_MEAN, CLIP_STD } from '../../core/pixels.ts';
 import { FsStore } from '../../core/store.ts';
 import { tokenizeAll } from '../../core/tokenizer/index.ts';
-import { indexShards } from '../../worker/data/shard-stream.ts';
+import { indexShards, type ShardIndex } from '../../worker/data/shard-stream.ts';
 import { ZERO_SHOT_PROMPT, evaluateSplit } from '../../worker/train/evaluate.ts';
 import { makeShard, tempDir, writeShards, type SyntheticImage } from './helpers.ts';
 
@@ -41,31 +41,44 @@ function oracle(labelOf: (g: number) => number) {
   };
 }
 
+/** Records the keys read, to see where a sampled evaluation stops. */
+class ReadLog extends FsStore {
+  reads: string[] = [];
+  override async tryGet(key: string): Promise<Uint8Array | undefined> {
+    this.reads.push(key);
+    return super.tryGet(key);
+  }
+}
+
 describe('evaluateSplit', () => {
   const dir = tempDir('eval');
   afterAll(dir.cleanup);
+  const images: SyntheticImage[] = Array.from({ length: N }, (_, g) => ({
+    id: `${g}.png`,
+    split: g % 3 === 0 ? 'train' : g % 3 === 1 ? 'val' : 'test',
+    label: CLASSES[classOf(g)]!,
+    captions: Array.from({ length: 1 + (g % 2) }, () => `image ${g}`),
+    paint: (_y, _x, c) => (c === 0 ? g : 0),
+  }));
+  const captionsOf = (imgs: SyntheticImage[]): number => imgs.reduce((a, i) => a + i.captions.length, 0);
+  // Captions carry their image's global id in token 1.
+  const tokenize = (texts: string[]): Int32Array => {
+    const t = new Int32Array(texts.length * 77);
+    texts.forEach((s, r) => t.set([49406, 3000 + Number(s.split(' ')[1]), 49407], r * 77));
+    return t;
+  };
+  const store = new ReadLog(dir.path);
+  let index: ShardIndex;
+  beforeAll(async () => {
+    // Three shards of ten images; the val images are 3, 4 and 3 of them.
+    await writeShards(store, [0, 1, 2].map((s) => makeShard(SIZE, images.slice(s * 10, (s + 1) * 10), tokenize)));
+    index = await indexShards(store);
+  });
 
   it('streams the split across shards, keeps each caption tied to its image, and scores zero-shot over labels', async () => {
-    const images: SyntheticImage[] = Array.from({ length: N }, (_, g) => ({
-      id: `${g}.png`,
-      split: g % 3 === 0 ? 'train' : g % 3 === 1 ? 'val' : 'test',
-      label: CLASSES[classOf(g)]!,
-      captions: Array.from({ length: 1 + (g % 2) }, () => `image ${g}`),
-      paint: (_y, _x, c) => (c === 0 ? g : 0),
-    }));
-    // Captions carry their image's global id in token 1.
-    const tokenize = (texts: string[]): Int32Array => {
-      const t = new Int32Array(texts.length * 77);
-      texts.forEach((s, r) => t.set([49406, 3000 + Number(s.split(' ')[1]), 49407], r * 77));
-      return t;
-    };
-    const store = new FsStore(dir.path);
-    await writeShards(store, [0, 1, 2].map((s) => makeShard(SIZE, images.slice(s * 10, (s + 1) * 10), tokenize)));
-    const index = await indexShards(store);
-
     const val = (await evaluateSplit(oracle(classOf), store, index, 'val'))!;
     expect(val.images).toBe(10);
-    expect(val.captions).toBe(images.filter((i) => i.split === 'val').reduce((a, i) => a + i.captions.length, 0));
+    expect(val.captions).toBe(captionsOf(images.filter((i) => i.split === 'val')));
     expect(val.mean_recall).toBe(100);
     expect(val.zeroshot_top1).toBe(100);
 
@@ -78,5 +91,23 @@ describe('evaluateSplit', () => {
     const test = (await evaluateSplit(oracle(classOf), store, index, 'test'))!;
     expect(test.images).toBe(10);
     expect(test.mean_recall).toBe(100);
+  });
+
+  it('with maxImages takes whole shards in index order until they hold that many images, and says so', async () => {
+    const valOf = (shards: number): SyntheticImage[] => images.slice(0, shards * 10).filter((i) => i.split === 'val');
+    for (const [maxImages, shards] of [[1, 1], [3, 1], [4, 2], [7, 2], [8, 3], [1000, 3]] as const) {
+      store.reads = [];
+      const m = (await evaluateSplit(oracle(classOf), store, index, 'val', { maxImages }))!;
+      expect({ maxImages, images: m.images, captions: m.captions }).toEqual({ maxImages, images: valOf(shards).length, captions: captionsOf(valOf(shards)) });
+      expect(m.mean_recall).toBe(100);
+      // At most the one shard the stream had prefetched is read past the sample.
+      expect(store.reads.length).toBeLessThanOrEqual(shards + 1);
+    }
+    // The same subset every time, zero-shot included: one of shard 0's three val images carries the wrong class.
+    const oneWrong = oracle((g) => (g === 1 ? (classOf(g) + 1) % 3 : classOf(g)));
+    const once = await evaluateSplit(oneWrong, store, index, 'val', { maxImages: 2 });
+    const again = await evaluateSplit(oneWrong, store, index, 'val', { maxImages: 2 });
+    expect(again).toEqual(once);
+    expect(once!.zeroshot_top1).toBeCloseTo(200 / 3, 10);
   });
 });

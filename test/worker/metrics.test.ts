@@ -1,8 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { retrievalFromSimilarity, similarity, zeroShotTop1 } from '../../worker/train/metrics.ts';
+import { RECALL_KS, retrievalFromEmbeddings, similarity, zeroShotTop1, type RetrievalMetrics } from '../../worker/train/metrics.ts';
+import { Rng } from '../../worker/data/rng.ts';
 import { cosineLr } from '../../worker/train/schedule.ts';
 import { RECIPES, planSteps, resolveRecipe } from '../../worker/train/recipe.ts';
 import { loadModelConfig } from '../../worker/models/config.ts';
+
+/**
+ * Retrieval of given scores `sim` [nImages, nCaptions]: image i embeds as row i and caption c as the unit vector
+ * e_c, so that each dot product is exactly one score (for finite scores; a NaN spreads over its row).
+ */
+function retrievalFromSimilarity(sim: Float32Array, nImages: number, captionImage: Int32Array): RetrievalMetrics {
+  const n = captionImage.length;
+  const eye = new Float32Array(n * n);
+  for (let c = 0; c < n; c++) eye[c * n + c] = 1;
+  return retrievalFromEmbeddings(sim, nImages, eye, n, captionImage);
+}
 
 describe('retrieval metrics', () => {
   // 3 images; captions 0,1 -> image 0; 2 -> image 1; 3,4 -> image 2.
@@ -72,6 +84,86 @@ describe('retrieval metrics', () => {
     const s = similarity(Float32Array.from([1, 0, 0, 1]), 2, Float32Array.from([1, 2, 3, 4, 5, 6]), 3, 2);
     expect([...s]).toEqual([1, 3, 5, 2, 4, 6]);
     expect(() => similarity(new Float32Array(3), 2, new Float32Array(4), 2, 2)).toThrow(/expected/);
+  });
+
+  /** The protocol written out query by query over the whole matrix, independent of the code under test. */
+  function byDefinition(sim: Float32Array, nImages: number, captionImage: Int32Array): number[] {
+    const nCaptions = captionImage.length;
+    const above = (wrong: number, right: number): boolean => !(wrong < right);
+    const imageRanks: number[] = [];
+    for (let i = 0; i < nImages; i++) {
+      const own = [...captionImage.keys()].filter((c) => captionImage[c] === i);
+      if (own.length === 0) continue;
+      const best = Math.max(...own.map((c) => sim[i * nCaptions + c]!));
+      imageRanks.push([...captionImage.keys()].filter((c) => captionImage[c] !== i && above(sim[i * nCaptions + c]!, best)).length);
+    }
+    const textRanks = [...captionImage].map((own, c) =>
+      [...Array(nImages).keys()].filter((i) => i !== own && above(sim[i * nCaptions + c]!, sim[own * nCaptions + c]!)).length,
+    );
+    const recall = (ranks: number[], k: number): number => (100 * ranks.filter((r) => r < k).length) / ranks.length;
+    return [...RECALL_KS.map((k) => recall(imageRanks, k)), ...RECALL_KS.map((k) => recall(textRanks, k))];
+  }
+  const six = (m: RetrievalMetrics): number[] => (['image_to_text', 'text_to_image'] as const).flatMap((dir) => RECALL_KS.map((k) => m[`${dir}_R@${k}`]));
+
+  /** Blocked retrieval of these embeddings, at block sizes from 1 up, against the definition over the full matrix. */
+  function expectBlockedEqualsFull(images: Float32Array, nImages: number, texts: Float32Array, d: number, captionImage: Int32Array): RetrievalMetrics {
+    const sim = similarity(images, nImages, texts, captionImage.length, d);
+    const expected = byDefinition(sim, nImages, captionImage);
+    const [first, ...rest] = [1, 3, 4, 5, 8, 26, 27, 256].map((block) => retrievalFromEmbeddings(images, nImages, texts, d, captionImage, block));
+    expect(six(first!)).toEqual(expected);
+    expect({ images: first!.images, captions: first!.captions }).toEqual({ images: nImages, captions: captionImage.length });
+    for (const m of rest) expect(m).toEqual(first);
+    return first!;
+  }
+
+  it('blocked retrieval from embeddings equals the full similarity matrix, ties and NaNs included', () => {
+    const rng = Rng.fromSeed(7, 99);
+    const d = 8;
+    // 27 images (not a multiple of 4 or of most blocks), two of them without captions, 1-3 captions each, 50 in
+    // all: enough for ranks past the cap of 10.
+    const nImages = 27;
+    const owners = [...Array(nImages).keys()].filter((i) => i !== 4 && i !== 19).flatMap((i) => Array(1 + (i % 3)).fill(i) as number[]);
+    const captionImage = Int32Array.from(owners);
+    // Small integers make exact ties common; a copied image and a copied caption make whole rows tie.
+    const int = (): number => rng.int(9) - 4;
+    const images = Float32Array.from({ length: nImages * d }, int);
+    images.copyWithin(7 * d, 3 * d, 4 * d);
+    const texts = Float32Array.from({ length: owners.length * d }, (_, x) => images[owners[Math.floor(x / d)]! * d + (x % d)]! + (rng.float() < 0.7 ? int() : 0));
+    texts.copyWithin(10 * d, 9 * d, 10 * d);
+
+    const clean = expectBlockedEqualsFull(images, nImages, texts, d, captionImage);
+    // Neither degenerate nor perfect, so that the comparison means something, with image queries past the cap.
+    for (const r of [clean['image_to_text_R@1'], clean['text_to_image_R@1']]) expect(r > 0 && r < 100, `${r}`).toBe(true);
+    expect(clean['image_to_text_R@10']).toBeLessThan(100);
+    // Every caption count modulo 4, for the captions the 4x4 tiles leave over.
+    for (const n of [47, 48, 49]) expectBlockedEqualsFull(images, nImages, texts.subarray(0, n * d), d, captionImage.subarray(0, n));
+
+    // A NaN image and a NaN caption: every score they take part in is NaN, and outranks every right item.
+    images[12 * d + 2] = NaN;
+    texts[30 * d + 5] = NaN;
+    const nan = expectBlockedEqualsFull(images, nImages, texts, d, captionImage);
+    expect([nan['image_to_text_R@1'], nan['text_to_image_R@1']]).toEqual([0, 0]);
+    expect(nan.mean_recall).toBeGreaterThan(0);
+  });
+
+  it('blocked retrieval scores a pair as the float32 matrix holds it: one summation order, one rounding', () => {
+    // Caption 0's wrong image scores 1 - 2^-30 in float64, which float32 rounds to its right image's 1: a tie.
+    const rounding = expectBlockedEqualsFull(Float32Array.from([1, 0, 1, -(2 ** -30)]), 2, Float32Array.from([1, 1, 0, -1]), 2, Int32Array.from([0, 1]));
+    expect(rounding['text_to_image_R@1']).toBe(50);
+    // Images 0 and 1 are one vector, and caption 0 scores (1 + 2^60) - 2^60 with either: 0 summed left to right,
+    // 1 right to left. Its right image ties the wrong one only if every path sums in the same order.
+    const big = 2 ** 30;
+    const images = Float32Array.from([[1, big, big], [1, big, big], [0, 0, 1], [0, -1, 0]].flat());
+    const texts = Float32Array.from([[1, big, -big], [1, 0, 0], [0, 0, 1], [0, -1, 0]].flat());
+    const order = expectBlockedEqualsFull(images, 4, texts, 3, Int32Array.from([0, 1, 2, 3]));
+    // Captions 0 and 1 tie with the copy, caption 2 loses to both copies, caption 3 wins.
+    expect(order['text_to_image_R@1']).toBe(25);
+  });
+
+  it('blocked retrieval rejects embeddings of the wrong shape and captions of no image', () => {
+    const one = Int32Array.from([0, 1]);
+    expect(() => retrievalFromEmbeddings(new Float32Array(4), 2, new Float32Array(3), 2, one)).toThrow(/expected embeddings/);
+    expect(() => retrievalFromEmbeddings(new Float32Array(4), 2, new Float32Array(4), 2, Int32Array.from([0, 2]))).toThrow(/caption 1 points at image 2/);
   });
 
   it('zero-shot top-1 counts the labelled images whose own class prompt wins', () => {

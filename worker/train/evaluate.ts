@@ -4,7 +4,7 @@ import type { ObjectStore } from '../../core/store.ts';
 import { tokenizeAll } from '../../core/tokenizer/index.ts';
 import { prefetchShards, type ShardIndex } from '../data/shard-stream.ts';
 import type { ClipTrainer } from '../engine/api.ts';
-import { retrievalFromSimilarity, similarity, zeroShotTop1, type RetrievalMetrics } from './metrics.ts';
+import { retrievalFromEmbeddings, similarity, zeroShotTop1, type RetrievalMetrics } from './metrics.ts';
 
 export const ZERO_SHOT_PROMPT = (label: string): string => `a satellite photo of ${label}.`;
 /** Rows per encode call: bounds the memory of one evaluation chunk. */
@@ -31,12 +31,25 @@ class Rows {
   }
 }
 
-/**
- * Retrieval (and zero-shot, when the split has labels) metrics of one split, streaming the shards: only the
- * embeddings of the split stay in memory, never its pixels.
- */
-export async function evaluateSplit(model: Encoder, store: ObjectStore, index: ShardIndex, split: Split): Promise<RetrievalMetrics | undefined> {
-  if (index.totals[split] === 0) return undefined;
+export interface EvaluateOptions {
+  /**
+   * Evaluate only the first shards of the split (in index order) until they hold this many of its images: the
+   * same subset every time, whole shards so that no caption loses its image. Default: the whole split.
+   */
+  maxImages?: number;
+}
+
+/** One split's embeddings, rows in shard order. */
+interface SplitEmbeddings {
+  images: Rows;
+  texts: Rows;
+  /** Row in `images` of each row in `texts`. */
+  captionImage: Int32Array;
+  /** Index into the split's labels of each image, -1 without one. */
+  imageClass: Int32Array;
+}
+
+async function embedSplit(model: Encoder, store: ObjectStore, index: ShardIndex, split: Split, maxImages = Infinity): Promise<SplitEmbeddings> {
   const size = index.imageSize;
   const pixelsPer = size * size * 3;
   const images = new Rows();
@@ -67,18 +80,34 @@ export async function evaluateSplit(model: Encoder, store: ObjectStore, index: S
       texts.push(await model.encodeTexts(tokens, chunk.length), chunk.length);
     }
     for (const r of rows) captionImage.push(local.get(shard.captionImage[r]!)!);
+    // The index counts caption rows, not images, so the sample ends at the first shard that reaches it.
+    if (images.n >= maxImages) break;
   }
+  return { images, texts, captionImage: Int32Array.from(captionImage), imageClass: Int32Array.from(imageClass) };
+}
+
+/**
+ * Retrieval (and zero-shot, when the split has labels) metrics of one split, or of its first shards with
+ * `maxImages`, streaming the shards: only the embeddings stay in memory, never the pixels or a similarity matrix.
+ * `images` and `captions` of the result say how much was evaluated.
+ */
+export async function evaluateSplit(
+  model: Encoder,
+  store: ObjectStore,
+  index: ShardIndex,
+  split: Split,
+  opts: EvaluateOptions = {},
+): Promise<RetrievalMetrics | undefined> {
+  if (index.totals[split] === 0) return undefined;
+  const { images, texts, captionImage, imageClass } = await embedSplit(model, store, index, split, opts.maxImages);
   const imageEmb = images.concat();
   const dim = imageEmb.length / images.n;
-  const metrics = retrievalFromSimilarity(
-    similarity(imageEmb, images.n, texts.concat(), texts.n, dim),
-    images.n,
-    Int32Array.from(captionImage),
-  );
+  const metrics = retrievalFromEmbeddings(imageEmb, images.n, texts.concat(), dim, captionImage);
+  const classes = index.labels[split];
   if (classes.length > 1) {
     const prompts = tokenizeAll(classes.map(ZERO_SHOT_PROMPT), CONTEXT_LENGTH);
     const classEmb = await model.encodeTexts(prompts, classes.length);
-    metrics.zeroshot_top1 = zeroShotTop1(similarity(imageEmb, images.n, classEmb, classes.length, dim), images.n, classes.length, Int32Array.from(imageClass));
+    metrics.zeroshot_top1 = zeroShotTop1(similarity(imageEmb, images.n, classEmb, classes.length, dim), images.n, classes.length, imageClass);
   }
   return metrics;
 }

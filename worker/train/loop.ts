@@ -165,13 +165,17 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
     optimizer: resumed?.optimizer,
   });
   try {
-    const evaluate = async (epoch: number): Promise<EvalRecord> => {
-      const metrics = (await evaluateSplit(trainer, valStore, valIndex, evalSplit))!;
+    // Evaluations during training see the same sample, so that their cost does not grow with the data; the last,
+    // of the weights that get published, sees the whole split (`images` tells them apart: on a split larger than
+    // the sample, its queries rank among more distractors).
+    const evaluate = async (epoch: number, last: boolean): Promise<EvalRecord> => {
+      const opts = last ? {} : { maxImages: recipe.evalSampleImages };
+      const metrics = (await evaluateSplit(trainer, valStore, valIndex, evalSplit, opts))!;
       const rec: EvalRecord = { step: state.step, epoch, split: evalSplit, metrics };
       log({ event: 'eval', ...rec });
       return rec;
     };
-    if (!state.evals.some((e) => e.step === 0)) state.evals.push(await evaluate(0));
+    if (!state.evals.some((e) => e.step === 0)) state.evals.push(await evaluate(0, false));
 
     let checkpointMs = 0;
     const checkpoint = async (): Promise<void> => {
@@ -250,7 +254,7 @@ export async function runLoop(job: TrainJob, createTrainer: CreateTrainer): Prom
           samples = undefined;
           state.cursor = { epoch: end / plan.stepsPerEpoch, sample: 0 } satisfies DataCursor;
         }
-        const rec = await evaluate(Math.ceil(end / plan.stepsPerEpoch));
+        const rec = await evaluate(Math.ceil(end / plan.stepsPerEpoch), end === plan.totalSteps);
         state.evals.push(rec);
         if (!state.best || rec.metrics.mean_recall > state.best.mean_recall!) {
           state.best = { step: end, dir: checkpointDir(end), mean_recall: rec.metrics.mean_recall };

@@ -34,6 +34,8 @@ export const COMMON = {
   warmupFraction: 0.1,
   seed: 0,
   checkpointEvery: 500,
+  /** Images of the evaluations during training (train.json evalSampleImages); the last covers the whole split. */
+  evalSampleImages: 5000,
   augment: { randomResizedCrop: true, dihedral: true } satisfies AugmentOptions,
   freezeBnStats: false,
   /**
@@ -59,6 +61,7 @@ export interface ResolvedRecipe {
   warmupSteps?: number;
   seed: number;
   checkpointEvery: number;
+  evalSampleImages: number;
   augment: AugmentOptions;
   freeze: string[];
   freezeBnStats: boolean;
@@ -85,6 +88,7 @@ export function resolveRecipe(config: ClipModelConfig, o: TrainOptions): Resolve
     warmupSteps: o.warmupSteps,
     seed: o.seed ?? COMMON.seed,
     checkpointEvery: o.checkpointEvery ?? COMMON.checkpointEvery,
+    evalSampleImages: o.evalSampleImages ?? COMMON.evalSampleImages,
     augment: {
       randomResizedCrop: o.augment?.randomResizedCrop ?? COMMON.augment.randomResizedCrop,
       dihedral: o.augment?.dihedral ?? COMMON.augment.dihedral,
