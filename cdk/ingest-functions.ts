@@ -4,6 +4,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { DECODER_ENV, DECODER_PACKAGES } from '../core/preprocess/decoder-env.ts';
+import { captionsKey } from '../core/s3-layout.ts';
 import { BPE_VOCAB_ENV } from '../core/tokenizer/bpe.ts';
 import type { DataBucket } from './data-bucket.ts';
 import { HandlerFunction } from './node-function.ts';
@@ -68,5 +69,7 @@ export class IngestFunctions extends Construct {
     props.data.grantPrefixes(this.shard, { read: ['datasets', 'runs'], write: ['runs'] });
     props.data.grantPrefixes(this.collect, { read: ['runs'], write: ['runs'] });
     props.data.grantPrefixes(this.publish, { read: ['runs', 'models'], write: ['models'] });
+    // Publish orders runs by the upload time of the captions.csv version each read (lambdas/publish/publish.ts).
+    props.data.bucket.grantRead(this.publish, captionsKey('*'));
   }
 }

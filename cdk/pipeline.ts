@@ -3,7 +3,6 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { captionsKey } from '../core/s3-layout.ts';
 import { DataBucket } from './data-bucket.ts';
 import { GpuWorker, type GpuComputeProps } from './gpu-compute.ts';
 import { IngestFunctions } from './ingest-functions.ts';
@@ -61,8 +60,6 @@ export class Pipeline extends Construct {
       noncurrentVersionDays: props.noncurrentVersionDays ?? 30,
     });
     this.functions = new IngestFunctions(this, 'Steps', { data: this.data, ...common });
-    // Publish orders runs by the upload time of the captions.csv version each read (lambdas/publish/publish.ts).
-    this.data.bucket.grantRead(this.functions.publish, captionsKey('*'));
 
     let train: TrainTarget;
     if (props.stage === 'local') {
