@@ -1,5 +1,5 @@
 import './promise-with-resolvers.ts';
-import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ExecutionAbortedError, ExecutionError, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
 import { makeS3Client } from '../../core/s3-client.ts';
@@ -9,18 +9,21 @@ import type { StartResult } from '../../lambdas/trigger/start-run.ts';
 import { STATE } from '../workflow.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION, resolveDefinition } from './asl.ts';
 import { matchesEventPattern, objectCreatedEvent, uploadRulePattern, type S3Put } from './event-routing.ts';
-import { checkBatchJobName, checkExecutionName, payloadWatch } from './aws-rules.ts';
+import { checkExecutionName, payloadWatch, serviceGuards, type ServiceGuard } from './aws-rules.ts';
+import { mapRun, type Json, type MapRunEnv, type WorkflowEvent } from './map-run.ts';
 import { READ_ITEMS, rewriteForLocal } from './rewrite.ts';
 import { synthesizeTemplate } from './synth.ts';
 
-type JSONValue = Parameters<StateMachine['run']>[0];
-export type WorkflowEvent = Awaited<ReturnType<ReturnType<StateMachine['run']>['eventLogs']['next']>>['value'];
+export type { WorkflowEvent } from './map-run.ts';
 
-/** Wraps a Task: call `next` to run the real handler (or don't, to inject a failure). */
+/**
+ * Wraps a Task, and a Distributed Map's item read (as `<Map>__ReadItems`): call `next` to run the real handler
+ * (or don't, to inject a failure).
+ */
 export type Intercept = (state: string, input: unknown, next: (input: unknown) => Promise<unknown>) => Promise<unknown>;
 
 export interface LocalWorkflowOptions<T> {
-  /** S3 API the handlers and the item reader use (sets AWS_ENDPOINT_URL_S3 for this process). */
+  /** S3 API the handlers, the item reader and the result writer use (sets AWS_ENDPOINT_URL_S3 for this process). */
   s3Endpoint?: string;
   /** The Train task: receives the RunSpec the Batch job would get in RUN_SPEC. */
   train: (spec: RunSpec) => Promise<T>;
@@ -82,12 +85,14 @@ async function currentVersion(bucket: string, key: string): Promise<{ versionId?
   return { versionId: head.VersionId, etag: head.ETag.replace(/"/g, '') };
 }
 
-async function readJsonItems(params: unknown): Promise<unknown[]> {
+async function readJsonObject(params: unknown): Promise<unknown> {
   const { Bucket, Key } = params as { Bucket: string; Key: string };
   const res = await makeS3Client().send(new GetObjectCommand({ Bucket, Key }));
-  const items: unknown = JSON.parse(await res.Body!.transformToString());
-  if (!Array.isArray(items)) throw new Error(`s3://${Bucket}/${Key}: an ItemReader JSON file must hold an array`);
-  return items;
+  return JSON.parse(await res.Body!.transformToString()) as unknown;
+}
+
+async function putJsonObject(Bucket: string, Key: string, Body: string): Promise<void> {
+  await makeS3Client().send(new PutObjectCommand({ Bucket, Key, Body, ContentType: 'application/json' }));
 }
 
 async function defaultRunId(bucket: string, key: string): Promise<string | undefined> {
@@ -106,10 +111,10 @@ function runSpecOfSubmitJob(params: unknown): RunSpec {
 
 /**
  * Runs the deployed state machine in-process: the `aws` stage's template is synthesized (no bundling), its
- * definition resolved to plain ASL and rewritten for aws-local-stepfunctions (Distributed Map -> inline Map
- * over the shard plan read from S3), then executed with the real Validate, Shard and Publish handlers, `train`
- * as the Batch job and a recorder for SNS. A failed execution resolves with status FAILED and the Fail
- * state's error; anything else (a bug, an unreachable S3) rejects.
+ * definition resolved to plain ASL and rewritten for aws-local-stepfunctions (each Distributed Map becomes a Task
+ * that emulates its Map Run, see map-run.ts), then executed with the real Validate, Shard, Collect and Publish
+ * handlers, `train` as the Batch job and a recorder for SNS, under the quotas of aws-rules.ts. A failed execution
+ * resolves with status FAILED and the Fail state's error; anything else (a bug, an unreachable S3) rejects.
  */
 export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOptions<T>): Promise<WorkflowResult<T>> {
   useEndpoint(run.s3Endpoint);
@@ -117,8 +122,9 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   if (!runId) throw new Error(`${run.key} is not a dataset's captions.csv (datasets/<name>/captions.csv)`);
   checkExecutionName(runId);
 
-  const deployed = run.definition ?? resolveDefinition(synthesizeTemplate('aws'), run.bucket);
-  const definition = rewriteForLocal(deployed);
+  const template = synthesizeTemplate('aws');
+  const deployed = run.definition ?? resolveDefinition(template, run.bucket);
+  const { definition, maps } = rewriteForLocal(deployed);
   const notifications: Notification[] = [];
   let trained: { value: T } | undefined;
   const [validate, shard, collect, publish] = await Promise.all(
@@ -131,11 +137,9 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   };
   const handlers: Record<string, Handler> = {
     [STATE.validate]: validate,
-    [`${STATE.shard}${READ_ITEMS}`]: readJsonItems,
     [STATE.shardOne]: shard,
     [STATE.collect]: collect,
     [STATE.train]: async (params) => {
-      checkBatchJobName((params as { JobName?: unknown }).JobName);
       const value = await run.train(runSpecOfSubmitJob(params));
       trained = { value };
       return { JobId: `local-${runId}`, JobName: runId, Status: 'SUCCEEDED' };
@@ -145,44 +149,68 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
     [STATE.notifyFailure]: notify(STATE.notifyFailure),
   };
   const intercept = run.intercept;
-  // AWS fails a state whose payload is over its limit (States.DataLimitExceeded); locally the run stops there.
-  const overLimit = payloadWatch(deployed);
+  const intercepted = (state: string, h: Handler): Handler => (input) => (intercept ? intercept(state, input, h) : h(input));
+  const guards = serviceGuards(deployed, template);
+  const unguarded: ServiceGuard = (input, call) => call(input);
+  const mapRuns = [...maps.values()].map((map) => [map.name, mapRun(map)] as const);
+
+  // AWS fails a state whose payload is over its limit (States.DataLimitExceeded); locally the run stops there, in
+  // every execution it has going (the parent and the Map Runs' children).
+  const running = new Set<() => void>();
   let limitHit: string | undefined;
-  let abort = () => {};
-  const taskResourceLocalHandlers = Object.fromEntries(
-    Object.entries(handlers).map(([state, h]) => [
-      state,
-      (async (input: unknown) => {
-        const output = await (intercept ? intercept(state, input, h) : h(input));
-        const over = overLimit(state, input, output);
-        if (over) {
-          limitHit ??= over;
-          abort();
-          throw Object.assign(new Error(over), { name: 'States.DataLimitExceeded' });
-        }
-        return output;
-      }) as (input: JSONValue) => Promise<JSONValue>,
-    ]),
-  );
+  const dataLimit = (cause: string) => {
+    limitHit ??= cause;
+    for (const abort of running) abort();
+    return Object.assign(new Error(cause), { name: 'States.DataLimitExceeded' });
+  };
+  const retryIntervalOverrides = {
+    ...Object.fromEntries([...Object.keys(handlers), ...maps.keys()].map((s) => [s, 0])),
+    ...run.retryIntervalOverrides,
+  };
+  /** The task handlers of one execution, with a payload watch of its own (an inline Map gathers per execution). */
+  const handlersFor = (executionArn: string) => {
+    const watch = payloadWatch(deployed);
+    const checked = (state: string, h: Handler): Handler => async (input) => {
+      const over = watch.input(state, input);
+      if (over) throw dataLimit(over);
+      const output = await h(input);
+      const tooBig = watch.result(state, output);
+      if (tooBig) throw dataLimit(tooBig);
+      return output;
+    };
+    const tasks = Object.entries(handlers).map(([state, h]) => {
+      const guard = guards.get(state) ?? unguarded;
+      return [state, checked(state, (input) => guard(input, intercepted(state, h)))] as const;
+    });
+    const env = (map: string): MapRunEnv => ({
+      executionArn,
+      start,
+      readItems: intercepted(`${map}${READ_ITEMS}`, readJsonObject),
+      putObject: putJsonObject,
+      dataLimit,
+      emit: run.onEvent,
+    });
+    const mapTasks = mapRuns.map(([map, runFor]) => [map, checked(map, runFor(env(map)) as Handler)] as const);
+    return Object.fromEntries([...tasks, ...mapTasks]) as Record<string, (input: Json) => Promise<Json>>;
+  };
+  function start(machine: StateMachine, input: Json, execution: { Id: string; Name: string }) {
+    const started = machine.run(input, {
+      overrides: { taskResourceLocalHandlers: handlersFor(execution.Id), retryIntervalOverrides },
+      context: { Execution: execution },
+    });
+    running.add(started.abort);
+    const done = () => running.delete(started.abort);
+    started.result.then(done, done);
+    return started;
+  }
 
   const input = { bucket: run.bucket, key: run.key, runId };
-  const execution = new StateMachine(definition).run(input, {
-    overrides: {
-      taskResourceLocalHandlers,
-      retryIntervalOverrides: { ...Object.fromEntries(Object.keys(handlers).map((s) => [s, 0])), ...run.retryIntervalOverrides },
-    },
-    context: {
-      Execution: {
-        Id: `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:execution:local:${runId}`,
-        Name: runId,
-        Input: input,
-        StartTime: new Date().toISOString(),
-      },
-    },
+  const execution = start(new StateMachine(definition), input, {
+    Id: `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:execution:local:${runId}`,
+    Name: runId,
   });
-  abort = execution.abort;
   const forwarding = run.onEvent ? forwardEvents(execution.eventLogs, run.onEvent) : Promise.resolve();
-  const dataLimit = (cause: string): WorkflowResult<T> => ({
+  const failedOnLimit = (cause: string): WorkflowResult<T> => ({
     runId,
     status: 'FAILED',
     error: { name: 'States.DataLimitExceeded', cause },
@@ -191,10 +219,10 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   });
   try {
     const output = await execution.result;
-    if (limitHit) return dataLimit(limitHit);
+    if (limitHit) return failedOnLimit(limitHit);
     return { runId, status: 'SUCCEEDED', output, train: trained?.value, notifications };
   } catch (e) {
-    if (limitHit && (e instanceof ExecutionAbortedError || e instanceof ExecutionError)) return dataLimit(limitHit);
+    if (limitHit && (e instanceof ExecutionAbortedError || e instanceof ExecutionError)) return failedOnLimit(limitHit);
     if (!(e instanceof ExecutionError)) throw e;
     const cause = (e as Error & { cause?: { name?: string; message?: string } }).cause;
     return {
@@ -209,7 +237,7 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   }
 }
 
-async function forwardEvents(events: AsyncGenerator<WorkflowEvent>, onEvent: (event: WorkflowEvent) => void): Promise<void> {
+async function forwardEvents(events: AsyncIterable<WorkflowEvent>, onEvent: (event: WorkflowEvent) => void): Promise<void> {
   for await (const event of events) onEvent(event);
 }
 

@@ -91,13 +91,14 @@ function stageLog(log: (line: string) => void): (e: WorkflowEvent) => void {
       shards?.tick(1, e.type === 'MapIterationFailed' ? { failed: e.index } : undefined);
       return;
     }
+    if (e.type === 'MapRunStarted' && e.state.name === STATE.shard) {
+      shards = createProgress('shard', e.executions);
+      return;
+    }
     if (e.type !== 'StateEntered' && e.type !== 'StateExited' && e.type !== 'StateFailed') return;
     const { name, output } = e.state;
     if (e.type === 'StateFailed') {
       if (e.state.type === 'Task') log(`${name}: failed: ${e.Error}: ${typeof e.Cause === 'string' ? e.Cause : JSON.stringify(e.Cause)}`);
-    } else if (e.type === 'StateEntered' && name === STATE.shard) {
-      const plan = (e.state.input as { __items?: unknown[] }).__items;
-      shards = createProgress('shard', plan?.length ?? 0);
     } else if (e.type === 'StateExited' && name === STATE.shard) {
       shards?.done();
     } else if (e.type === 'StateExited' && name === STATE.validate && typeof (output as { rows?: unknown } | undefined)?.rows === 'number') {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { resolveDefinition } from '../../cdk/local/asl.ts';
 import { matchesEventPattern, objectCreatedEvent, uploadRulePattern } from '../../cdk/local/event-routing.ts';
-import { ITEMS_PATH, READ_ITEMS, rewriteForLocal } from '../../cdk/local/rewrite.ts';
+import { MAP_RUN_RESOURCE, rewriteForLocal } from '../../cdk/local/rewrite.ts';
 import { synthesizeTemplate } from '../../cdk/local/synth.ts';
 import { trigger } from '../../lambdas/trigger/handler.ts';
 import { runFor } from '../../lambdas/trigger/run-id.ts';
@@ -109,24 +109,26 @@ describe('trigger', () => {
 });
 
 describe('local rewrite of the definition', () => {
-  it('turns the Distributed Map into an inline Map fed by a task that reads the plan, leaving the original intact', () => {
+  it('turns the Distributed Map into a Task of the same name and data flow that runs its Map Run, leaving the original intact', () => {
     const original = resolveDefinition(synthesizeTemplate('aws'), 'data') as any;
     const before = JSON.stringify(original);
-    const local = rewriteForLocal(original) as any;
+    const { definition, maps } = rewriteForLocal(original);
+    const local = definition as any;
     expect(JSON.stringify(original)).toBe(before);
 
-    expect(local.States.Validate.Next).toBe(`Shard${READ_ITEMS}`);
-    expect(local.States.Validate.Catch[0].Next).toBe('NotifyFailure');
-    const read = local.States[`Shard${READ_ITEMS}`];
-    expect(read).toMatchObject({ Type: 'Task', Parameters: { Bucket: 'data', 'Key.$': '$.planKey' }, ResultPath: ITEMS_PATH, Next: 'Shard' });
-    expect(read.Catch).toEqual(original.States.Shard.Catch);
     const map = local.States.Shard;
-    expect(map.ItemsPath).toBe(ITEMS_PATH);
+    expect(map).toMatchObject({ Type: 'Task', Resource: MAP_RUN_RESOURCE, Next: original.States.Shard.Next });
+    expect(map.ResultPath).toBeNull();
+    expect(map.Catch).toEqual(original.States.Shard.Catch);
     expect(map.ItemReader).toBeUndefined();
-    expect(map.ItemProcessor.ProcessorConfig).toEqual({ Mode: 'INLINE' });
-    expect(map.MaxConcurrency).toBe(original.States.Shard.MaxConcurrency);
+    const run = maps.get('Shard')!;
+    expect(run.state.ItemReader).toEqual(original.States.Shard.ItemReader);
+    expect(run.state.ResultWriter).toEqual(original.States.Shard.ResultWriter);
+    expect(run.processor.StartAt).toBe('ShardOne');
+    expect((run.processor as any).ProcessorConfig).toBeUndefined();
     // Every task gets a timeout Node can keep; the ones the template sets are left alone.
     expect(local.States.Train.TimeoutSeconds * 1000).toBeLessThan(2 ** 31);
+    expect(map.TimeoutSeconds * 1000).toBeLessThan(2 ** 31);
     expect(local.States.Validate.TimeoutSeconds).toBe(original.States.Validate.TimeoutSeconds);
   });
 });

@@ -131,7 +131,9 @@ describe('the synthesized state machine, run locally with the real handlers', ()
         return next(input);
       },
     });
-    expect(result).toMatchObject({ status: 'FAILED', error: { name: 'ShardFailed', cause: 'image decoder crashed' } });
+    // The deployed Map tolerates no failed item: the Map Run fails, naming the item's error in the cause.
+    expect(result).toMatchObject({ status: 'FAILED', error: { name: 'States.ExceedToleratedFailureThreshold' } });
+    expect(result.error!.cause).toMatch(/first failure: ShardFailed: image decoder crashed$/);
     expect(attempts).toBe(4); // the first try and 3 retries
     expect(result.train).toBeUndefined();
   });
