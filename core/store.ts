@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -40,12 +41,14 @@ export interface ObjectStore {
   stream(key: string): AsyncIterable<Uint8Array>;
   /** Bytes [start, end) of the object (a ranged GET on S3); shorter when the object ends first. */
   getRange(key: string, start: number, end: number): Promise<Uint8Array>;
-  /** Atomic publish: written to a temporary key first, then moved into place. */
-  put(key: string, body: Uint8Array | string): Promise<void>;
+  /** Atomic publish: written to a temporary key first, then moved into place. A streamed body is never held whole. */
+  put(key: string, body: Body): Promise<void>;
   delete(key: string): Promise<void>;
   /** A store rooted below this one. */
   child(prefix: string): ObjectStore;
 }
+
+export type Body = Uint8Array | string | AsyncIterable<Uint8Array>;
 
 export const TMP_SEGMENT = '_tmp';
 
@@ -146,11 +149,12 @@ export class S3Store implements ObjectStore {
     return res.Body!.transformToByteArray();
   }
 
-  async put(key: string, body: Uint8Array | string): Promise<void> {
+  async put(key: string, body: Body): Promise<void> {
     const finalKey = this.full(key);
     // Staged at the bucket root whatever this store's prefix, so one lifecycle rule expires what a crash leaves.
     const tmpKey = `${TMP_SEGMENT}/${randomUUID()}/${cleanKey(key).split('/').pop()}`;
-    await new Upload({ client: this.client, params: { Bucket: this.bucket, Key: tmpKey, Body: body } }).done();
+    const payload = typeof body === 'string' || body instanceof Uint8Array ? body : Readable.from(body);
+    await new Upload({ client: this.client, params: { Bucket: this.bucket, Key: tmpKey, Body: payload } }).done();
     try {
       await this.client.send(
         new CopyObjectCommand({
@@ -257,7 +261,7 @@ export class FsStore implements ObjectStore {
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
-  async put(key: string, body: Uint8Array | string): Promise<void> {
+  async put(key: string, body: Body): Promise<void> {
     const target = this.path(key);
     await mkdir(dirname(target), { recursive: true });
     // Hidden, beside its target (rename stays within one directory) and never listed: a process killed before the

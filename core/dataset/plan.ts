@@ -15,10 +15,10 @@ import type { DatasetRow, PlanPart } from './types.ts';
 export const BUCKET_BITS = 20;
 const BUCKETS = 2 ** BUCKET_BITS;
 /**
- * Rows buffered before a spill object is written. Each shard item reads one range per spill, so fewer, larger
- * spills mean fewer GETs per item; 64 MiB keeps Validate's buffer well inside its memory at any CSV size.
+ * Rows buffered before a spill object is written (and as much again while it is ordered): Validate's memory for
+ * the plan at any CSV size. The spills are merged into one object afterwards, a pass over the plan per level.
  */
-export const SPILL_BYTES = 64 * 1024 * 1024;
+export const SPILL_BYTES = 16 * 1024 * 1024;
 
 export const bucketOf = (filename: string): number => hash64(filename)[0] >>> (32 - BUCKET_BITS);
 
@@ -63,8 +63,9 @@ export function cutShards(buckets: BucketCounts, shardSize: number): ShardCuts {
 
 /**
  * Validate's second pass: rows appended as JSON lines to one buffer and written, SPILL_BYTES at a time, as one
- * object with the shards in order (a stable counting sort), so each shard's rows of one spill are one byte range.
- * Held per row: its bytes and 12 bytes of position, no string or object (Validate's memory stays the spill's).
+ * object with the shards in order (a stable counting sort). finish() then merges the spills, MERGE_FAN_IN at a
+ * time, into one object in shard order, so that every shard's rows are one byte range of it: an item stays one
+ * range whatever the dataset size. Held per row: its bytes and 8 bytes of position; per spill, a size per shard.
  */
 export class PlanSpill {
   private arena: Buffer;
@@ -72,17 +73,16 @@ export class PlanSpill {
   private count = 0;
   private shardOf: Int32Array = new Int32Array(1 << 16);
   private startOf: Int32Array = new Int32Array(1 << 16);
-  private spills = 0;
-  readonly parts: PlanPart[][];
+  private runs: Run[] = [];
+  private objects = 0;
 
   constructor(
     private readonly store: ObjectStore,
-    /** Spill object keys: `${prefix}/rows-<n>.jsonl`, relative to `store`. */
+    /** Plan object keys: `${prefix}/rows-<n>.jsonl`, relative to `store`. */
     private readonly prefix: string,
     private readonly shards: number,
     private readonly spillBytes = SPILL_BYTES,
   ) {
-    this.parts = Array.from({ length: shards }, () => []);
     // Pages are only resident once written: a small plan touches only what it uses.
     this.arena = Buffer.allocUnsafeSlow(spillBytes);
   }
@@ -91,7 +91,7 @@ export class PlanSpill {
     const line = `${JSON.stringify(row)}\n`;
     const n = Buffer.byteLength(line);
     if (n > this.spillBytes) throw new Error(`plan row of line ${row.line} is ${n} bytes, over the spill size ${this.spillBytes}`);
-    if (this.used + n > this.spillBytes) await this.flush();
+    if (this.used + n > this.spillBytes) await this.spill();
     if (this.count === this.shardOf.length) {
       this.shardOf = grow(this.shardOf);
       this.startOf = grow(this.startOf);
@@ -101,24 +101,95 @@ export class PlanSpill {
     this.used += this.arena.write(line, this.used);
   }
 
-  async flush(): Promise<void> {
-    if (this.count === 0) return;
-    const key = `${this.prefix}/rows-${String(this.spills++).padStart(4, '0')}.jsonl`;
-    const bytes = new Float64Array(this.shards + 1);
-    const end = (r: number): number => (r + 1 < this.count ? this.startOf[r + 1]! : this.used);
-    for (let r = 0; r < this.count; r++) bytes[this.shardOf[r]! + 1]! += end(r) - this.startOf[r]!;
-    for (let s = 0; s < this.shards; s++) {
-      if (bytes[s + 1]! > 0) this.parts[s]!.push({ key, start: bytes[s]!, end: bytes[s]! + bytes[s + 1]! });
-      bytes[s + 1]! += bytes[s]!;
+  /** Every row added is in one object; each shard's byte range of it. */
+  async finish(): Promise<PlanPart[]> {
+    await this.spill();
+    while (this.runs.length > 1) {
+      const merged: Run[] = [];
+      for (let i = 0; i < this.runs.length; i += MERGE_FAN_IN) merged.push(await this.merge(this.runs.slice(i, i + MERGE_FAN_IN)));
+      this.runs = merged;
     }
+    const run = this.runs[0];
+    const parts: PlanPart[] = [];
+    let offset = 0;
+    for (let s = 0; s < this.shards; s++) {
+      const n = run?.sizes[s] ?? 0;
+      parts.push({ key: run?.key ?? '', start: offset, end: offset + n });
+      offset += n;
+    }
+    return parts;
+  }
+
+  private nextKey(): string {
+    return `${this.prefix}/rows-${String(this.objects++).padStart(4, '0')}.jsonl`;
+  }
+
+  private async spill(): Promise<void> {
+    if (this.count === 0) return;
+    const sizes = new Float64Array(this.shards);
+    const end = (r: number): number => (r + 1 < this.count ? this.startOf[r + 1]! : this.used);
+    for (let r = 0; r < this.count; r++) sizes[this.shardOf[r]!]! += end(r) - this.startOf[r]!;
+    const at = new Float64Array(this.shards);
+    for (let s = 1; s < this.shards; s++) at[s] = at[s - 1]! + sizes[s - 1]!;
     const out = Buffer.allocUnsafe(this.used);
     for (let r = 0; r < this.count; r++) {
       const s = this.shardOf[r]!;
-      bytes[s]! += this.arena.copy(out, bytes[s]!, this.startOf[r]!, end(r));
+      at[s]! += this.arena.copy(out, at[s]!, this.startOf[r]!, end(r));
     }
     this.count = 0;
     this.used = 0;
+    const key = this.nextKey();
     await this.store.put(key, out);
+    this.runs.push({ key, sizes });
+  }
+
+  /** Streams runs (each in shard order) into one: shard by shard, each run's bytes of that shard in turn. */
+  private async merge(runs: Run[]): Promise<Run> {
+    const key = this.nextKey();
+    const sizes = new Float64Array(this.shards);
+    for (const r of runs) for (let s = 0; s < this.shards; s++) sizes[s]! += r.sizes[s]!;
+    const readers = runs.map((r) => new ByteReader(this.store.stream(r.key)[Symbol.asyncIterator]()));
+    const shards = this.shards;
+    async function* body(): AsyncGenerator<Uint8Array> {
+      for (let s = 0; s < shards; s++) for (const [i, r] of runs.entries()) if (r.sizes[s]! > 0) yield* readers[i]!.read(r.sizes[s]!);
+    }
+    await this.store.put(key, body());
+    for (const r of runs) await this.store.delete(r.key);
+    return { key, sizes };
+  }
+}
+
+/** One plan object in shard order: how many bytes each shard has in it. */
+interface Run {
+  key: string;
+  sizes: Float64Array;
+}
+
+/**
+ * Spills merged at once: one open stream each, well under the SDK's 50 sockets. Two levels cover 1,024 spills
+ * (16 GiB of rows).
+ */
+const MERGE_FAN_IN = 32;
+
+/** Exactly `n` bytes at a time from a stream of chunks, as views of the chunks (no copy). */
+class ByteReader {
+  private chunk: Uint8Array = new Uint8Array(0);
+  private pos = 0;
+  constructor(private readonly it: AsyncIterator<Uint8Array>) {}
+
+  async *read(n: number): AsyncGenerator<Uint8Array> {
+    while (n > 0) {
+      if (this.pos === this.chunk.length) {
+        const next = await this.it.next();
+        if (next.done) throw new Error(`plan spill ended ${n} bytes early`);
+        this.chunk = next.value;
+        this.pos = 0;
+      }
+      const take = Math.min(n, this.chunk.length - this.pos);
+      yield this.chunk.subarray(this.pos, this.pos + take);
+      this.pos += take;
+      n -= take;
+    }
   }
 }
 
@@ -142,25 +213,22 @@ const RowSchema = z
   })
   .strict();
 
-/** The rows of one shard item back from its parts (one ranged read per spill). */
-export async function readPlanRows(store: ObjectStore, parts: readonly PlanPart[]): Promise<DatasetRow[]> {
-  const bodies = await Promise.all(parts.map((p) => store.getRange(p.key, p.start, p.end)));
+/** The rows of one shard item back from its byte range of the plan (one ranged read). */
+export async function readPlanRows(store: ObjectStore, part: PlanPart): Promise<DatasetRow[]> {
+  const body = await store.getRange(part.key, part.start, part.end);
+  if (body.length !== part.end - part.start) throw new Error(`${part.key}: bytes ${part.start}-${part.end} are past the end of the plan part`);
   const rows: DatasetRow[] = [];
-  for (const [i, body] of bodies.entries()) {
-    const part = parts[i]!;
-    if (body.length !== part.end - part.start) throw new Error(`${part.key}: bytes ${part.start}-${part.end} are past the end of the plan part`);
-    for (const line of Buffer.from(body).toString('utf8').split('\n')) {
-      if (!line) continue;
-      let json: unknown;
-      try {
-        json = JSON.parse(line);
-      } catch {
-        throw new Error(`${part.key}: bad plan row: not JSON (a range that cuts a row: bytes ${part.start}-${part.end})`);
-      }
-      const parsed = RowSchema.safeParse(json);
-      if (!parsed.success) throw new Error(`${part.key}: bad plan row: ${parsed.error.issues[0]!.message}`);
-      rows.push(parsed.data);
+  for (const line of Buffer.from(body).toString('utf8').split('\n')) {
+    if (!line) continue;
+    let json: unknown;
+    try {
+      json = JSON.parse(line);
+    } catch {
+      throw new Error(`${part.key}: bad plan row: not JSON (a range that cuts a row: bytes ${part.start}-${part.end})`);
     }
+    const parsed = RowSchema.safeParse(json);
+    if (!parsed.success) throw new Error(`${part.key}: bad plan row: ${parsed.error.issues[0]!.message}`);
+    rows.push(parsed.data);
   }
   return rows;
 }

@@ -5,7 +5,7 @@ import { readPlanRows } from './plan.ts';
 import { MAX_REPORTED_PROBLEMS, type ShardRequest, type ShardSummary } from './types.ts';
 
 export interface ShardStores {
-  /** Where the item's plan parts are (keys as the item names them). */
+  /** Where the plan object is (its key as the item names it). */
   plan: ObjectStore;
   /** The dataset folder. */
   images: ObjectStore;
@@ -18,11 +18,11 @@ export interface ShardStores {
  * files depend only on the item, so a retried invocation rewrites the same two and never leaves half of either.
  */
 export async function shardItem(
-  item: Pick<ShardRequest, 'shard' | 'split' | 'imageSize' | 'bands' | 'parts'>,
+  item: Pick<ShardRequest, 'shard' | 'split' | 'imageSize' | 'bands' | 'part'>,
   stores: ShardStores,
   opts: Omit<BuildShardOptions, 'imageSize' | 'bands'> & { /** Build but do not write the shard (validation only). */ discardShard?: boolean } = {},
 ): Promise<ShardSummary> {
-  const rows = await readPlanRows(stores.plan, item.parts);
+  const rows = await readPlanRows(stores.plan, item.part);
   const built = await buildShard(stores.images, rows, { ...opts, imageSize: item.imageSize, bands: item.bands });
   try {
     if (built.shard && !opts.discardShard) await stores.shards.put(shardName(item.shard), built.shard.bytes);

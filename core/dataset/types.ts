@@ -10,7 +10,7 @@ export interface DatasetRow {
   label?: string;
 }
 
-/** A byte range [start, end) of a plan part object: the rows of one shard that one spill wrote. */
+/** A byte range [start, end) of the plan object: the rows of one shard. */
 export interface PlanPart {
   key: string;
   start: number;
@@ -19,7 +19,7 @@ export interface PlanPart {
 
 /**
  * One item of the shard plan, the input of lambdas/shard/handler.ts. It names where its rows are instead of
- * carrying them, so an item stays a few hundred bytes whatever the shard size.
+ * carrying them, so an item stays a few hundred bytes whatever the shard or dataset size.
  */
 export interface ShardRequest {
   bucket: string;
@@ -29,9 +29,9 @@ export interface ShardRequest {
   split: Split;
   imageSize: number;
   bands?: number[];
-  /** Caption rows the parts hold. */
+  /** Caption rows the part holds. */
   rows: number;
-  parts: PlanPart[];
+  part: PlanPart;
 }
 
 export interface DatasetProblem {

@@ -235,7 +235,7 @@ async function writePlan(
     const row: DatasetRow = { line: item.rec.line, filename: r.filename, caption: r.caption, split: r.split!, ...(r.label !== null ? { label: r.label } : {}) };
     await spill.add(cuts.shardOf[row.split][bucketOf(row.filename)]!, row);
   }
-  await spill.flush();
+  const parts = await spill.finish();
   return cuts.shards.map((s, shard) => ({
     bucket: target.bucket,
     runId: target.runId,
@@ -245,7 +245,7 @@ async function writePlan(
     imageSize,
     ...(options.bands ? { bands: options.bands } : {}),
     rows: s.rows,
-    parts: spill.parts[shard]!,
+    part: parts[shard]!,
   }));
 }
 

@@ -37,7 +37,7 @@ const cat = (...parts: (Uint8Array | string)[]): Uint8Array => Buffer.concat(par
 
 const json = async <T>(key: string): Promise<T> => JSON.parse(new TextDecoder().decode(await store.get(key))) as T;
 const planOf = (key: string): Promise<ShardRequest[]> => json<ShardRequest[]>(key);
-const rowsOf = (item: ShardRequest) => readPlanRows(store, item.parts);
+const rowsOf = (item: ShardRequest) => readPlanRows(store, item.part);
 
 /** Validate, every Shard item and Collect, as the state machine runs them; the error of the step that failed. */
 async function runPipeline(dataset: string, runId: string): Promise<{ error?: Error; report: ValidationReport; summaries: ShardSummary[] }> {
@@ -337,9 +337,9 @@ describe('Shard handler', () => {
   });
 
   it('rejects hostile input before touching the dataset', async () => {
-    const item = { bucket: BUCKET, runId: 'x', dataset: 'rt', shard: 0, split: 'train', imageSize: 32, rows: 1, parts: [{ key: 'datasets/rt/captions.csv', start: 0, end: 10 }] };
+    const item = { bucket: BUCKET, runId: 'x', dataset: 'rt', shard: 0, split: 'train', imageSize: 32, rows: 1, part: { key: 'datasets/rt/captions.csv', start: 0, end: 10 } };
     await expect(shard(item as ShardRequest)).rejects.toThrow(/is not a range of this run's plan \(runs\/x\/plan\/\)/);
-    await expect(shard({ ...item, parts: [{ key: 'runs/x/plan/../../datasets/rt/captions.csv', start: 0, end: 10 }] } as ShardRequest)).rejects.toThrow(/not a range of this run's plan/);
+    await expect(shard({ ...item, part: { key: 'runs/x/plan/../../datasets/rt/captions.csv', start: 0, end: 10 } } as ShardRequest)).rejects.toThrow(/not a range of this run's plan/);
   });
 });
 

@@ -17,9 +17,9 @@ async function plan(rows: DatasetRow[], shardSize: number, spillBytes: number) {
   const store = new FsStore(mkdtempSync(join(tmpdir(), 'plan-')));
   const spill = new PlanSpill(store, 'p', cuts.shards.length, spillBytes);
   for (const r of rows) await spill.add(cuts.shardOf[r.split][bucketOf(r.filename)]!, r);
-  await spill.flush();
-  const shards = await Promise.all(cuts.shards.map(async (s, i) => ({ ...s, rows: await readPlanRows(store, spill.parts[i]!), parts: spill.parts[i]! })));
-  return { shards, spills: (await store.list('p')).length };
+  const parts = await spill.finish();
+  const shards = await Promise.all(cuts.shards.map(async (s, i) => ({ ...s, rows: await readPlanRows(store, parts[i]!), part: parts[i]! })));
+  return { shards, objects: (await store.list('p')).map((o) => o.key), keys: new Set(parts.map((p) => p.key)) };
 }
 
 describe('the shard plan', () => {
@@ -29,8 +29,10 @@ describe('the shard plan', () => {
     for (let i = 0; i < 3000; i++) rows.push(row(0, `img${i}.jpg`, hashSplit(`img${i}.jpg`)));
     for (let i = 0; i < 3000; i++) for (let k = 0; k < i % 5; k++) rows.push(row(0, `img${(i * 7919) % 3000}.jpg`, hashSplit(`img${(i * 7919) % 3000}.jpg`)));
     rows.forEach((r, i) => (r.line = i + 2));
-    const { shards, spills } = await plan(rows, 64, 20_000);
-    expect(spills).toBeGreaterThan(5);
+    // 20 kB spills: over 40 of them, merged in two levels (32 at a time) into one object.
+    const { shards, objects, keys } = await plan(rows, 64, 20_000);
+    expect(objects).toHaveLength(1);
+    expect([...keys]).toEqual(objects);
     const shardOfImage = new Map<string, number>();
     for (const [i, s] of shards.entries()) {
       for (const r of s.rows) {
@@ -38,7 +40,7 @@ describe('the shard plan', () => {
         expect(shardOfImage.get(r.filename) ?? i).toBe(i);
         shardOfImage.set(r.filename, i);
       }
-      // Rows of a shard stay in CSV order across spills.
+      // Rows of a shard stay in CSV order across spills and merges.
       expect(s.rows.map((r) => r.line)).toEqual([...s.rows.map((r) => r.line)].sort((a, b) => a - b));
       expect(s.rows.length).toBeLessThanOrEqual(64);
     }
@@ -56,11 +58,11 @@ describe('the shard plan', () => {
     expect(big.rows.map((r) => r.filename)).toEqual(Array(10).fill('big.png'));
     const store = new FsStore(mkdtempSync(join(tmpdir(), 'plan-')));
     await store.put('p/rows-0000.jsonl', `${JSON.stringify(row(2, 'a.png'))}\n`);
-    await expect(readPlanRows(store, [{ key: 'p/rows-0000.jsonl', start: 0, end: 4096 }])).rejects.toThrow(/past the end of the plan part/);
+    await expect(readPlanRows(store, { key: 'p/rows-0000.jsonl', start: 0, end: 4096 })).rejects.toThrow(/past the end of the plan part/);
     const hostile = `${JSON.stringify(row(2, '../a.png'))}\n`;
     await store.put('p/rows-0001.jsonl', hostile);
-    await expect(readPlanRows(store, [{ key: 'p/rows-0001.jsonl', start: 0, end: hostile.length }])).rejects.toThrow(/bad plan row: filename escapes/);
-    await expect(readPlanRows(store, [{ key: 'p/rows-0001.jsonl', start: 0, end: 20 }])).rejects.toThrow(/rows-0001\.jsonl: bad plan row: not JSON/);
+    await expect(readPlanRows(store, { key: 'p/rows-0001.jsonl', start: 0, end: hostile.length })).rejects.toThrow(/bad plan row: filename escapes/);
+    await expect(readPlanRows(store, { key: 'p/rows-0001.jsonl', start: 0, end: 20 })).rejects.toThrow(/rows-0001\.jsonl: bad plan row: not JSON/);
   });
 });
 

@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkDataset } from '../../core/dataset/check.ts';
 import { CONTEXT_LENGTH } from '../../core/shard-format.ts';
-import type { ObjectInfo, ObjectStore } from '../../core/store.ts';
+import type { Body, ObjectInfo, ObjectStore } from '../../core/store.ts';
 import { CROP_RATIO, CROP_SCALE, augmentImage, dihedral, randomResizedCropBox, resizeCrop } from '../../worker/data/augment.ts';
 import { makeBatch } from '../../worker/data/batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
@@ -141,7 +141,7 @@ class CountingStore implements ObjectStore {
     this.gets++;
     return this.inner.getRange(key, start, end);
   }
-  put(key: string, body: Uint8Array | string): Promise<void> {
+  put(key: string, body: Body): Promise<void> {
     return this.inner.put(key, body);
   }
   delete(key: string): Promise<void> {
