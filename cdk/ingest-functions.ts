@@ -16,7 +16,7 @@ export interface IngestFunctionsProps {
 }
 
 const BPE_VOCAB_FILE = 'core/assets/clip-bpe/bpe_simple_vocab_16e6.txt.gz';
-const MODEL_CONFIGS_DIR = 'worker/models/configs';
+const MODEL_CONFIGS_DIR = 'core/model-config/configs';
 
 /** The Lambda steps of the workflow: Validate, Shard (one per plan item), Collect and Publish. */
 export class IngestFunctions extends Construct {
@@ -41,7 +41,7 @@ export class IngestFunctions extends Construct {
       // and at most 1,690 MB (docs/DEPLOY.md, Scale).
       memorySize: 1769,
       timeout: Duration.minutes(15),
-      // The image size comes from the model config; worker/models/config.ts reads `configs/` beside its module.
+      // The image size comes from the model config; core/model-config/config.ts reads `configs/` beside its module.
       files: [MODEL_CONFIGS_DIR],
     });
     this.shard = new HandlerFunction(this, 'Shard', {

@@ -6,9 +6,14 @@ import { Construct } from 'constructs';
 import { DataBucket } from './data-bucket.ts';
 import { GpuWorker, type GpuComputeProps } from './gpu-compute.ts';
 import { IngestFunctions } from './ingest-functions.ts';
-import type { StageName } from './stage.ts';
 import { Trigger, type RetrainSchedule } from './trigger.ts';
 import { Workflow, type TrainTarget } from './workflow.ts';
+
+/**
+ * `aws`: the deployable pipeline (VPC, Batch GPU worker). `local`: the same pipeline for LocalStack's free tier,
+ * where Batch and ECR are unavailable, so Train is an Activity served by `rsclip worker --activity-arn`.
+ */
+export type StageName = 'aws' | 'local';
 
 export interface PipelineProps {
   stage: StageName;

@@ -2,13 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import type { PipelineProps } from './pipeline.ts';
-
-/**
- * `aws`: the deployable pipeline (VPC, Batch GPU worker). `local`: the same pipeline for LocalStack's free tier,
- * where Batch and ECR are unavailable, so Train is an Activity served by `rsclip worker --activity-arn`.
- */
-export type StageName = 'aws' | 'local';
+import type { PipelineProps, StageName } from './pipeline.ts';
 
 export const STAGES: readonly StageName[] = ['aws', 'local'];
 

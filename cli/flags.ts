@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { TrainOptionsSchema, type TrainOptions } from '../core/train-options.ts';
-import type { ClipModelConfig, ExecutionProvider } from '../worker/engine/api.ts';
-import { loadModelConfig } from '../worker/models/config.ts';
-import { TrainInputError } from '../worker/train/errors.ts';
+import type { ClipModelConfig } from '../core/model-config/config.ts';
+import type { ExecutionProvider } from '../worker/engine/options.ts';
+import { loadModelConfig } from '../core/model-config/config.ts';
+import { TrainInputError } from '../core/run-errors.ts';
 import { chooseProvider } from '../worker/engine/session.ts';
 import { parseProviders } from '../worker/train/run.ts';
 import { UserError } from './command.ts';

@@ -6,7 +6,7 @@ import { z } from 'zod';
  */
 export const TrainOptionsSchema = z
   .object({
-    /** open_clip model-config name (worker/models/configs/<name>.json). */
+    /** open_clip model-config name (core/model-config/configs/<name>.json). */
     model: z.string().min(1).optional(),
     /** Base checkpoint URI (s3://... or a local path); `latest` continues from models/<dataset>/latest.json. */
     init: z.string().min(1).optional(),

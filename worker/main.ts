@@ -16,7 +16,7 @@ import {
   SFNClient,
 } from '@aws-sdk/client-sfn';
 import { ATTEMPT_DEADLINE_EXIT_CODE, ATTEMPT_TIMEOUT_ENV, RunSpecSchema, type RunSpec } from '../core/run-spec.ts';
-import { AttemptDeadline, TrainInputError } from './train/errors.ts';
+import { AttemptDeadline, TrainInputError } from '../core/run-errors.ts';
 import { jsonLinesTo, type Logger } from './train/log.ts';
 import { runTraining, type TrainOutput } from './train/run.ts';
 

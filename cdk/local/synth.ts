@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp, STACK_NAME } from '../app.ts';
-import type { StageName } from '../stage.ts';
+import type { StageName } from '../pipeline.ts';
 
 /** A synthesized CloudFormation template (the parts read here). */
 export interface Template {

@@ -1,9 +1,9 @@
 import { availableParallelism } from 'node:os';
 import { resourceUsage } from 'node:process';
-import { exportImageEncoder, exportTextEncoder } from '../../worker/engine/export.ts';
+import { exportImageEncoder, exportTextEncoder } from '../../worker/clip/export.ts';
 import { openSession, type EngineSession, type HostArray } from '../../worker/engine/session.ts';
 import { initParams } from '../../worker/models/init.ts';
-import { randomBatch } from '../../worker/models/random-batch.ts';
+import { randomBatch } from '../../worker/verify/random-batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import { UserError, type Command } from '../command.ts';
 import { epFlag, modelConfigFlag, numberFlag, parseFlags } from '../flags.ts';

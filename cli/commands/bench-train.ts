@@ -1,8 +1,9 @@
 import { resourceUsage } from 'node:process';
-import type { ClipModelConfig, StepInput } from '../../worker/engine/api.ts';
-import { createTrainer } from '../../worker/engine/trainer.ts';
+import type { StepInput } from '../../worker/clip/api.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
+import { createTrainer } from '../../worker/clip/trainer.ts';
 import { initParams } from '../../worker/models/init.ts';
-import { randomBatch } from '../../worker/models/random-batch.ts';
+import { randomBatch } from '../../worker/verify/random-batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import { UserError, type Command } from '../command.ts';
 import { epFlag, modelConfigFlag, numberFlag, parseFlags } from '../flags.ts';

@@ -1,6 +1,6 @@
 import { TrainOptionsSchema, type TrainOptions } from '../../core/train-options.ts';
 import { openStore } from '../../core/store.ts';
-import type { ExecutionProvider } from '../../worker/engine/api.ts';
+import type { ExecutionProvider } from '../../worker/engine/options.ts';
 import { chooseModel, loadBaseModel } from '../../worker/train/base-model.ts';
 import { jsonLinesTo } from '../../worker/train/log.ts';
 import { resolveRecipe } from '../../worker/train/recipe.ts';

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { STAGES, verifyReference, type StageResult } from '../../worker/models/reference.ts';
+import { STAGES, type StageResult } from '../../worker/verify/reference.ts';
+import { verifyReference } from '../../worker/verify/verify.ts';
 import { UserError, type Command } from '../command.ts';
 
 const USAGE = `verify-reference <dir> [--json] [--only ${STAGES.map((s) => s.name).join(',')}]`;

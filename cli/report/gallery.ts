@@ -4,7 +4,7 @@ import { CONTEXT_LENGTH, type Split } from '../../core/shard-format.ts';
 import type { ObjectStore } from '../../core/store.ts';
 import { tokenizeAll } from '../../core/tokenizer/index.ts';
 import { indexShards, prefetchShards } from '../../worker/data/shard-stream.ts';
-import type { ClipTrainer } from '../../worker/engine/api.ts';
+import type { ClipTrainer } from '../../worker/clip/api.ts';
 import { similarity } from '../../worker/train/metrics.ts';
 
 /** Images and captions of one split, as the model sees them (uint8 HWC at the shard's image size). */

@@ -1,4 +1,4 @@
-import { loadModelConfig, modelConfigNames } from '../../worker/models/config.ts';
+import { loadModelConfig, modelConfigNames } from '../model-config/config.ts';
 import { CAPTIONS_FILE, TRAIN_OPTIONS_FILE } from '../s3-layout.ts';
 import { SPLITS, type Split } from '../shard-format.ts';
 import type { ObjectStore } from '../store.ts';

@@ -3,8 +3,8 @@
  * whitespace the way Python's str.split() sees it, lowercase.
  */
 import { fixText } from './ftfy/index.ts';
-import { htmlUnescape } from './html-unescape.ts';
-import { pyLower, pySplit, pyStrip } from './python-text.ts';
+import { htmlUnescape } from './text/html-unescape.ts';
+import { pyLower, pySplit, pyStrip } from './text/python-text.ts';
 
 /** open_clip `basic_clean`. */
 function basicClean(text: string): string {

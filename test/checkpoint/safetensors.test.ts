@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_HEADER_BYTES, readSafetensors, readSafetensorsF32, writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
-import type { StateDict } from '../../worker/tensor.ts';
+import type { StateDict } from '../../worker/engine/tensor.ts';
 import { bitsOf, fixtureBytes, fixtureJson } from './fixtures.ts';
 import { toBf16, toF16 } from './half-encode.ts';
 

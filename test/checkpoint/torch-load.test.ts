@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { loadStateDict, loadStateDictFile } from '../../worker/checkpoint/load.ts';
 import { readSafetensorsF32, writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
 import { ZipArchive } from '../../worker/checkpoint/torch-zip.ts';
-import type { StateDict } from '../../worker/tensor.ts';
+import type { StateDict } from '../../worker/engine/tensor.ts';
 import { bitsOf, fixtureBytes, fixtureJson } from './fixtures.ts';
 import { toBf16, toF16 } from './half-encode.ts';
 import { bytesOf, Pickle, type SaveValue, type TensorSpec, torchSave, writeTensor, writeZip, type ZipInput } from './torch-writer.ts';

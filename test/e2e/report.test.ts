@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { chooseQueries, onnxEncoders, rankPool, type Encoders, type GalleryPool } from '../../cli/report/gallery.ts';
 import { renderReport, type ReportData } from '../../cli/report/html.ts';
-import { exportImageEncoder, exportTextEncoder } from '../../worker/engine/export.ts';
-import { loadModelConfig } from '../../worker/models/config.ts';
+import { exportImageEncoder, exportTextEncoder } from '../../worker/clip/export.ts';
+import { loadModelConfig } from '../../core/model-config/config.ts';
 import { initParams } from '../../worker/models/init.ts';
 import type { RetrievalMetrics } from '../../worker/train/metrics.ts';
 

@@ -7,7 +7,7 @@ import { DECODER_ENV } from '../../core/preprocess/decoder-env.ts';
 import { ATTEMPT_DEADLINE_EXIT_CODE, ATTEMPT_TIMEOUT_ENV } from '../../core/run-spec.ts';
 import { resolveDefinition } from '../../cdk/local/asl.ts';
 import type { Template } from '../../cdk/local/synth.ts';
-import type { StageName } from '../../cdk/stage.ts';
+import type { StageName } from '../../cdk/pipeline.ts';
 
 type Resource = { Type: string; Properties: Record<string, any> };
 const outdirs: string[] = [];

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
-import { loadModelConfig, modelConfigNames } from '../../worker/models/config.ts';
+import { loadModelConfig, modelConfigNames } from '../../core/model-config/config.ts';
 import { initParams } from '../../worker/models/init.ts';
 import { clipParams } from '../../worker/models/clip.ts';
-import { numel } from '../../worker/tensor.ts';
+import { numel } from '../../worker/engine/tensor.ts';
 
 const fixture = 'test/fixtures/open_clip-tiny';
 

@@ -1,8 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
-import { verifyReference, type StageResult } from '../../worker/models/reference.ts';
-import type { Batch, ClipModelConfig, OptimizerHyper } from '../../worker/engine/api.ts';
-import { parseModelConfig } from '../../worker/models/config.ts';
+import type { StageResult } from '../../worker/verify/reference.ts';
+import { verifyReference } from '../../worker/verify/verify.ts';
+import type { Batch } from '../../worker/data/batch.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
+import type { OptimizerHyper } from '../../worker/engine/options.ts';
+import { parseModelConfig } from '../../core/model-config/config.ts';
 import { Rng } from '../../worker/data/rng.ts';
 
 /** A small ViT CLIP unlike the fixture: QuickGELU, 3 vision heads, 16-pixel patches, short context, small vocab. */
@@ -18,7 +21,7 @@ export const variantConfig: ClipModelConfig = parseModelConfig(
 
 export const hyper: OptimizerHyper = { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.2, gradClip: 1 };
 
-export { randomBatch } from '../../worker/models/random-batch.ts';
+export { randomBatch } from '../../worker/verify/random-batch.ts';
 
 export function concatBatches(bs: Batch[]): Batch {
   const images = new Float32Array(bs.reduce((a, b) => a + b.images.length, 0));

@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
-import { exportImageEncoder, exportTextEncoder } from '../../worker/engine/export.ts';
+import { exportImageEncoder, exportTextEncoder } from '../../worker/clip/export.ts';
 import { runOnce } from '../../worker/engine/session.ts';
-import { loadModelConfig } from '../../worker/models/config.ts';
-import { verifyReference, type StageResult } from '../../worker/models/reference.ts';
+import { loadModelConfig } from '../../core/model-config/config.ts';
+import type { StageResult } from '../../worker/verify/reference.ts';
+import { verifyReference } from '../../worker/verify/verify.ts';
 
 const dir = 'test/fixtures/open_clip-tiny';
 

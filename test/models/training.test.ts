@@ -1,13 +1,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ClipTrainer, StepInput, TrainerOptions } from '../../worker/engine/api.ts';
+import type { ClipTrainer, StepInput, TrainerOptions } from '../../worker/clip/api.ts';
 import { runOnce } from '../../worker/engine/session.ts';
-import { createTrainer } from '../../worker/engine/trainer.ts';
-import { names } from '../../worker/engine/train-graph.ts';
+import { createTrainer } from '../../worker/clip/trainer.ts';
+import { names } from '../../worker/clip/train-graph.ts';
 import { clipParams } from '../../worker/models/clip.ts';
 import { initParams } from '../../worker/models/init.ts';
 import { Rng } from '../../worker/data/rng.ts';
-import { buildProbeGraph, gradName } from '../../worker/models/probe.ts';
-import type { StateDict } from '../../worker/tensor.ts';
+import { buildProbeGraph, gradName } from '../../worker/verify/probe.ts';
+import type { StateDict } from '../../worker/engine/tensor.ts';
 import { concatBatches, hyper, randomBatch, variantConfig as cfg } from './helpers.ts';
 
 const init = initParams(cfg, 3);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { evalAfterTraining, openReference, referenceStep1State, sameBatchSteps, withTrainer } from '../../worker/models/reference.ts';
+import { evalAfterTraining, openReference, referenceStep1State, sameBatchSteps, withTrainer } from '../../worker/verify/reference.ts';
 
 const dir = 'test/fixtures/open_clip-tiny-rn';
 

@@ -2,12 +2,13 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadStateDict } from '../../worker/checkpoint/load.ts';
 import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
-import { exportImageEncoder } from '../../worker/engine/export.ts';
+import { exportImageEncoder } from '../../worker/clip/export.ts';
 import { runOnce } from '../../worker/engine/session.ts';
 import { clipBuffers, clipParams } from '../../worker/models/clip.ts';
-import { loadModelConfig } from '../../worker/models/config.ts';
-import { openReference, runProbe, verifyReference, type StageResult } from '../../worker/models/reference.ts';
-import { BATCHNORM_STAGES } from '../../worker/models/verify-resnet.ts';
+import { loadModelConfig } from '../../core/model-config/config.ts';
+import { openReference, runProbe, type StageResult } from '../../worker/verify/reference.ts';
+import { verifyReference } from '../../worker/verify/verify.ts';
+import { BATCHNORM_STAGES } from '../../worker/verify/verify-resnet.ts';
 
 const dir = 'test/fixtures/open_clip-tiny-rn';
 const config = loadModelConfig(`${dir}/config.json`);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fixText } from '../../core/tokenizer/ftfy/index.ts';
-import { htmlUnescape } from '../../core/tokenizer/html-unescape.ts';
+import { htmlUnescape } from '../../core/tokenizer/text/html-unescape.ts';
 import { bpeIds, cleanText } from '../../core/tokenizer/index.ts';
 
 interface ReferenceCase {

@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { FsStore } from '../../core/store.ts';
 import { writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
-import { loadModelConfig } from '../../worker/models/config.ts';
+import { loadModelConfig } from '../../core/model-config/config.ts';
 import { chooseModel, latestModel, loadBaseModel } from '../../worker/train/base-model.ts';
-import { TrainInputError } from '../../worker/train/errors.ts';
+import { TrainInputError } from '../../core/run-errors.ts';
 import { chunkEnd } from '../../worker/train/loop.ts';
 import { tempDir } from './helpers.ts';
 

@@ -6,7 +6,7 @@ import { LATEST_CHECKPOINT } from '../../core/s3-layout.ts';
 import { FsStore, type ObjectStore } from '../../core/store.ts';
 import { BEST_POINTER, loadLatestCheckpoint, saveCheckpoint, type TrainerState } from '../../worker/train/checkpoints.ts';
 import { lineChart } from '../../worker/train/plots.ts';
-import type { StateDict } from '../../worker/tensor.ts';
+import type { StateDict } from '../../worker/engine/tensor.ts';
 import { tempDir } from './helpers.ts';
 
 const tensors = (v: number): StateDict =>

@@ -3,7 +3,7 @@ import { RECALL_KS, retrievalFromEmbeddings, similarity, zeroShotTop1, type Retr
 import { Rng } from '../../worker/data/rng.ts';
 import { cosineLr } from '../../worker/train/schedule.ts';
 import { RECIPES, planSteps, resolveRecipe } from '../../worker/train/recipe.ts';
-import { loadModelConfig } from '../../worker/models/config.ts';
+import { loadModelConfig } from '../../core/model-config/config.ts';
 
 /**
  * Retrieval of given scores `sim` [nImages, nCaptions]: image i embeds as row i and caption c as the unit vector

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RunSpec } from '../../core/run-spec.ts';
-import { TrainInputError } from '../../worker/train/errors.ts';
+import { TrainInputError } from '../../core/run-errors.ts';
 import { silentLogger } from '../../worker/train/log.ts';
 import type { TrainOutput } from '../../worker/train/run.ts';
 import { parseRunSpec, pollActivity, runTask } from '../../worker/main.ts';

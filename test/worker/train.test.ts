@@ -5,12 +5,12 @@ import { LATEST_CHECKPOINT, runPrefix, shardsPrefix } from '../../core/s3-layout
 import { sha256Hex } from '../../core/store.ts';
 import { tokenizeAll } from '../../core/tokenizer/index.ts';
 import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
-import type { ClipTrainer, TrainerOptions } from '../../worker/engine/api.ts';
-import { createTrainer } from '../../worker/engine/trainer.ts';
+import type { ClipTrainer, TrainerOptions } from '../../worker/clip/api.ts';
+import { createTrainer } from '../../worker/clip/trainer.ts';
 import { silentLogger } from '../../worker/train/log.ts';
 import { FINAL_FILES } from '../../worker/train/publish.ts';
 import { runTraining, type TrainOutput } from '../../worker/train/run.ts';
-import type { StateDict } from '../../worker/tensor.ts';
+import type { StateDict } from '../../worker/engine/tensor.ts';
 import { sceneShards, writeShards } from './helpers.ts';
 
 const SIZE = 32;

@@ -1,6 +1,6 @@
 import { open, stat } from 'node:fs/promises';
 import { openStore } from '../../core/store.ts';
-import type { HostTensor, StateDict } from '../tensor.ts';
+import type { HostTensor, StateDict } from '../engine/tensor.ts';
 import { CheckpointError } from './errors.ts';
 import { readSafetensorsF32 } from './safetensors.ts';
 import { readTorchZip, TorchTensor } from './torch-load.ts';

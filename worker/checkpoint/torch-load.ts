@@ -1,4 +1,4 @@
-import type { HostTensor } from '../tensor.ts';
+import type { HostTensor } from '../engine/tensor.ts';
 import { CheckpointError } from './errors.ts';
 import { bf16ToF32, f16ToF32 } from './half.ts';
 import { ZipArchive } from './torch-zip.ts';

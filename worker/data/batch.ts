@@ -1,11 +1,16 @@
 import { CONTEXT_LENGTH } from '../../core/shard-format.ts';
 import { normalizeHwcToChw } from '../../core/pixels.ts';
-import type { Batch } from '../engine/api.ts';
 import { augmentImage, type AugmentOptions } from './augment.ts';
 import type { Rng } from './rng.ts';
 import type { Sample } from './shard-stream.ts';
 
 /** One micro-batch from training samples: augmented uint8 HWC, then CLIP-normalised NCHW float32, plus tokens. */
+/** One micro-batch: images normalised with CLIP mean/std, NCHW float32 [B,3,S,S]; tokens int32 [B,77]. */
+export interface Batch {
+  images: Float32Array;
+  tokens: Int32Array;
+}
+
 export function makeBatch(samples: readonly Sample[], size: number, augment: AugmentOptions, rng: Rng): Batch {
   const n = samples.length;
   const pixelsPer = size * size * 3;

@@ -1,7 +1,7 @@
 import { decodeShard, type Shard, type Split } from '../../core/shard-format.ts';
 import { MAX_SHARD_INDEX_BYTES, SHARD_INDEX_FILE, ShardIndexFileSchema } from '../../core/shard-index.ts';
 import type { ObjectStore } from '../../core/store.ts';
-import { TrainInputError } from '../train/errors.ts';
+import { TrainInputError } from '../../core/run-errors.ts';
 import { Rng } from './rng.ts';
 
 /**

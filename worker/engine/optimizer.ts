@@ -2,7 +2,7 @@
  * open_clip's optimizer rule as graph code: global-norm gradient clipping (torch.nn.utils.clip_grad_norm_),
  * torch 1.13 AdamW (single-tensor path) and the parameter-group rule for weight decay.
  */
-import type { OptimizerHyper } from './api.ts';
+import type { OptimizerHyper } from './options.ts';
 import type { Tensor } from './graph.ts';
 import { add, cast, clip, concat, div, exp, mul, reduceSum, reshape, sqrt, sub } from './ops.ts';
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { transformSync } from 'esbuild';
-import type { ExecutionProvider } from './api.ts';
+import type { ExecutionProvider } from './options.ts';
 import { DataType, encodeModel } from './onnx-proto.ts';
 
 export interface HostArray {

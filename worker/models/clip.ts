@@ -1,7 +1,7 @@
 import type { Tensor } from '../engine/graph.ts';
 import { exp } from '../engine/ops.ts';
-import type { ClipModelConfig } from '../engine/api.ts';
-import { isVit } from './config.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
+import { isVit } from '../../core/model-config/config.ts';
 import { clipLoss, l2normalize } from './loss.ts';
 import type { ParamLookup, ParamSpec } from './spec.ts';
 import { encodeImageResnet, resnetBuffers, resnetParams } from './resnet.ts';

@@ -4,7 +4,7 @@
  * AttentionPool2d. BatchNorm runs in training mode (batch statistics, running statistics updated and returned) or
  * evaluation mode (running statistics).
  */
-import type { ClipModelConfig } from '../engine/api.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import type { Tensor } from '../engine/graph.ts';
 import { add, concat, div, matmul, mul, reduceMean, relu, reshape, slice, softmax, transpose } from '../engine/ops.ts';
 import { avgPool2d, batchNormEval, batchNormTrain, conv2d } from '../engine/ops-conv.ts';

@@ -1,7 +1,7 @@
 import type { Tensor } from '../engine/graph.ts';
 import { add, argmax, cast, gather, layerNorm, matmul, reshape } from '../engine/ops.ts';
-import type { ClipModelConfig } from '../engine/api.ts';
-import { textDims } from './config.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
+import { textDims } from '../../core/model-config/config.ts';
 import type { ParamLookup, ParamSpec } from './spec.ts';
 import { blockParams, transformer, type BlockDims } from './transformer.ts';
 

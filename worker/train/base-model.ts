@@ -3,11 +3,11 @@ import { basename } from 'node:path';
 import { modelLatestKey } from '../../core/s3-layout.ts';
 import { openStore, type ObjectStore } from '../../core/store.ts';
 import { loadStateDict } from '../checkpoint/load.ts';
-import type { ClipModelConfig } from '../engine/api.ts';
-import { loadModelConfig, modelConfigNames } from '../models/config.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
+import { loadModelConfig, modelConfigNames } from '../../core/model-config/config.ts';
 import { initParams } from '../models/init.ts';
-import type { StateDict } from '../tensor.ts';
-import { TrainInputError } from './errors.ts';
+import type { StateDict } from '../engine/tensor.ts';
+import { TrainInputError } from '../../core/run-errors.ts';
 
 /**
  * Where a run's starting weights come from: `random:<config>` (open_clip's random init, for tests and demos),

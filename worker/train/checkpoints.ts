@@ -4,8 +4,8 @@ import { readSafetensorsF32, writeSafetensors } from '../checkpoint/safetensors.
 import type { Split } from '../../core/shard-format.ts';
 import type { DataCursor } from '../data/shard-stream.ts';
 import type { RngState } from '../data/rng.ts';
-import type { OptimizerState } from '../engine/api.ts';
-import type { StateDict } from '../tensor.ts';
+import type { OptimizerState } from '../clip/api.ts';
+import type { StateDict } from '../engine/tensor.ts';
 import type { RetrievalMetrics } from './metrics.ts';
 
 /**

@@ -3,7 +3,7 @@ import { CONTEXT_LENGTH, type Split } from '../../core/shard-format.ts';
 import type { ObjectStore } from '../../core/store.ts';
 import { tokenizeAll } from '../../core/tokenizer/index.ts';
 import { prefetchShards, type ShardIndex } from '../data/shard-stream.ts';
-import type { ClipTrainer } from '../engine/api.ts';
+import type { ClipTrainer } from '../clip/api.ts';
 import { retrievalFromEmbeddings, similarity, zeroShotTop1, type RetrievalMetrics } from './metrics.ts';
 
 export const ZERO_SHOT_PROMPT = (label: string): string => `a satellite photo of ${label}.`;

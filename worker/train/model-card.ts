@@ -1,5 +1,5 @@
 import type { RetrievalMetrics } from './metrics.ts';
-import type { MetricsFile, RunSummary } from './publish.ts';
+import type { MetricsFile, RunSummary } from './run-summary.ts';
 
 const ROWS: [keyof RetrievalMetrics, string][] = [
   ['image_to_text_R@1', 'image→text R@1'],

@@ -1,7 +1,9 @@
-import type { ClipModelConfig, ClipTrainer, ExecutionProvider } from '../engine/api.ts';
-import { exportImageEncoder, exportTextEncoder } from '../engine/export.ts';
+import type { ClipTrainer } from '../clip/api.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
+import type { ExecutionProvider } from '../engine/options.ts';
+import { exportImageEncoder, exportTextEncoder } from '../clip/export.ts';
 import { openSession, type EngineSession } from '../engine/session.ts';
-import type { StateDict } from '../tensor.ts';
+import type { StateDict } from '../engine/tensor.ts';
 
 /**
  * Encoders for evaluating a saved model without building a training graph: the exported ONNX towers (static

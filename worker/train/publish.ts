@@ -1,14 +1,11 @@
 import { FINAL } from '../../core/s3-layout.ts';
 import { sha256Hex, type ObjectStore } from '../../core/store.ts';
 import { writeSafetensors } from '../checkpoint/safetensors.ts';
-import { exportImageEncoder, exportTextEncoder } from '../engine/export.ts';
-import type { ClipModelConfig } from '../engine/api.ts';
-import type { StateDict } from '../tensor.ts';
-import type { CheckpointPointer, EvalRecord, StepRecord } from './checkpoints.ts';
-import type { RetrievalMetrics } from './metrics.ts';
+import { exportImageEncoder, exportTextEncoder } from '../clip/export.ts';
+import type { StateDict } from '../engine/tensor.ts';
 import { modelCard } from './model-card.ts';
 import { lineChart } from './plots.ts';
-import type { ResolvedRecipe, StepPlan } from './recipe.ts';
+import type { MetricsFile, RunSummary } from './run-summary.ts';
 
 /**
  * runs/<runId>/final/ (or <out>/final/): the weights in open_clip's names, standalone ONNX encoders, metrics,
@@ -24,37 +21,6 @@ export const FINAL_FILES = {
   card: 'README.md',
   metrics: 'metrics.json',
 } as const;
-
-export interface RunSummary {
-  modelName: string;
-  dataset: string;
-  baseModel: string;
-  config: ClipModelConfig;
-  recipe: ResolvedRecipe;
-  plan: StepPlan;
-  /** Training caption rows and the shards that held them. */
-  trainRows: number;
-  shards: number;
-  steps: number;
-  evalSplit: string;
-  history: StepRecord[];
-  evals: EvalRecord[];
-  best?: CheckpointPointer;
-  test?: RetrievalMetrics;
-}
-
-export interface MetricsFile {
-  model: string;
-  dataset: string;
-  steps: number;
-  split: string;
-  before: RetrievalMetrics;
-  after: RetrievalMetrics;
-  best?: CheckpointPointer;
-  epochs: EvalRecord[];
-  test?: RetrievalMetrics;
-  sha256: string;
-}
 
 export interface Published {
   /** URI of the final/ directory. */

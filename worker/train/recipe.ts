@@ -1,8 +1,9 @@
 import type { TrainOptions } from '../../core/train-options.ts';
 import type { AugmentOptions } from '../data/augment.ts';
-import type { ClipModelConfig, ExecutionProvider, OptimizerHyper } from '../engine/api.ts';
-import { isVit } from '../models/config.ts';
-import { TrainInputError } from './errors.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
+import type { ExecutionProvider, OptimizerHyper } from '../engine/options.ts';
+import { isVit } from '../../core/model-config/config.ts';
+import { TrainInputError } from '../../core/run-errors.ts';
 
 /**
  * The fine-tuning recipes, in one table: RemoteCLIP's for ViT towers (lr 4e-5, batch 256, AdamW 0.9/0.98,

@@ -1,9 +1,9 @@
 import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
 import { FINAL, runPrefix, shardsPrefix } from '../../core/s3-layout.ts';
 import { openStore, type ObjectStore } from '../../core/store.ts';
-import type { ExecutionProvider } from '../engine/api.ts';
-import { createTrainer as engineTrainer } from '../engine/trainer.ts';
-import { TrainInputError } from './errors.ts';
+import type { ExecutionProvider } from '../engine/options.ts';
+import { createTrainer as engineTrainer } from '../clip/trainer.ts';
+import { TrainInputError } from '../../core/run-errors.ts';
 import { LATEST, chooseModel, latestModel, loadBaseModel } from './base-model.ts';
 import { jsonLinesTo, type Logger } from './log.ts';
 import { runLoop, type CreateTrainer, type TrainJob } from './loop.ts';

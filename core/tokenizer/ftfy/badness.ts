@@ -3,7 +3,7 @@
  * mojibake produces, matching juxtapositions that are far likelier to be mojibake than intended text.
  * Port of python-ftfy by Robyn Speer (Apache-2.0); the categories and alternatives are ftfy's, in its order.
  */
-import { PY_WHITESPACE_CLASS, PY_WORD_CLASS } from '../python-text.ts';
+import { PY_WHITESPACE_CLASS, PY_WORD_CLASS } from '../text/python-text.ts';
 
 /** ftfy's MOJIBAKE_CATEGORIES: regex character-class bodies (a few contain ranges). */
 const CATEGORIES = {

@@ -5,8 +5,8 @@
  * Byte patterns (ALTERED_UTF8, LOSSY_UTF8, A_GRAVE_WORD) run on byte strings (see codecs.ts), so they
  * have no `u` flag; text patterns do.
  */
-import { HTML5_ENTITIES } from '../html5-entities.ts';
-import { htmlUnescape } from '../html-unescape.ts';
+import { HTML5_ENTITIES } from '../text/html5-entities.ts';
+import { htmlUnescape } from '../text/html-unescape.ts';
 
 /** Characters that, in some encoding ftfy tries, decode from a UTF-8 lead or continuation byte. */
 const UTF8_CLUES = {

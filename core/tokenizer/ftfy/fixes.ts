@@ -2,7 +2,7 @@
  * The individual fixes of ftfy 6.3.1 (`ftfy.fixes`) that `fix_text` applies with its default settings.
  * Port of python-ftfy by Robyn Speer (Apache-2.0).
  */
-import { htmlUnescape } from '../html-unescape.ts';
+import { htmlUnescape } from '../text/html-unescape.ts';
 import { SLOPPY_WINDOWS_1252 } from './codecs.ts';
 import {
   A_GRAVE_WORD,

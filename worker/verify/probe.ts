@@ -3,12 +3,12 @@
  * normalised features, logits, the loss and d loss / d parameter for every parameter (one training forward).
  * Inputs: `param:<name>` (and `buffer:<name>`), `images` f32 [N,3,S,S], `tokens` i64 [N,C].
  */
-import type { ClipModelConfig } from '../engine/api.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import { gradients } from '../engine/autodiff.ts';
 import { Graph } from '../engine/graph.ts';
-import { names } from '../engine/train-graph.ts';
-import { clipBuffers, clipForward, clipParams } from './clip.ts';
-import { textDims } from './config.ts';
+import { names } from '../clip/train-graph.ts';
+import { clipBuffers, clipForward, clipParams } from '../models/clip.ts';
+import { textDims } from '../../core/model-config/config.ts';
 
 export const PROBE_OUTPUTS = [
   'image_features',

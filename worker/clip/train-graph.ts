@@ -10,13 +10,14 @@
  * Outputs: `new_param:`, `new_adam_m:`, `new_adam_v:` (trained parameters), `new_buffer:`, and per step `loss`
  *   (mean over micro-batches), `grad_norm` (before clipping), `logit_scale` (exp, after the clamp), each [K].
  */
-import type { ClipModelConfig, OptimizerHyper } from './api.ts';
-import { gradients } from './autodiff.ts';
-import { Graph, type Tensor } from './graph.ts';
-import { add, cast, clip, div, exp, expand, gather, reshape, slice } from './ops.ts';
-import { adamwScalars, adamwUpdate, clipGradNorm, excludedFromDecay } from './optimizer.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
+import type { OptimizerHyper } from '../engine/options.ts';
+import { gradients } from '../engine/autodiff.ts';
+import { Graph, type Tensor } from '../engine/graph.ts';
+import { add, cast, clip, div, exp, expand, gather, reshape, slice } from '../engine/ops.ts';
+import { adamwScalars, adamwUpdate, clipGradNorm, excludedFromDecay } from '../engine/optimizer.ts';
 import { clipBuffers, clipForward, clipParams } from '../models/clip.ts';
-import { textDims } from '../models/config.ts';
+import { textDims } from '../../core/model-config/config.ts';
 import type { ParamSpec } from '../models/spec.ts';
 
 export interface TrainGraphOptions {

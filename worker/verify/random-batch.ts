@@ -1,4 +1,5 @@
-import type { Batch, ClipModelConfig } from '../engine/api.ts';
+import type { Batch } from '../data/batch.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import type { Rng } from '../data/rng.ts';
 
 /**

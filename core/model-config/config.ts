@@ -2,7 +2,6 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import type { ClipModelConfig } from '../engine/api.ts';
 
 const configsDir = join(dirname(fileURLToPath(import.meta.url)), 'configs');
 
@@ -38,6 +37,9 @@ const ConfigSchema = z
   })
   .strict();
 
+/** open_clip's model-config JSON (core/model-config/configs/*.json). `vision_cfg.layers` as a list selects ModifiedResNet. */
+export type ClipModelConfig = z.infer<typeof ConfigSchema>;
+
 /** Validates a parsed open_clip model config; `source` names the file in errors. */
 export function parseModelConfig(json: unknown, source: string): ClipModelConfig {
   const parsed = ConfigSchema.safeParse(json);
@@ -59,7 +61,7 @@ export function parseModelConfig(json: unknown, source: string): ClipModelConfig
   return cfg;
 }
 
-/** A config name from worker/models/configs (e.g. `ViT-B-32`) or a path to an open_clip config JSON. */
+/** A config name from core/model-config/configs (e.g. `ViT-B-32`) or a path to an open_clip config JSON. */
 export function loadModelConfig(nameOrPath: string): ClipModelConfig {
   const byName = join(configsDir, `${nameOrPath}.json`);
   const file = /^[A-Za-z0-9._-]+$/.test(nameOrPath) && existsSync(byName) ? byName : nameOrPath;
@@ -103,7 +105,7 @@ export function vitDims(cfg: ClipModelConfig) {
 }
 
 export function textDims(cfg: ClipModelConfig) {
-  const t = cfg.text_cfg as ClipModelConfig['text_cfg'] & { mlp_ratio?: number };
+  const t = cfg.text_cfg;
   return {
     width: t.width,
     layers: t.layers,

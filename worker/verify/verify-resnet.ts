@@ -8,8 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Graph, type Tensor } from '../engine/graph.ts';
 import { openSession } from '../engine/session.ts';
-import { names } from '../engine/train-graph.ts';
-import { clipBuffers, clipParams } from './clip.ts';
+import { names } from '../clip/train-graph.ts';
+import { clipBuffers, clipParams } from '../models/clip.ts';
 import {
   Diff,
   forwardStages,
@@ -24,7 +24,7 @@ import {
   type Stage,
   type StageResult,
 } from './reference.ts';
-import { encodeImageResnet } from './resnet.ts';
+import { encodeImageResnet } from '../models/resnet.ts';
 
 const readJson = (file: string): Record<string, unknown> => JSON.parse(readFileSync(file, 'utf8'));
 

@@ -6,15 +6,16 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ClipModelConfig, ClipTrainer, OptimizerState, StepInput, TrainerOptions } from '../engine/api.ts';
+import type { ClipTrainer, OptimizerState, StepInput, TrainerOptions } from '../clip/api.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import { excludedFromDecay } from '../engine/optimizer.ts';
 import { openSession } from '../engine/session.ts';
-import { createTrainer } from '../engine/trainer.ts';
-import { names } from '../engine/train-graph.ts';
+import { createTrainer } from '../clip/trainer.ts';
+import { names } from '../clip/train-graph.ts';
 import { readSafetensors, readSafetensorsF32, type SafetensorsEntry } from '../checkpoint/safetensors.ts';
-import type { StateDict } from '../tensor.ts';
-import { clipBuffers, clipParams } from './clip.ts';
-import { parseModelConfig } from './config.ts';
+import type { StateDict } from '../engine/tensor.ts';
+import { clipBuffers, clipParams } from '../models/clip.ts';
+import { parseModelConfig } from '../../core/model-config/config.ts';
 import { buildProbeGraph, gradName, PROBE_OUTPUTS } from './probe.ts';
 
 export interface StageResult {
@@ -539,34 +540,3 @@ export const STAGES: Stage[] = [
   { name: 'grads', run: async (ref, probe) => gradStages(ref, await probe()) },
   { name: 'steps', run: (ref) => stepStages(ref) },
 ];
-
-export async function verifyReference(
-  dir: string,
-  onStage?: (r: StageResult) => void,
-  stages: Stage[] = STAGES,
-  onOpen?: (ref: ReferenceFolder) => void,
-): Promise<StageResult[]> {
-  const ref = await openReference(dir);
-  onOpen?.(ref);
-  // BatchNorm towers differ between evaluation and training mode and carry buffers: their module replaces some stages.
-  const batchNorm: Record<string, Stage['run'] | undefined> = clipBuffers(ref.config).length
-    ? (await import('./verify-resnet.ts')).BATCHNORM_STAGES
-    : {};
-  let cached: Promise<Record<string, Float32Array>> | undefined;
-  const probe = () => (cached ??= runProbe(ref));
-  const all: StageResult[] = [];
-  for (const stage of stages) {
-    let results: StageResult[];
-    try {
-      results = await (batchNorm[stage.name] ?? stage.run)(ref, probe);
-    } catch (err) {
-      results = [{ stage: stage.name, worst: Infinity, tolerance: 0, ok: false, detail: (err as Error).message }];
-    }
-    for (const r of results) {
-      all.push(r);
-      onStage?.(r);
-    }
-  }
-  return all;
-}
-

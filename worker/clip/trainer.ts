@@ -4,15 +4,16 @@
  * (K steps per run where the provider has Loop kernels) and separate encoder models that read the current parameters.
  */
 import { availableParallelism } from 'node:os';
-import type { Batch, ClipTrainer, OptimizerState, StepInput, StepResult, TrainerOptions } from './api.ts';
+import type { ClipTrainer, OptimizerState, StepInput, StepResult, TrainerOptions } from './api.ts';
+import type { Batch } from '../data/batch.ts';
 import { buildEncoderGraph, towerParamNames, type Tower } from './export.ts';
-import { frozenMatcher } from './optimizer.ts';
-import { openSession, type CarriedState, type EngineSession, type HostArray } from './session.ts';
+import { frozenMatcher } from '../engine/optimizer.ts';
+import { openSession, type CarriedState, type EngineSession, type HostArray } from '../engine/session.ts';
 import { buildTrainGraph, names, type TrainGraph } from './train-graph.ts';
 import { clipBuffers, clipParams } from '../models/clip.ts';
-import { textDims } from '../models/config.ts';
+import { textDims } from '../../core/model-config/config.ts';
 import type { ParamSpec } from '../models/spec.ts';
-import { numel, type StateDict } from '../tensor.ts';
+import { numel, type StateDict } from '../engine/tensor.ts';
 
 /** Rows per encoder run: a fixed shape, the last chunk padded. */
 const ENCODE_CHUNK = 32;

@@ -1,40 +1,11 @@
 /**
- * The contract between the training loop (worker/train) and the engine (worker/engine + worker/models).
- * The loop owns data, schedule, evaluation and checkpoints; the engine owns graphs and sessions.
+ * The contract between the training loop (worker/train) and the CLIP trainer (worker/clip, built on worker/engine
+ * and worker/models). The loop owns data, schedule, evaluation and checkpoints; the trainer owns graphs and sessions.
  */
-import type { StateDict } from '../tensor.ts';
-
-export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
-
-/** open_clip's model-config JSON (worker/models/configs/*.json). `vision_cfg.layers` as a list selects ModifiedResNet. */
-export interface ClipModelConfig {
-  embed_dim: number;
-  quick_gelu?: boolean;
-  vision_cfg: {
-    image_size: number;
-    layers: number | number[];
-    width: number;
-    head_width?: number;
-    patch_size?: number | null;
-    mlp_ratio?: number;
-  };
-  text_cfg: {
-    context_length: number;
-    vocab_size: number;
-    width: number;
-    heads: number;
-    layers: number;
-  };
-}
-
-export interface OptimizerHyper {
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** Global-norm clipping threshold; 0 disables clipping. */
-  gradClip: number;
-}
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
+import type { ExecutionProvider, OptimizerHyper } from '../engine/options.ts';
+import type { Batch } from '../data/batch.ts';
+import type { StateDict } from '../engine/tensor.ts';
 
 export interface TrainerOptions {
   config: ClipModelConfig;
@@ -61,12 +32,6 @@ export interface TrainerOptions {
   residentState?: boolean;
   /** Continue from a saved optimizer state (resume). */
   optimizer?: OptimizerState;
-}
-
-/** One micro-batch: images normalised with CLIP mean/std, NCHW float32 [B,3,S,S]; tokens int32 [B,77]. */
-export interface Batch {
-  images: Float32Array;
-  tokens: Int32Array;
 }
 
 export interface StepInput {

@@ -3,14 +3,14 @@
  * The same builder serves two uses: standalone ONNX files with the weights inside (published models), and the
  * trainer's evaluation sessions, which read the current parameters as `param:<name>` inputs.
  */
-import type { ClipModelConfig } from './api.ts';
-import { Graph, type DType, type Tensor } from './graph.ts';
+import type { ClipModelConfig } from '../../core/model-config/config.ts';
+import { Graph, type DType, type Tensor } from '../engine/graph.ts';
 import { names } from './train-graph.ts';
 import { clipBuffers, clipParams, visionTower } from '../models/clip.ts';
-import { textDims } from '../models/config.ts';
+import { textDims } from '../../core/model-config/config.ts';
 import { l2normalize } from '../models/loss.ts';
 import { encodeText } from '../models/text.ts';
-import type { StateDict } from '../tensor.ts';
+import type { StateDict } from '../engine/tensor.ts';
 
 export type Tower = 'image' | 'text';
 
