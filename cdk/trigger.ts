@@ -7,6 +7,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { CAPTIONS_FILE, DATASETS } from '../core/s3-layout.ts';
+import { RERUN_FILE } from '../lambdas/trigger/run-id.ts';
 import type { DataBucket } from './data-bucket.ts';
 import { HandlerFunction } from './node-function.ts';
 
@@ -24,10 +25,14 @@ export interface TriggerProps {
   retrain?: RetrainSchedule;
 }
 
-/** Starts the workflow when a dataset's captions.csv is written (and, optionally, on a schedule). */
+/**
+ * Starts the workflow when a dataset's captions.csv or its re-run marker (datasets/<name>/rerun) is written, and
+ * optionally on a schedule.
+ */
 export class Trigger extends Construct {
   readonly function: HandlerFunction;
   readonly uploadRule: events.Rule;
+  readonly rerunRule: events.Rule;
   /** Events EventBridge could not deliver to the trigger: uploads that started no run. */
   readonly failedEvents: sqs.Queue;
 
@@ -42,7 +47,8 @@ export class Trigger extends Construct {
       environment: { STATE_MACHINE_ARN: props.stateMachine.stateMachineArn },
     });
     props.stateMachine.grantStartExecution(this.function);
-    // Scheduled runs look up the current version of each captions.csv.
+    // Every event looks up captions.csv and train.json (their versions name the run); scheduled runs and
+    // re-runs read the current captions.csv.
     props.data.grantPrefixes(this.function, { read: [DATASETS] });
 
     this.uploadRule = new events.Rule(this, 'CaptionsUploaded', {
@@ -55,6 +61,18 @@ export class Trigger extends Construct {
         },
       },
     });
+    // A rule of its own rather than a second key in the upload rule: EventBridge counts matches and failed
+    // invocations per rule, so re-runs show apart from uploads.
+    this.rerunRule = new events.Rule(this, 'RerunRequested', {
+      eventPattern: {
+        source: ['aws.s3'],
+        detailType: ['Object Created'],
+        detail: {
+          bucket: { name: [props.data.bucket.bucketName] },
+          object: { key: events.Match.wildcard(`${DATASETS}/*/${RERUN_FILE}`) },
+        },
+      },
+    });
     this.failedEvents = new sqs.Queue(this, 'FailedEvents', {
       enforceSSL: true,
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -62,6 +80,7 @@ export class Trigger extends Construct {
     });
     const delivery = { retryAttempts: 8, maxEventAge: Duration.hours(6), deadLetterQueue: this.failedEvents };
     this.uploadRule.addTarget(new targets.LambdaFunction(this.function, delivery));
+    this.rerunRule.addTarget(new targets.LambdaFunction(this.function, delivery));
 
     if (props.retrain) {
       new events.Rule(this, 'Retrain', { schedule: props.retrain.schedule }).addTarget(

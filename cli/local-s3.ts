@@ -176,8 +176,11 @@ export async function drainCreatedObjects(s3: InProcessS3): Promise<CreatedObjec
   const events = s3.server.spy.getAllMessages();
   s3.server.spy.clear();
   const out: CreatedObject[] = [];
-  for (const m of events) {
+  for (const [i, m] of events.entries()) {
     if (m.service !== 's3' || m.bucket !== s3.bucket || (m.status !== 'uploaded' && m.status !== 'copied')) continue;
+    // The server reports a copy as an upload and then a copy of the key; S3 sends one event for it.
+    const next = events[i + 1];
+    if (m.status === 'uploaded' && next?.status === 'copied' && next.bucket === m.bucket && next.key === m.key) continue;
     const head = await s3.store.head(m.key);
     if (head) out.push({ bucket: s3.bucket, key: m.key, etag: head.etag, size: head.size });
   }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ObjectCreatedEvent } from '../../lambdas/trigger/handler.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION } from './asl.ts';
-import { dataBucketLogicalId, onlyResource, type Template } from './synth.ts';
+import { dataBucketLogicalId, type Template } from './synth.ts';
 
 /** An object write as the local S3 server reports it. */
 export interface S3Put {
@@ -11,9 +11,22 @@ export interface S3Put {
   versionId?: string;
   size?: number;
   time?: Date;
+  /** S3's per-key ordering of writes; made up when absent, as each put has its own. */
+  sequencer?: string;
 }
 
-/** The EventBridge event S3 emits for a put on a bucket with EventBridge notifications on. */
+let sequence = 0n;
+
+/** Hex, increasing within the process, like S3's (which only orders the writes of one key). */
+function nextSequencer(): string {
+  sequence += 1n;
+  return (BigInt(Date.now()) * 1_000_000n + sequence).toString(16).toUpperCase().padStart(18, '0');
+}
+
+/**
+ * The EventBridge event S3 emits for a put on a bucket with EventBridge notifications on. The key is the object's
+ * own, not URL-encoded: S3 form-encodes keys only in the notifications it sends to SQS, SNS and Lambda.
+ */
 export function objectCreatedEvent(put: S3Put): ObjectCreatedEvent & Record<string, unknown> {
   return {
     version: '0',
@@ -32,6 +45,7 @@ export function objectCreatedEvent(put: S3Put): ObjectCreatedEvent & Record<stri
         ...(put.size !== undefined ? { size: put.size } : {}),
         ...(put.etag !== undefined ? { etag: put.etag.replace(/"/g, '') } : {}),
         ...(put.versionId !== undefined ? { 'version-id': put.versionId } : {}),
+        sequencer: put.sequencer ?? nextSequencer(),
       },
       reason: 'PutObject',
     },
@@ -39,6 +53,8 @@ export function objectCreatedEvent(put: S3Put): ObjectCreatedEvent & Record<stri
 }
 
 type Pattern = { [key: string]: Pattern | unknown[] };
+
+const OR = '$or';
 
 function wildcardRegExp(pattern: string): RegExp {
   const parts = pattern.split(/(?<!\\)\*/).map((p) => p.replace(/\\\*/g, '*').replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
@@ -67,9 +83,10 @@ function matchesOne(matcher: unknown, value: unknown, present: boolean): boolean
   }
 }
 
-/** EventBridge matching for the operators a pipeline rule uses (literals, prefix, suffix, wildcard, exists, anything-but). */
+/** EventBridge matching for the operators a pipeline rule uses (literals, prefix, suffix, wildcard, exists, anything-but, $or). */
 export function matchesEventPattern(pattern: Pattern, event: Record<string, unknown>): boolean {
   return Object.entries(pattern).every(([field, expected]) => {
+    if (field === OR) return (expected as Pattern[]).some((alternative) => matchesEventPattern(alternative, event));
     const present = event !== null && typeof event === 'object' && field in event;
     const value = present ? event[field] : undefined;
     if (!Array.isArray(expected)) {
@@ -80,15 +97,23 @@ export function matchesEventPattern(pattern: Pattern, event: Record<string, unkn
   });
 }
 
-/** The upload rule's EventPattern from the template, with the data bucket's name filled in. */
+/**
+ * What the rules that route S3 events to the trigger match (the upload rule and the re-run rule), as one pattern
+ * (`$or` of theirs), with the data bucket's name filled in.
+ */
 export function uploadRulePattern(template: Template, bucket: string): Pattern {
-  const rule = onlyResource(template, 'AWS::Events::Rule', (p) => p.EventPattern !== undefined);
+  const rules = Object.values(template.Resources).filter((r) => r.Type === 'AWS::Events::Rule' && r.Properties?.EventPattern !== undefined);
+  if (rules.length === 0) throw new Error('the template has no AWS::Events::Rule with an EventPattern');
   const dataBucket = dataBucketLogicalId(template);
-  return JSON.parse(JSON.stringify(rule.properties.EventPattern), (_key, value: unknown) => {
-    if (value && typeof value === 'object' && 'Ref' in value) {
-      if ((value as { Ref: string }).Ref !== dataBucket) throw new Error(`upload rule references ${JSON.stringify(value)}`);
-      return bucket;
-    }
-    return value;
-  }) as Pattern;
+  const patterns = rules.map(
+    (rule) =>
+      JSON.parse(JSON.stringify(rule.Properties!.EventPattern), (_key, value: unknown) => {
+        if (value && typeof value === 'object' && 'Ref' in value) {
+          if ((value as { Ref: string }).Ref !== dataBucket) throw new Error(`upload rule references ${JSON.stringify(value)}`);
+          return bucket;
+        }
+        return value;
+      }) as Pattern,
+  );
+  return patterns.length === 1 ? patterns[0]! : { [OR]: patterns };
 }

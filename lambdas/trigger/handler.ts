@@ -4,7 +4,8 @@ import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { handlerS3Client } from '../../core/s3-client.ts';
-import { captionsKey, datasetOfCaptionsKey } from '../../core/s3-layout.ts';
+import { captionsKey, datasetOfCaptionsKey, trainOptionsKey } from '../../core/s3-layout.ts';
+import { datasetOfRerunKey, runContent } from './run-id.ts';
 import { startRun, type StartExecution, type StartResult } from './start-run.ts';
 
 const logger = new Logger();
@@ -14,7 +15,9 @@ const metrics = new Metrics();
 export interface ObjectCreatedEvent {
   source: 'aws.s3';
   'detail-type': 'Object Created';
-  detail: { bucket: { name: string }; object: { key: string; etag?: string; 'version-id'?: string } };
+  /** Unique per event; a redelivery of the same event keeps it. */
+  id?: string;
+  detail: { bucket: { name: string }; object: { key: string; etag?: string; 'version-id'?: string; sequencer?: string } };
 }
 
 /** The retraining schedule's constant input (cdk/trigger.ts). */
@@ -34,28 +37,7 @@ async function head(s3: S3Client, bucket: string, key: string) {
   });
 }
 
-/** `application/x-www-form-urlencoded` decoding; undefined when `key` is not valid encoding. */
-function formDecode(key: string): string | undefined {
-  try {
-    return decodeURIComponent(key.replace(/\+/g, ' '));
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The object an event's key names. S3 form-encodes keys in its event notifications ("my data" arrives as
- * "my+data"); EventBridge's documentation does not say whether its copy is encoded, so a key that could be
- * encoded is looked up as given first and then decoded. Undefined when neither exists.
- */
-export async function eventObjectKey(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
-  if (!/[+%]/.test(key)) return key;
-  const decoded = formDecode(key);
-  for (const candidate of decoded !== undefined && decoded !== key ? [key, decoded] : [key]) {
-    if (await head(s3, bucket, candidate)) return candidate;
-  }
-  return undefined;
-}
+const etagOf = (etag: string | undefined): string | undefined => etag?.replace(/"/g, '') || undefined;
 
 /**
  * What names an upload's bytes, so that uploading the same captions.csv again starts no second run while any
@@ -64,7 +46,7 @@ export async function eventObjectKey(s3: S3Client, bucket: string, key: string):
  * those uploads (the AWS CLI goes multipart from 8 MiB) are read and hashed, at the version the event names.
  */
 export async function uploadContentId(s3: S3Client, bucket: string, key: string, object: ObjectCreatedEvent['detail']['object']): Promise<string> {
-  const etag = object.etag?.replace(/"/g, '');
+  const etag = etagOf(object.etag);
   if (etag && /^[0-9a-f]{32}$/i.test(etag)) return `md5:${etag.toLowerCase()}`;
   const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: object['version-id'] }));
   const hash = createHash('sha256');
@@ -72,30 +54,57 @@ export async function uploadContentId(s3: S3Client, bucket: string, key: string,
   return `sha256:${hash.digest('hex')}`;
 }
 
-/** The handler's logic with StartExecution injected: the local runner passes its own execution registry. */
-export async function trigger(event: TriggerEvent, start: StartExecution): Promise<StartResult[]> {
+/** train.json's ETag: at most 64 KiB, so always a single-part upload whose ETag is the MD5 of its bytes. */
+async function optionsId(s3: S3Client, bucket: string, dataset: string): Promise<string | undefined> {
+  return etagOf((await head(s3, bucket, trainOptionsKey(dataset)))?.ETag);
+}
+
+/**
+ * The handler's logic with StartExecution injected: the local runner passes its own execution registry.
+ *
+ * The key is used as the event gives it. S3's own notifications (to SQS, SNS, Lambda) form-encode keys ("a b"
+ * arrives as "a+b"), but its EventBridge events carry the key itself, so decoding (or guessing between the two
+ * spellings) would confuse datasets `a b` and `a+b`.
+ */
+export async function trigger(event: TriggerEvent, start: StartExecution, s3: S3Client = handlerS3Client()): Promise<StartResult[]> {
   if (event.source === 'rsclip.schedule') {
-    const s3 = handlerS3Client();
     const results: StartResult[] = [];
     for (const dataset of event.datasets) {
       const key = captionsKey(dataset);
       // A dataset that is gone must not keep the others from retraining.
-      const found = await head(s3, event.bucket, key);
+      const [found, options] = await Promise.all([head(s3, event.bucket, key), optionsId(s3, event.bucket, dataset)]);
       if (!found) {
         results.push({ status: 'ignored', key });
         continue;
       }
       // The tick's time makes each period a new run; a redelivered tick still maps to the same one.
-      const version = `${found.VersionId ?? found.ETag ?? ''}@${event.time}`;
-      results.push(await startRun(start, event.bucket, key, version, found.VersionId));
+      const content = runContent({ captions: found.VersionId ?? etagOf(found.ETag) ?? '', options, tick: event.time });
+      results.push(await startRun(start, event.bucket, key, content, found.VersionId));
     }
     return results;
   }
   const { bucket, object } = event.detail;
-  const s3 = handlerS3Client();
-  const key = await eventObjectKey(s3, bucket.name, object.key);
-  if (key === undefined || datasetOfCaptionsKey(key) === undefined) return [{ status: 'ignored', key: key ?? object.key }];
-  return [await startRun(start, bucket.name, key, await uploadContentId(s3, bucket.name, key, object), object['version-id'])];
+  const key = object.key;
+  const uploaded = datasetOfCaptionsKey(key);
+  if (uploaded !== undefined) {
+    // A captions.csv that is gone again (or a key spelled as no object is) would only fail at Validate.
+    const [found, options] = await Promise.all([head(s3, bucket.name, key), optionsId(s3, bucket.name, uploaded)]);
+    if (!found) return [{ status: 'ignored', key }];
+    const content = runContent({ captions: await uploadContentId(s3, bucket.name, key, object), options });
+    return [await startRun(start, bucket.name, key, content, object['version-id'])];
+  }
+  const rerun = datasetOfRerunKey(key);
+  if (rerun !== undefined) {
+    const csv = captionsKey(rerun);
+    const [found, options] = await Promise.all([head(s3, bucket.name, csv), optionsId(s3, bucket.name, rerun)]);
+    if (!found) return [{ status: 'ignored', key }];
+    // Each write of the marker is its own run; a redelivered event of the same write is the same one. The
+    // versioned bucket gives every write a version id; the sequencer and the event id stand in without one.
+    const write = object['version-id'] ?? object.sequencer ?? event.id ?? etagOf(object.etag) ?? '';
+    const content = runContent({ captions: found.VersionId ?? etagOf(found.ETag) ?? '', options, rerun: write });
+    return [await startRun(start, bucket.name, csv, content, found.VersionId)];
+  }
+  return [{ status: 'ignored', key }];
 }
 
 const sfn = new SFNClient({});

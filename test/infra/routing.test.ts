@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLocalS3, type LocalS3 } from '../../cli/local-s3.ts';
 import { resolveDefinition } from '../../cdk/local/asl.ts';
 import { matchesEventPattern, objectCreatedEvent, uploadRulePattern } from '../../cdk/local/event-routing.ts';
 import { MAP_RUN_RESOURCE, rewriteForLocal } from '../../cdk/local/rewrite.ts';
 import { synthesizeTemplate } from '../../cdk/local/synth.ts';
 import { trigger } from '../../lambdas/trigger/handler.ts';
-import { runFor } from '../../lambdas/trigger/run-id.ts';
+import { runContent, runFor } from '../../lambdas/trigger/run-id.ts';
 import { checkBatchJobName, checkExecutionName } from '../../cdk/local/aws-rules.ts';
 import type { StartExecution } from '../../lambdas/trigger/start-run.ts';
 
@@ -48,6 +49,14 @@ describe('S3 upload routing', () => {
 });
 
 describe('trigger', () => {
+  // The trigger looks up captions.csv and train.json, so the bucket is a loopback S3 server's.
+  let s3: LocalS3 | undefined;
+  beforeAll(async () => {
+    s3 = await startLocalS3('data');
+    await s3.store.put('datasets/rs/captions.csv', 'filename,caption\na.png,a field\n');
+  });
+  afterAll(async () => s3?.stop());
+
   const created = (key: string, version: { etag?: string; versionId?: string }) =>
     objectCreatedEvent({ bucket: 'data', key, ...version });
 
@@ -76,7 +85,7 @@ describe('trigger', () => {
   it('ignores keys that are not captions files', async () => {
     const sfn = fakeStepFunctions();
     const [started] = await trigger(created('datasets/rs/captions.csv', { etag: etag('a') }), sfn.start);
-    expect(started).toMatchObject({ status: 'started', runId: runFor('data', 'datasets/rs/captions.csv', `md5:${etag('a').slice(1, -1)}`)!.name });
+    expect(started).toMatchObject({ status: 'started', runId: runFor('data', 'datasets/rs/captions.csv', runContent({ captions: `md5:${etag('a').slice(1, -1)}` }))!.name });
     expect(await trigger(created('datasets/rs/sub/captions.csv', { etag: etag('a') }), sfn.start)).toEqual([
       { status: 'ignored', key: 'datasets/rs/sub/captions.csv' },
     ]);
