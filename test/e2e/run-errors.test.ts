@@ -24,7 +24,7 @@ describe('rsclip run on bad input', () => {
     await expect(runLocal({ data, model: 'random:No-Such-Config', log: quiet })).rejects.toThrow(/^model config: .*No-Such-Config/);
   });
 
-  it('ends an invalid dataset as one line naming the bad row, with validation.json in --out', async () => {
+  it('ends an invalid dataset as one line naming the bad row, with validation.json in --out/failed', async () => {
     const data = join(root, 'broken');
     await mkdir(data);
     await writeFile(join(data, 'captions.csv'), 'filename,caption\nmissing.png,a beach\n');
@@ -33,7 +33,8 @@ describe('rsclip run on bad input', () => {
     expect(err).toBeInstanceOf(UserError);
     expect((err as Error).message).toMatch(/DatasetInvalid: .*line 2/);
     expect((err as Error).message).not.toContain('\n');
-    const report = JSON.parse(await readFile(join(out, 'validation.json'), 'utf8')) as { valid: boolean };
+    expect((err as Error).message).toContain(join(out, 'failed', 'validation.json'));
+    const report = JSON.parse(await readFile(join(out, 'failed', 'validation.json'), 'utf8')) as { valid: boolean };
     expect(report.valid).toBe(false);
   });
 });
