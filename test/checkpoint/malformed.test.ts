@@ -51,7 +51,7 @@ const cases: [string, () => Uint8Array, RegExp][] = [
   ['non-tensor entry in a state dict', () => saved(new Map<string, SaveValue>([['w', { storage: four, size: [4] }], ['note', 'hi']])), /entry "note" is a str, not a tensor; expected a state dict/],
   ['state_dict holding a non-tensor', () => saved(new Map<string, SaveValue>([['state_dict', new Map<string, SaveValue>([['x', 1.5]])]])), /entry "x" is a float, not a tensor; expected its "state_dict"/],
   ['empty state dict', () => saved(new Map()), /the state dict holds no tensors/],
-  ['module. prefix collides', () => saved(new Map<string, SaveValue>([['a', { storage: four, size: [1] }], ['module.a', { storage: four, size: [1] }]])), /key a appears both with and without the "module\." prefix/],
+  ['module. prefix collides', () => saved(new Map<string, SaveValue>([['a', { storage: four, size: [4] }], ['module.a', { storage: four, size: [4] }]])), /key a appears both with and without the "module\." prefix/],
   // Tensors and storages that disagree.
   ['shape larger than its storage', () => saved(one({ storage: four, size: [2, 3] })), /tensor w \(size \[2,3\], stride \[3,1\], offset 0\) reaches element 5 of storage 0, which has 4/],
   ['offset past the storage', () => saved(one({ storage: four, offset: 4, size: [1] })), /reaches element 4 of storage 0, which has 4/],

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { bytesSource } from '../../worker/checkpoint/byte-source.ts';
 import { loadStateDict, loadStateDictFile } from '../../worker/checkpoint/load.ts';
 import { readSafetensorsF32, writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
 import { ZipArchive } from '../../worker/checkpoint/torch-zip.ts';
 import type { StateDict } from '../../worker/engine/tensor.ts';
-import { bitsOf, fixtureBytes, fixtureJson } from './fixtures.ts';
+import { fixtureBytes, fixtureJson } from './fixtures.ts';
 import { toBf16, toF16 } from './half-encode.ts';
 import { bytesOf, Pickle, type SaveValue, type TensorSpec, torchSave, writeTensor, writeZip, type ZipInput } from './torch-writer.ts';
 
@@ -14,13 +15,14 @@ function expectBitEqual(got: StateDict, want: StateDict): void {
   for (const [k, w] of want) {
     const g = got.get(k)!;
     expect(g.shape, k).toEqual(w.shape);
-    expect(Buffer.compare(Buffer.from(bitsOf(g.data).buffer.slice(0)), Buffer.from(bitsOf(w.data).buffer.slice(0))), k).toBe(0);
+    const bytes = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    expect(Buffer.compare(bytes(g.data), bytes(w.data)), k).toBe(0);
   }
 }
 
 /** Every entry of a torch zip, to repack in another layout. */
 function entriesOf(bytes: Uint8Array): ZipInput[] {
-  const zip = new ZipArchive(bytes, 'fixture');
+  const zip = new ZipArchive(bytesSource(bytes), 'fixture');
   return zip.names.map((name) => ({ name, data: zip.read(name, bytes.length) }));
 }
 

@@ -1,6 +1,11 @@
-import { open, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { openStore } from '../../core/store.ts';
 import type { HostTensor, StateDict } from '../engine/tensor.ts';
+import { asSource, type ByteSource, openFileSource } from './byte-source.ts';
 import { CheckpointError } from './errors.ts';
 import { readSafetensorsF32 } from './safetensors.ts';
 import { readTorchZip, TorchTensor } from './torch-load.ts';
@@ -29,8 +34,8 @@ function stripModulePrefix(entries: [string, HostTensor][], source: string): Sta
 }
 
 /** The tensors of a torch checkpoint: a plain state dict, or an open_clip training checkpoint's `state_dict`. */
-function fromTorchZip(bytes: Uint8Array, source: string): StateDict {
-  const root = readTorchZip(bytes, source);
+function fromTorchZip(src: ByteSource, source: string): StateDict {
+  const root = readTorchZip(src, source);
   if (!(root instanceof PyDict)) throw new CheckpointError(source, `holds a ${typeName(root)}, not a state dict`);
   const inner = root.map.get('state_dict');
   const dict = inner instanceof PyDict ? inner : root;
@@ -49,48 +54,62 @@ function fromTorchZip(bytes: Uint8Array, source: string): StateDict {
   );
 }
 
-/** Weights from a torch zip checkpoint (.pt/.pth/.bin) or safetensors, detected by content; keys lose `module.`. */
-export function loadStateDict(bytes: Uint8Array, source: string, maxBytes = MAX_CHECKPOINT_BYTES): StateDict {
-  if (bytes.length > maxBytes) throw new CheckpointError(source, `${bytes.length} bytes exceeds the ${maxBytes}-byte checkpoint limit`);
-  if (looksLikeZip(bytes)) return fromTorchZip(bytes, source);
-  if (looksLikeSafetensors(bytes)) return stripModulePrefix([...readSafetensorsF32(bytes, source)], source);
-  if (looksLikeLegacyTorch(bytes)) {
+/**
+ * Weights from a torch zip checkpoint (.pt/.pth/.bin) or safetensors, detected by content; keys lose `module.`.
+ * A ByteSource is read by position: only the directory or header and the tensors' own bytes are ever in memory.
+ */
+export function loadStateDict(input: Uint8Array | ByteSource, source: string, maxBytes = MAX_CHECKPOINT_BYTES): StateDict {
+  const src = asSource(input);
+  if (src.size > maxBytes) throw new CheckpointError(source, `${src.size} bytes exceeds the ${maxBytes}-byte checkpoint limit`);
+  const head = src.read(0, Math.min(src.size, 16));
+  if (looksLikeZip(head)) return fromTorchZip(src, source);
+  if (looksLikeSafetensors(head)) return stripModulePrefix([...readSafetensorsF32(src, source)], source);
+  if (looksLikeLegacyTorch(head)) {
     throw new CheckpointError(source, 'legacy (pre-1.6) torch serialization is not supported; re-save it with a current torch.save');
   }
   throw new CheckpointError(source, 'neither a torch zip checkpoint nor a safetensors file (unrecognised leading bytes)');
 }
 
-/** Reads a local file into one buffer (fs.readFile stops at 2 GiB), refusing it before reading if it is too large. */
-async function readLocalBounded(path: string, maxBytes: number): Promise<Uint8Array> {
-  const s = await stat(path).catch(() => undefined);
-  if (!s?.isFile()) throw new CheckpointError(path, 'no such checkpoint file');
-  if (s.size > maxBytes) throw new CheckpointError(path, `${s.size} bytes exceeds the ${maxBytes}-byte checkpoint limit`);
-  const out = new Uint8Array(s.size);
-  const fh = await open(path, 'r');
+function loadLocal(path: string, source: string, maxBytes: number): StateDict {
+  const file = openFileSource(path, source);
   try {
-    for (let pos = 0; pos < out.length; ) {
-      const { bytesRead } = await fh.read(out, pos, Math.min(out.length - pos, 1 << 30), pos);
-      if (bytesRead === 0) throw new CheckpointError(path, `file shrank while being read (${pos} of ${s.size} bytes)`);
-      pos += bytesRead;
-    }
+    return loadStateDict(file, source, maxBytes);
   } finally {
-    await fh.close();
+    file.close();
   }
-  return out;
 }
 
-async function readS3Bounded(uri: string, maxBytes: number): Promise<Uint8Array> {
+/** An S3 object is streamed to a temporary file first, so it is read by position like a local one. */
+async function loadS3(uri: string, maxBytes: number): Promise<StateDict> {
   const m = /^(s3:\/\/[^/]+)\/(.+)$/.exec(uri);
   if (!m) throw new CheckpointError(uri, 'an s3:// checkpoint URI needs a bucket and a key');
   const store = openStore(m[1]!);
   const info = await store.head(m[2]!);
-  if (!info) throw new CheckpointError(uri, 'no such checkpoint object');
+  if (!info) throw new CheckpointError(uri, 'no such checkpoint object', 'missing');
   if (info.size > maxBytes) throw new CheckpointError(uri, `${info.size} bytes exceeds the ${maxBytes}-byte checkpoint limit`);
-  return store.get(m[2]!);
+  const dir = await mkdtemp(join(tmpdir(), 'rsclip-checkpoint-'));
+  try {
+    const file = join(dir, 'checkpoint');
+    await pipeline(
+      store.stream(m[2]!),
+      // The object may have been replaced since HEAD: the limit holds for what actually arrives.
+      async function* (chunks: AsyncIterable<Uint8Array>) {
+        let n = 0;
+        for await (const chunk of chunks) {
+          n += chunk.length;
+          if (n > maxBytes) throw new CheckpointError(uri, `more than the ${maxBytes}-byte checkpoint limit arrived`);
+          yield chunk;
+        }
+      },
+      createWriteStream(file),
+    );
+    return loadLocal(file, uri, maxBytes);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
-/** loadStateDict for a local path or an s3://bucket/key URI. */
+/** loadStateDict for a local path or an s3://bucket/key URI; a missing file or object is a CheckpointError of kind 'missing'. */
 export async function loadStateDictFile(pathOrUri: string, maxBytes = MAX_CHECKPOINT_BYTES): Promise<StateDict> {
-  const bytes = pathOrUri.startsWith('s3://') ? await readS3Bounded(pathOrUri, maxBytes) : await readLocalBounded(pathOrUri, maxBytes);
-  return loadStateDict(bytes, pathOrUri, maxBytes);
+  return pathOrUri.startsWith('s3://') ? loadS3(pathOrUri, maxBytes) : loadLocal(pathOrUri, pathOrUri, maxBytes);
 }

@@ -1,9 +1,13 @@
 import { endianness } from 'node:os';
 import type { StateDict } from '../engine/tensor.ts';
+import { asSource, type ByteSource } from './byte-source.ts';
 import { CheckpointError } from './errors.ts';
 import { f16ToF32, bf16ToF32 } from './half.ts';
 
-/** The safetensors format (https://github.com/huggingface/safetensors): u64 LE header length, JSON header, byte buffer. */
+/**
+ * The safetensors format (https://github.com/huggingface/safetensors): u64 LE header length, JSON header, byte
+ * buffer. Read by position: the header first, then each tensor's bytes at its offsets.
+ */
 
 export type SafetensorsData = Float32Array | Int32Array | BigInt64Array | Uint8Array;
 
@@ -22,30 +26,23 @@ const METADATA_KEY = '__metadata__';
 
 if (endianness() !== 'LE') throw new Error('checkpoint I/O assumes a little-endian host');
 
-/** A fresh, aligned copy of bytes[begin, end), so typed arrays can view it whatever the file offset. */
-function alignedCopy(bytes: Uint8Array, begin: number, end: number): ArrayBuffer {
-  const out = new Uint8Array(end - begin);
-  out.set(bytes.subarray(begin, end));
-  return out.buffer;
-}
-
-function decode(dtype: string, bytes: Uint8Array, begin: number, end: number): SafetensorsData {
-  const buf = alignedCopy(bytes, begin, end);
+/** `buf` is a source read's own buffer at offset 0, so typed arrays view it whatever the tensor's file offset. */
+function decode(dtype: string, buf: ArrayBufferLike, byteLength: number): SafetensorsData {
   switch (dtype) {
     case 'F32':
-      return new Float32Array(buf);
+      return new Float32Array(buf, 0, byteLength / 4);
     case 'F64':
-      return Float32Array.from(new Float64Array(buf));
+      return Float32Array.from(new Float64Array(buf, 0, byteLength / 8));
     case 'F16':
-      return f16ToF32(new Uint16Array(buf));
+      return f16ToF32(new Uint16Array(buf, 0, byteLength / 2));
     case 'BF16':
-      return bf16ToF32(new Uint16Array(buf));
+      return bf16ToF32(new Uint16Array(buf, 0, byteLength / 2));
     case 'I64':
-      return new BigInt64Array(buf);
+      return new BigInt64Array(buf, 0, byteLength / 8);
     case 'I32':
-      return new Int32Array(buf);
+      return new Int32Array(buf, 0, byteLength / 4);
     default:
-      return new Uint8Array(buf);
+      return new Uint8Array(buf, 0, byteLength);
   }
 }
 
@@ -57,19 +54,19 @@ interface HeaderEntry {
   end: number;
 }
 
-function parseHeader(bytes: Uint8Array, source: string): { entries: HeaderEntry[]; dataStart: number } {
+function parseHeader(src: ByteSource, source: string): { entries: HeaderEntry[]; dataStart: number } {
   function fail(reason: string): never {
     throw new CheckpointError(source, `not a valid safetensors file: ${reason}`);
   }
-  if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
-  const headerLen = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  if (src.size < 8) fail(`file is ${src.size} bytes, shorter than the 8-byte header length`);
+  const headerLen = new DataView(src.read(0, 8).buffer).getBigUint64(0, true);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) fail(`header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   const dataStart = 8 + Number(headerLen);
-  if (dataStart > bytes.length) fail(`header length ${headerLen} runs past the end of the ${bytes.length}-byte file`);
+  if (dataStart > src.size) fail(`header length ${headerLen} runs past the end of the ${src.size}-byte file`);
   const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   let header: unknown;
   try {
-    const json = text.decode(bytes.subarray(8, dataStart));
+    const json = text.decode(src.read(8, dataStart - 8));
     if (!json.startsWith('{')) fail('header does not start with "{"');
     header = JSON.parse(json);
   } catch (e) {
@@ -78,7 +75,7 @@ function parseHeader(bytes: Uint8Array, source: string): { entries: HeaderEntry[
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
 
-  const dataLen = bytes.length - dataStart;
+  const dataLen = src.size - dataStart;
   const entries: HeaderEntry[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === METADATA_KEY) continue;
@@ -118,19 +115,21 @@ function parseHeader(bytes: Uint8Array, source: string): { entries: HeaderEntry[
 }
 
 /** Every tensor with its stored dtype; float16/bfloat16/float64 data upcast to float32. */
-export function readSafetensors(bytes: Uint8Array, source = 'safetensors'): Map<string, SafetensorsEntry> {
-  const { entries, dataStart } = parseHeader(bytes, source);
+export function readSafetensors(input: Uint8Array | ByteSource, source = 'safetensors'): Map<string, SafetensorsEntry> {
+  const src = asSource(input);
+  const { entries, dataStart } = parseHeader(src, source);
   const out = new Map<string, SafetensorsEntry>();
   for (const e of entries) {
-    out.set(e.name, { dtype: e.dtype, shape: e.shape, data: decode(e.dtype, bytes, dataStart + e.begin, dataStart + e.end) });
+    const raw = src.read(dataStart + e.begin, e.end - e.begin);
+    out.set(e.name, { dtype: e.dtype, shape: e.shape, data: decode(e.dtype, raw.buffer, raw.length) });
   }
   return out;
 }
 
 /** Every tensor as float32 (integer tensors become their float32 values, e.g. ids or `num_batches_tracked`). */
-export function readSafetensorsF32(bytes: Uint8Array, source = 'safetensors'): StateDict {
+export function readSafetensorsF32(input: Uint8Array | ByteSource, source = 'safetensors'): StateDict {
   const out: StateDict = new Map();
-  for (const [name, t] of readSafetensors(bytes, source)) {
+  for (const [name, t] of readSafetensors(input, source)) {
     const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number | bigint>, Number);
     out.set(name, { shape: t.shape, data });
   }

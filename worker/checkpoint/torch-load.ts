@@ -1,5 +1,6 @@
 import type { HostTensor } from '../engine/tensor.ts';
 import { CheckpointError } from './errors.ts';
+import type { ByteSource } from './byte-source.ts';
 import { bf16ToF32, f16ToF32 } from './half.ts';
 import { ZipArchive } from './torch-zip.ts';
 import { PyDict, PyGlobal, PyList, PyObject, PyTuple, type PyValue, typeName, unpickle } from './unpickle.ts';
@@ -15,20 +16,22 @@ export const MAX_PICKLE_BYTES = 16 * 1024 * 1024;
 
 interface StorageType {
   bytes: number;
+  /** `raw` is the zip reader's own buffer at offset 0, so a float32 storage is viewed, not copied. */
   decode(raw: Uint8Array): Float32Array;
 }
 
-const copy = (raw: Uint8Array): ArrayBuffer => raw.slice().buffer;
+type TypedArrayOf<T> = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => T;
+const as = <T>(Type: TypedArrayOf<T> & { BYTES_PER_ELEMENT: number }, r: Uint8Array): T => new Type(r.buffer, r.byteOffset, r.length / Type.BYTES_PER_ELEMENT);
 const fromInts = (xs: ArrayLike<number | bigint>): Float32Array => Float32Array.from(xs, Number);
 
 const STORAGE_TYPES: Record<string, StorageType> = {
-  FloatStorage: { bytes: 4, decode: (r) => new Float32Array(copy(r)) },
-  HalfStorage: { bytes: 2, decode: (r) => f16ToF32(new Uint16Array(copy(r))) },
-  BFloat16Storage: { bytes: 2, decode: (r) => bf16ToF32(new Uint16Array(copy(r))) },
-  DoubleStorage: { bytes: 8, decode: (r) => Float32Array.from(new Float64Array(copy(r))) },
+  FloatStorage: { bytes: 4, decode: (r) => as(Float32Array, r) },
+  HalfStorage: { bytes: 2, decode: (r) => f16ToF32(as(Uint16Array, r)) },
+  BFloat16Storage: { bytes: 2, decode: (r) => bf16ToF32(as(Uint16Array, r)) },
+  DoubleStorage: { bytes: 8, decode: (r) => Float32Array.from(as(Float64Array, r)) },
   // StateDict is float32: integer buffers (BatchNorm `num_batches_tracked`) become their float32 values.
-  LongStorage: { bytes: 8, decode: (r) => fromInts(new BigInt64Array(copy(r))) },
-  IntStorage: { bytes: 4, decode: (r) => fromInts(new Int32Array(copy(r))) },
+  LongStorage: { bytes: 8, decode: (r) => fromInts(as(BigInt64Array, r)) },
+  IntStorage: { bytes: 4, decode: (r) => fromInts(as(Int32Array, r)) },
   ByteStorage: { bytes: 1, decode: (r) => Float32Array.from(r) },
   BoolStorage: { bytes: 1, decode: (r) => Float32Array.from(r, (b) => (b ? 1 : 0)) },
 };
@@ -75,6 +78,8 @@ class TorchArchive {
   /** Tensors per storage key not yet materialized: a decoded storage is dropped (or handed over) after its last one. */
   private readonly pending = new Map<string, number>();
   private readonly storages = new Map<string, TorchStorage>();
+  /** Per storage key, one past the highest element any non-empty tensor of the pickle reaches. */
+  private readonly reach = new Map<string, number>();
   private outputBudget: number;
   readonly top: string;
   private readonly bigEndian: boolean;
@@ -88,7 +93,8 @@ class TorchArchive {
     if (!first || slash <= 0) this.fail(`not a torch checkpoint: first entry ${JSON.stringify(first ?? '')} is not inside a top folder`);
     this.top = first.slice(0, slash);
     this.bigEndian = this.readByteorder();
-    // Views and half-precision upcasts may legitimately produce more than the archive holds, but not absurdly more.
+    // Decoded storages and the copies views need: half-precision upcasts and views may legitimately produce more
+    // than the archive holds, but not absurdly more.
     this.outputBudget = 4 * zip.byteLength + (1 << 20);
   }
 
@@ -140,6 +146,10 @@ class TorchArchive {
         const strides = ints(stride!, 'tensor stride', fail);
         if (shape.length !== strides.length) return fail(`tensor size ${JSON.stringify(shape)} and stride ${JSON.stringify(strides)} differ in length`);
         this.pending.set(storage.key, (this.pending.get(storage.key) ?? 0) + 1);
+        if (shape.every((d) => d > 0)) {
+          const end = shape.reduce((acc, d, i) => acc + (d - 1) * strides[i]!, offset) + 1;
+          this.reach.set(storage.key, Math.max(this.reach.get(storage.key) ?? 0, end));
+        }
         return new TorchTensor(storage, offset, shape, strides, this);
       }),
       new PyGlobal('torch._utils', '_rebuild_parameter', (args) => {
@@ -164,18 +174,27 @@ class TorchArchive {
     return s;
   }
 
+  /** Everything the load allocates for tensors counts against one budget, which the file's size justifies. */
+  private charge(bytes: number, what: string): void {
+    if (bytes > this.outputBudget) this.fail(`${what} would need more memory than the checkpoint can justify`);
+    this.outputBudget -= bytes;
+  }
+
   private storageData(s: TorchStorage): Float32Array {
     const hit = this.cache.get(s.key);
     if (hit) return hit;
     const name = `${this.top}/data/${s.key}`;
-    if (!this.zip.has(name)) this.fail(`storage entry ${name} is missing`);
+    const entry = this.zip.entry(name);
+    if (!entry) this.fail(`storage entry ${name} is missing`);
     const type = STORAGE_TYPES[s.type]!;
     const want = s.numel * type.bytes;
-    const size = this.zip.entry(name)!.size;
-    if (size !== want) this.fail(`storage ${name} holds ${size} bytes, but ${s.numel} ${s.type} elements need ${want}`);
-    let raw = this.zip.read(name, want);
+    if (entry.size !== want) this.fail(`storage ${name} holds ${entry.size} bytes, but ${s.numel} ${s.type} elements need ${want}`);
+    // A state dict's tensors cover their storages; bytes past every tensor would be inflated only to be dropped.
+    const reach = this.reach.get(s.key)! * type.bytes;
+    if (want > reach) this.fail(`storage ${name} declares ${want} bytes, but the tensors that use it reach only the first ${reach}`);
+    this.charge(4 * s.numel, `storage ${name} (${s.numel} ${s.type} elements)`);
+    const raw = this.zip.read(name, want);
     if (this.bigEndian && type.bytes > 1) {
-      raw = raw.slice();
       const b = Buffer.from(raw.buffer, raw.byteOffset, raw.length);
       if (type.bytes === 2) b.swap16();
       else if (type.bytes === 4) b.swap32();
@@ -194,16 +213,19 @@ class TorchArchive {
       const last = size.reduce((acc, d, i) => acc + (d - 1) * stride[i]!, offset);
       if (last >= storage.numel) this.fail(`${desc} reaches element ${last} of storage ${storage.key}, which has ${storage.numel}`);
     }
+    // Refused before its storage is read, whichever way the data would then be produced.
     if (4 * n > this.outputBudget) this.fail(`${desc} would need more memory than the checkpoint can justify`);
-    this.outputBudget -= 4 * n;
-    const src = this.storageData(storage);
     const left = this.pending.get(storage.key)! - 1;
     this.pending.set(storage.key, left);
-    if (left > 0) return { shape: [...size], data: gather(src, offset, size, stride, n) };
-    // The last user of a decoded storage takes it over when it is the whole storage: one copy of the weights, not two.
-    this.cache.delete(storage.key);
-    const whole = offset === 0 && n === src.length && isRowMajor(size, stride);
-    return { shape: [...size], data: whole ? src : gather(src, offset, size, stride, n) };
+    // An empty tensor needs no byte of its storage.
+    const src = n > 0 ? this.storageData(storage) : new Float32Array(0);
+    if (left === 0) {
+      this.cache.delete(storage.key);
+      // The last user of a decoded storage takes it over when it is the whole storage: one copy of the weights, not two.
+      if (offset === 0 && n === src.length && isRowMajor(size, stride)) return { shape: [...size], data: src };
+    }
+    this.charge(4 * n, desc);
+    return { shape: [...size], data: gather(src, offset, size, stride, n) };
   }
 }
 
@@ -237,6 +259,6 @@ function gather(src: Float32Array, offset: number, size: number[], stride: numbe
 }
 
 /** Unpickles a torch zip checkpoint; tensors in the result are TorchTensor (call toHost to read them). */
-export function readTorchZip(bytes: Uint8Array, source: string): PyValue {
-  return new TorchArchive(new ZipArchive(bytes, source), source).unpickle();
+export function readTorchZip(src: ByteSource, source: string): PyValue {
+  return new TorchArchive(new ZipArchive(src, source), source).unpickle();
 }

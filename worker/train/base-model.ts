@@ -1,8 +1,8 @@
-import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { modelLatestKey } from '../../core/s3-layout.ts';
-import { openStore, type ObjectStore } from '../../core/store.ts';
-import { loadStateDict } from '../checkpoint/load.ts';
+import type { ObjectStore } from '../../core/store.ts';
+import { CheckpointError } from '../checkpoint/errors.ts';
+import { loadStateDictFile } from '../checkpoint/load.ts';
 import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import { loadModelConfig, modelConfigNames } from '../../core/model-config/config.ts';
 import { initParams } from '../models/init.ts';
@@ -16,8 +16,6 @@ import { TrainInputError } from '../../core/run-errors.ts';
  */
 export const RANDOM_PREFIX = 'random:';
 export const LATEST = 'latest';
-/** Larger than any CLIP checkpoint in use (ViT-L/14 fp32 is ~1.7 GB); refuses to buffer anything bigger. */
-export const MAX_CHECKPOINT_BYTES = 4 * 1024 ** 3;
 
 export interface ModelChoice {
   /** Config name (or path) for loadModelConfig. */
@@ -47,21 +45,6 @@ export function chooseModel(base: string, explicit?: string): ModelChoice {
   }
 }
 
-async function readBounded(uri: string): Promise<Uint8Array> {
-  const m = /^(s3:\/\/.+)\/([^/]+)$/.exec(uri);
-  if (m) {
-    const store = openStore(m[1]!);
-    const info = await store.head(m[2]!);
-    if (!info) throw new TrainInputError(`base model not found: ${uri}`);
-    if (info.size > MAX_CHECKPOINT_BYTES) throw new TrainInputError(`${uri}: ${info.size} bytes exceeds the ${MAX_CHECKPOINT_BYTES}-byte checkpoint limit`);
-    return store.get(m[2]!);
-  }
-  const s = await stat(uri).catch(() => undefined);
-  if (!s?.isFile()) throw new TrainInputError(`base model not found: ${uri}`);
-  if (s.size > MAX_CHECKPOINT_BYTES) throw new TrainInputError(`${uri}: ${s.size} bytes exceeds the ${MAX_CHECKPOINT_BYTES}-byte checkpoint limit`);
-  return new Uint8Array(await readFile(uri));
-}
-
 /**
  * The model models/<dataset>/latest.json names, as a URI inside `bucket`, with the config name its run recorded
  * (a published model.safetensors has no config name in its file name).
@@ -78,10 +61,10 @@ export async function latestModel(bucket: ObjectStore, dataset: string): Promise
 
 export async function loadBaseModel(base: string, config: ClipModelConfig, seed: number): Promise<StateDict> {
   if (base.startsWith(RANDOM_PREFIX)) return initParams(config, seed);
-  const bytes = await readBounded(base);
   try {
-    return loadStateDict(bytes, base);
+    return await loadStateDictFile(base);
   } catch (e) {
-    throw new TrainInputError((e as Error).message);
+    if (!(e instanceof CheckpointError)) throw e;
+    throw new TrainInputError(e.kind === 'missing' ? `base model not found: ${base}` : e.message);
   }
 }
