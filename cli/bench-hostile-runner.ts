@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { serveParent } from './child-process.ts';
 
 /**
  * The process bench-hostile forks for each case, so that each peak RSS is the case's own. Each case imports only
@@ -37,11 +38,4 @@ async function serve(m: HostileRequest): Promise<HostileReply> {
   return { outcome, seconds: (performance.now() - t0) / 1000, peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024) };
 }
 
-process.on('message', (m: HostileRequest) => {
-  serve(m).then(
-    (reply) => process.send!(reply),
-    (e: unknown) => process.send!({ error: String((e as Error).stack ?? e) }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
-process.send!({ ready: true });
+serveParent(serve);

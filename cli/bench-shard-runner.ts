@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { ShardRequest } from '../core/dataset/types.ts';
 import { preprocessImage } from '../core/preprocess.ts';
+import { serveParent } from './child-process.ts';
 
 /**
  * The process bench-shard forks to run the Shard handler with the Lambda's environment (DECODER_ENV), so its CPU
@@ -48,11 +49,4 @@ async function serve(m: RunnerRequest): Promise<RunnerReply> {
   });
 }
 
-process.on('message', (m: RunnerRequest) => {
-  serve(m).then(
-    (reply) => process.send!(reply),
-    (e: unknown) => process.send!({ error: String((e as Error).stack ?? e) }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
-process.send!({ ready: true });
+serveParent(serve);

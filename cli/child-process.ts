@@ -36,3 +36,18 @@ export function forkModule(module: URL, env: NodeJS.ProcessEnv = process.env): C
     },
   };
 }
+
+/**
+ * The child's side of forkModule: says it is ready, answers each request with `serve`'s reply (a failure as
+ * `{ error }`, which the parent's next() rejects with), and exits when the parent disconnects.
+ */
+export function serveParent<Req, Rep>(serve: (m: Req) => Promise<Rep>): void {
+  process.on('message', (m: Req) => {
+    serve(m).then(
+      (reply) => process.send!(reply),
+      (e: unknown) => process.send!({ error: String((e as Error).stack ?? e) }),
+    );
+  });
+  process.on('disconnect', () => process.exit(0));
+  process.send!({ ready: true });
+}
