@@ -2,6 +2,8 @@ import type { ShardRequest } from '../core/dataset/types.ts';
 import { makeS3Client } from '../core/s3-client.ts';
 import { shardsPrefix } from '../core/s3-layout.ts';
 import { openStore } from '../core/store.ts';
+import { serveParent } from './child-process.ts';
+import { jsonBytes, jsonShape } from './payload-size.ts';
 
 /**
  * The process bench-scale forks for each stage, so that a stage's peak RSS is its own (a fresh process per
@@ -32,8 +34,6 @@ process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
 process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
 
 const rss = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
-const bytes = (v: unknown): number => Buffer.byteLength(JSON.stringify(v));
-const shape = (v: unknown): number => JSON.stringify(v).replace(/\d+/g, '0').length;
 
 async function serve(m: ScaleRequest): Promise<StageReply> {
   const t0 = performance.now();
@@ -41,7 +41,7 @@ async function serve(m: ScaleRequest): Promise<StageReply> {
     const { handler } = (await import(`../lambdas/${m.stage}/handler.ts`)) as { handler: (e: unknown) => Promise<unknown> };
     const started = performance.now();
     const output = await handler(m.input);
-    return { seconds: (performance.now() - started) / 1000, peakRssMb: rss(), inputBytes: bytes(m.input), outputBytes: bytes(output), inputShape: shape(m.input), outputShape: shape(output), output };
+    return { seconds: (performance.now() - started) / 1000, peakRssMb: rss(), inputBytes: jsonBytes(m.input), outputBytes: jsonBytes(output), inputShape: jsonShape(m.input), outputShape: jsonShape(output), output };
   }
   if (m.stage === 'shard') {
     const { handler } = await import('../lambdas/shard/handler.ts');
@@ -56,10 +56,10 @@ async function serve(m: ScaleRequest): Promise<StageReply> {
       const started = performance.now();
       const out = await handler(item);
       slowest = Math.max(slowest, (performance.now() - started) / 1000);
-      inputBytes = Math.max(inputBytes, bytes(item));
-      outputBytes = Math.max(outputBytes, bytes(out));
-      inputShape = Math.max(inputShape, shape({ ...item, runId: 'r', dataset: 'd' }));
-      outputShape = Math.max(outputShape, shape(out));
+      inputBytes = Math.max(inputBytes, jsonBytes(item));
+      outputBytes = Math.max(outputBytes, jsonBytes(out));
+      inputShape = Math.max(inputShape, jsonShape({ ...item, runId: 'r', dataset: 'd' }));
+      outputShape = Math.max(outputShape, jsonShape(out));
     }
     return { seconds: slowest, peakRssMb: rss(), inputBytes, outputBytes, inputShape, outputShape, invocations: plan.length };
   }
@@ -72,7 +72,7 @@ async function serve(m: ScaleRequest): Promise<StageReply> {
   const started = performance.now();
   const metrics = await evaluateSplit(hashEncoder, store, index, 'val');
   const evaluated = { name: 'evaluate', seconds: (performance.now() - started) / 1000, peakRssMb: rss() };
-  return { seconds: indexed.seconds + evaluated.seconds, peakRssMb: rss(), inputBytes: 0, outputBytes: bytes(metrics), inputShape: 0, outputShape: 0, output: metrics, parts: [indexed, evaluated] };
+  return { seconds: indexed.seconds + evaluated.seconds, peakRssMb: rss(), inputBytes: 0, outputBytes: jsonBytes(metrics), inputShape: 0, outputShape: 0, output: metrics, parts: [indexed, evaluated] };
 }
 
 /** ViT-B-32's embedding width: the ranking's cost grows with it. */
@@ -102,11 +102,4 @@ function project(x: Float32Array, n: number): Float32Array {
   return out;
 }
 
-process.on('message', (m: ScaleRequest) => {
-  serve(m).then(
-    (reply) => process.send!(reply),
-    (e: unknown) => process.send!({ error: String((e as Error).stack ?? e) }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
-process.send!({ ready: true });
+serveParent(serve);

@@ -8,6 +8,7 @@ import type { ScaleRequest, StageReply } from '../bench-scale-runner.ts';
 import { forkModule } from '../child-process.ts';
 import { UserError, type Command } from '../command.ts';
 import { numberFlag, parseFlags } from '../flags.ts';
+import { jsonBytes, jsonShape } from '../payload-size.ts';
 import { startLocalS3, type LocalS3 } from '../local-s3.ts';
 
 const USAGE = 'bench-scale --rows N [--captions-per-image 5] [--project 5000000]';
@@ -92,14 +93,13 @@ async function measure(s3: LocalS3, rows: number, perImage: number, limits: Reco
   log(`  ${rows} rows: collect ${collect.seconds.toFixed(1)} s, index + evaluate ${worker.seconds.toFixed(1)} s`);
   // The largest state: Validate's result, with Collect's and the run spec added by later states.
   const state = { ...(validate.output as object), collected: collect.output, runSpec: { runId: 'r', bucket: s3.bucket, dataset: 'd', options: planned.options } };
-  const shape = (v: unknown): number => JSON.stringify(v).replace(/\d+/g, '0').length;
   const row = (name: string, r: { seconds: number; peakRssMb: number }): Stage => ({ name, seconds: round(r.seconds), peak_rss_mb: r.peakRssMb, ...limits[name]! });
   return {
     rows,
     stages: [row('validate', validate), row('shard', shard), row('collect', collect), ...worker.parts!.map((p) => row(p.name, p))],
-    maxState: Math.max(Buffer.byteLength(JSON.stringify(state)), shard.inputBytes, shard.outputBytes),
+    maxState: Math.max(jsonBytes(state), shard.inputBytes, shard.outputBytes),
     maxLambda: Math.max(validate.inputBytes, validate.outputBytes, shard.inputBytes, shard.outputBytes, collect.inputBytes, collect.outputBytes),
-    shape: shape(state) + shape(validate.output) + shape(collect.output) + shard.inputShape + shard.outputShape,
+    shape: jsonShape(state) + validate.outputShape + collect.outputShape + shard.inputShape + shard.outputShape,
   };
 }
 
