@@ -139,7 +139,7 @@ export async function validateCaptions(store: ObjectStore, dataset: string, plan
       bad(rec.line, 'row', `expected ${width} fields, found ${rec.fields.length}`);
       continue;
     }
-    const row = rowOf(rec, columns, options);
+    const row = rowOf(rec, columns);
     let ok = true;
     const rowProblem = (field: string, reason: string): void => {
       bad(rec.line, field, reason);
@@ -149,9 +149,12 @@ export async function validateCaptions(store: ObjectStore, dataset: string, plan
     if (fp) rowProblem('filename', fp);
     const cp = captionProblem(row.caption);
     if (cp) rowProblem('caption', cp);
-    if (!row.split && !(columns.split === undefined && fp)) rowProblem('split', `unknown split '${row.rawSplit}' (expected train, val or test)`);
+    // Without a split column an image's split is the hash of its name: computed once, then the recorded one.
+    const rowSplit =
+      columns.split !== undefined ? parseSplit(row.rawSplit) : fp ? undefined : (recordedSplit(images, row.filename) ?? hashSplit(row.filename, options.split));
+    if (!rowSplit && !(columns.split === undefined && fp)) rowProblem('split', `unknown split '${row.rawSplit}' (expected train, val or test)`);
     if (!ok) continue;
-    const split = row.split!;
+    const split = rowSplit!;
     const pair = pairs.insert(`${row.filename}\u0000${row.caption}`);
     if (pair.added) pairs.set(pair.slot, 0, rec.line);
     const { slot, added } = images.insert(row.filename);
@@ -196,7 +199,7 @@ export async function validateCaptions(store: ObjectStore, dataset: string, plan
   const valid = isValid(problems.fatal, counts, policy, maxBadFraction);
   const summary = valid ? passedSummary(counts, policy) : summarize(problems.sorted().problems, problems.total, counts.badRows, counts.rows);
   const result = finish(valid, summary);
-  if (plan && (valid || (plan.always && counts.goodRows > 0))) result.plan = await writePlan(store, dataset, options, imageSize, buckets, badLines, plan);
+  if (plan && (valid || (plan.always && counts.goodRows > 0))) result.plan = await writePlan(store, dataset, options, imageSize, buckets, badLines, images, plan);
   return result;
 }
 
@@ -219,6 +222,7 @@ async function writePlan(
   imageSize: number,
   buckets: BucketCounts,
   badLines: LineSet,
+  images: KeyTable,
   target: PlanTarget,
 ): Promise<ShardRequest[]> {
   const cuts = cutShards(buckets, options.shardSize ?? DEFAULT_SHARD_SIZE);
@@ -231,8 +235,10 @@ async function writePlan(
       continue;
     }
     if (badLines.has(item.rec.line)) continue;
-    const r = rowOf(item.rec, columns, options);
-    const row: DatasetRow = { line: item.rec.line, filename: r.filename, caption: r.caption, split: r.split!, ...(r.label !== null ? { label: r.label } : {}) };
+    const r = rowOf(item.rec, columns);
+    // A good row's split is its image's, recorded by the first pass.
+    const split = recordedSplit(images, r.filename)!;
+    const row: DatasetRow = { line: item.rec.line, filename: r.filename, caption: r.caption, split, ...(r.label !== null ? { label: r.label } : {}) };
     await spill.add(cuts.shardOf[row.split][bucketOf(row.filename)]!, row);
   }
   const parts = await spill.finish();
@@ -266,12 +272,15 @@ async function* captionRecords(store: ObjectStore): AsyncGenerator<{ rec: CsvRec
   }
 }
 
-function rowOf(rec: CsvRecord, columns: Columns, options: TrainOptions): { filename: string; caption: string; split?: Split; rawSplit: string; label: string | null } {
+function rowOf(rec: CsvRecord, columns: Columns): { filename: string; caption: string; rawSplit: string; label: string | null } {
   const get = (c: Column): string => (columns[c] === undefined ? '' : (rec.fields[columns[c]!] ?? ''));
-  const filename = get('filename');
-  const rawSplit = get('split');
-  const split = columns.split !== undefined ? parseSplit(rawSplit) : filenameProblem(filename) ? undefined : hashSplit(filename, options.split);
-  return { filename, caption: get('caption'), split, rawSplit, label: get('label') || null };
+  return { filename: get('filename'), caption: get('caption'), rawSplit: get('split'), label: get('label') || null };
+}
+
+/** The split an earlier good row fixed for the image; undefined before one did. */
+function recordedSplit(images: KeyTable, filename: string): Split | undefined {
+  const slot = images.find(filename);
+  return slot >= 0 && images.get(slot, FIRST_LINE) > 0 ? SPLITS[images.get(slot, SPLIT_LABEL) & 3] : undefined;
 }
 
 function labelIdOf(labels: Map<string, number>, names: string[], label: string): number {
