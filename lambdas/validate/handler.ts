@@ -38,8 +38,6 @@ export interface ValidateOutput {
   shardResultsPrefix: string;
 }
 
-export { DatasetInvalid };
-
 /**
  * Validates datasets/<name>/ (read-only; the CSV and the listing, no image is read), writes
  * runs/<runId>/validation.json, and when the dataset passes, the shard plan: its rows spilled to runs/<runId>/plan/
