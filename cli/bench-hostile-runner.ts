@@ -14,7 +14,7 @@ export interface HostileReply {
 
 async function attempt(m: HostileRequest): Promise<string> {
   if (m.kind === 'image') {
-    const { ImageError, preprocessImage } = await import('../core/preprocess.ts');
+    const { ImageError, preprocessImage } = await import('../core/preprocess/index.ts');
     try {
       const px = await preprocessImage(await readFile(m.path), { size: m.size, source: m.path });
       return `decoded: ${px.length} bytes`;

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { ShardRequest } from '../core/dataset/types.ts';
-import { preprocessImage } from '../core/preprocess.ts';
+import { preprocessImage } from '../core/preprocess/index.ts';
 import { serveParent } from './child-process.ts';
 
 /**

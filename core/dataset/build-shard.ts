@@ -1,4 +1,4 @@
-import { ImageError, preprocessImage } from '../preprocess.ts';
+import { ImageError, preprocessImage } from '../preprocess/index.ts';
 import { CAPTIONS_FILE } from '../s3-layout.ts';
 import { draftShard, type SealedShard, type ShardMeta } from '../shard-format.ts';
 import type { ObjectStore } from '../store.ts';

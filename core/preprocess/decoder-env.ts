@@ -13,5 +13,5 @@ export const DECODER_ENV: Readonly<Record<string, string>> = {
   GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=67108864',
 };
 
-/** The packages with native binaries that image decoding loads (core/preprocess.ts, core/preprocess/jpeg-turbo.ts). */
+/** The packages with native binaries that image decoding loads (core/preprocess/index.ts, core/preprocess/jpeg-turbo.ts). */
 export const DECODER_PACKAGES: readonly string[] = ['sharp', 'koffi', '@julusian/jpeg-turbo'];

@@ -8,7 +8,7 @@ import { UserError } from '../../cli/command.ts';
 import shardCommand from '../../cli/commands/shard.ts';
 import validateCommand from '../../cli/commands/validate.ts';
 import type { ValidationReport } from '../../core/dataset/types.ts';
-import { preprocessImage } from '../../core/preprocess.ts';
+import { preprocessImage } from '../../core/preprocess/index.ts';
 import { decodeShard } from '../../core/shard-format.ts';
 import { png } from './helpers/images.ts';
 

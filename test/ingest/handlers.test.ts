@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { checkDataset } from '../../core/dataset/check.ts';
 import { readPlanRows } from '../../core/dataset/plan.ts';
 import type { ShardRequest, ShardSummary, ValidationReport } from '../../core/dataset/types.ts';
-import { preprocessImage } from '../../core/preprocess.ts';
+import { preprocessImage } from '../../core/preprocess/index.ts';
 import { captionsKey, datasetPrefix, shardPlanKey, shardsPrefix, shardSummaryName, validationKey } from '../../core/s3-layout.ts';
 import { handlerS3Client } from '../../core/s3-client.ts';
 import { decodeShard } from '../../core/shard-format.ts';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import sharp, { type JpegOptions } from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { preprocessImage } from '../../core/preprocess.ts';
+import { preprocessImage } from '../../core/preprocess/index.ts';
 import { jpegOrientation, UNREADABLE } from '../../core/preprocess/jpeg-orientation.ts';
 import { decodeJpeg, jpegTurboAvailable } from '../../core/preprocess/jpeg-turbo.ts';
 

@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { checkDataset } from '../../core/dataset/check.ts';
-import { preprocessImage, probeImage, resizeWindow } from '../../core/preprocess.ts';
+import { preprocessImage, probeImage, resizeWindow } from '../../core/preprocess/index.ts';
 import { FsStore } from '../../core/store.ts';
 import { gifTransparentColour } from '../../core/preprocess/gif.ts';
-import { preprocessParity } from '../../core/preprocess/parity.ts';
+import { preprocessParity } from '../../worker/verify/preprocess-parity.ts';
 import { jpeg, png } from './helpers/images.ts';
 import { writeTiff } from './helpers/tiff.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { resizeBicubic } from '../../core/preprocess/pillow-resample.ts';
-import { resizeWindow } from '../../core/preprocess.ts';
+import { resizeWindow } from '../../core/preprocess/index.ts';
 
 /**
  * Pillow 9.4 ImagingResample (BICUBIC, 8 bpc) written plainly: full horizontal pass, full vertical pass, then the

@@ -6,6 +6,9 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { preprocessImage } from '../../core/preprocess/index.ts';
+import { tokenize } from '../../core/tokenizer/index.ts';
+import { loadStateDictFile } from '../checkpoint/load.ts';
 import type { ClipTrainer, OptimizerState, StepInput, TrainerOptions } from '../clip/api.ts';
 import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import { excludedFromDecay } from '../engine/optimizer.ts';
@@ -69,20 +72,11 @@ const readJson = (file: string): Record<string, unknown> => JSON.parse(readFileS
 
 /** The folder's checkpoint: model.pt through the checkpoint loader when it exists, else model.safetensors. */
 async function loadParams(dir: string): Promise<{ params: StateDict; modelFile: string }> {
-  const loader = await optionalModule<{ loadStateDict(b: Uint8Array, s: string): StateDict }>('../checkpoint/load.ts');
   const pt = join(dir, 'model.pt');
-  // An aligned copy: readFileSync may return a view into a shared pool at any byte offset.
-  if (loader && existsSync(pt)) return { params: loader.loadStateDict(new Uint8Array(readFileSync(pt)), pt), modelFile: pt };
+  if (existsSync(pt)) return { params: await loadStateDictFile(pt), modelFile: pt };
   const st = join(dir, 'model.safetensors');
-  if (!existsSync(st)) throw new Error(`${dir}: no model.safetensors (and no checkpoint loader for model.pt yet)`);
+  if (!existsSync(st)) throw new Error(`${dir}: neither model.pt nor model.safetensors`);
   return { params: readSafetensorsF32(readFileSync(st), st), modelFile: st };
-}
-
-/** Modules other teams deliver; a stage that needs a missing one is reported as skipped. */
-export async function optionalModule<T>(relative: string): Promise<T | undefined> {
-  const url = new URL(relative, import.meta.url);
-  if (!existsSync(url)) return undefined;
-  return (await import(url.href)) as T;
 }
 
 export async function openReference(dir: string): Promise<ReferenceFolder> {
@@ -473,8 +467,6 @@ export async function stepStages(ref: ReferenceFolder): Promise<StageResult[]> {
 }
 
 async function tokenizerStage(ref: ReferenceFolder): Promise<StageResult> {
-  const tok = await optionalModule<{ tokenize(text: string, contextLength?: number): Int32Array }>('../../core/tokenizer/index.ts');
-  if (!tok) return skipped('tokens', 'core/tokenizer/index.ts not present');
   const tokensJson = readJson(join(ref.dir, 'tokens.json'));
   const cases: { text: string; ids: number[] }[] = (tokensJson.captions as string[]).map((text, i) => ({ text, ids: ref.tokens[i] }));
   const extra = join(ref.dir, 'tokenizer_cases.json');
@@ -485,7 +477,7 @@ async function tokenizerStage(ref: ReferenceFolder): Promise<StageResult> {
   let bad = 0;
   let first = '';
   for (const c of cases) {
-    const ids = tok.tokenize(c.text, c.ids.length);
+    const ids = tokenize(c.text, c.ids.length);
     if (ids.length !== c.ids.length || c.ids.some((v, i) => ids[i] !== v)) {
       bad++;
       first ||= JSON.stringify(c.text).slice(0, 60);
@@ -495,10 +487,6 @@ async function tokenizerStage(ref: ReferenceFolder): Promise<StageResult> {
 }
 
 async function preprocessStage(ref: ReferenceFolder): Promise<StageResult[]> {
-  const pre = await optionalModule<{ preprocessImage(b: Uint8Array, o: { size: number; source?: string }): Promise<Uint8Array> }>(
-    '../../core/preprocess.ts',
-  );
-  if (!pre) return [skipped('preprocess', 'core/preprocess.ts not present')];
   const expected = ref.read('preprocess.safetensors').get('pixels_uint8_hwc');
   const csv = join(ref.dir, 'images', 'captions.csv');
   if (!expected || !existsSync(csv)) return [skipped('preprocess', 'no pixels_uint8_hwc or images/captions.csv')];
@@ -513,7 +501,7 @@ async function preprocessStage(ref: ReferenceFolder): Promise<StageResult[]> {
   let max = 0;
   for (let i = 0; i < files.length; i++) {
     const file = join(ref.dir, 'images', files[i]);
-    const ours = await pre.preprocessImage(readFileSync(file), { size, source: file });
+    const ours = await preprocessImage(readFileSync(file), { size, source: file });
     const want = (expected.data as Uint8Array).subarray(i * per, (i + 1) * per);
     for (let j = 0; j < per; j++) {
       const d = Math.abs(ours[j] - want[j]);

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
-import { readSafetensors } from '../../worker/checkpoint/safetensors.ts';
-import { preprocessImage } from '../preprocess.ts';
+import { readSafetensors } from '../checkpoint/safetensors.ts';
+import { preprocessImage } from '../../core/preprocess/index.ts';
 
 export interface ParityResult {
   /** Mean and max absolute difference in grey levels over every pixel of every image. */

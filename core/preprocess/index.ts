@@ -1,7 +1,7 @@
 import sharp, { type Metadata } from 'sharp';
-import { gifTransparentColour } from './preprocess/gif.ts';
-import { decodeJpeg } from './preprocess/jpeg-turbo.ts';
-import { crop, resizeBicubic, resizeNearest, type Raster, type Window } from './preprocess/pillow-resample.ts';
+import { gifTransparentColour } from './gif.ts';
+import { decodeJpeg } from './jpeg-turbo.ts';
+import { crop, resizeBicubic, resizeNearest, type Raster, type Window } from './pillow-resample.ts';
 
 /**
  * One image -> the uint8 HWC [S,S,3] that open_clip's eval transform feeds to ToTensor:
