@@ -6,7 +6,7 @@
  *   runs/<runId>/shard-plan.json, runs/<runId>/plan/rows-<0000>.jsonl
  *   runs/<runId>/shards/shard-<00000>.rsshard, shard-<00000>.json (what the item found), index.json
  *   runs/<runId>/checkpoints/step-<n>/{model.safetensors, optimizer.safetensors, trainer.json}
- *   runs/<runId>/checkpoints/latest.json
+ *   runs/<runId>/checkpoints/latest.json, best.json
  *   runs/<runId>/final/{model.safetensors, image_encoder.onnx, text_encoder.onnx, metrics.json, *.svg, README.md}
  *   models/<name>/latest.json
  */
@@ -42,7 +42,35 @@ export const shardKey = (runId: string, index: number): string => `${shardsPrefi
 /** Relative to a run's output root (a run prefix in S3 or a local `--out` folder). */
 export const CHECKPOINTS = 'checkpoints';
 export const LATEST_CHECKPOINT = `${CHECKPOINTS}/latest.json`;
+export const BEST_CHECKPOINT = `${CHECKPOINTS}/best.json`;
 export const checkpointDir = (step: number): string => `${CHECKPOINTS}/step-${step}`;
+/** In a checkpoint's step folder: the weights (open_clip names), AdamW's moments (`m.<name>`, `v.<name>`), the loop's state. */
+export const CHECKPOINT_FILES = { model: 'model.safetensors', optimizer: 'optimizer.safetensors', trainer: 'trainer.json' } as const;
 export const FINAL = 'final';
 
+/**
+ * A run's published files, in final/: the weights in open_clip's names, standalone ONNX encoders, plots, a model
+ * card and metrics.json, written last so that its presence marks the folder complete.
+ */
+export const FINAL_FILES = {
+  model: 'model.safetensors',
+  imageEncoder: 'image_encoder.onnx',
+  textEncoder: 'text_encoder.onnx',
+  lossPlot: 'loss.svg',
+  lrPlot: 'lr.svg',
+  recallPlot: 'recall.svg',
+  card: 'README.md',
+  metrics: 'metrics.json',
+} as const;
+/** What Publish refuses a run without (the plots are for people and may be missing). */
+export const REQUIRED_FINAL_FILES = [FINAL_FILES.model, FINAL_FILES.imageEncoder, FINAL_FILES.textEncoder, FINAL_FILES.card, FINAL_FILES.metrics];
+export const finalPrefix = (runId: string): string => `${runPrefix(runId)}/${FINAL}`;
+export const finalKey = (runId: string, file: string): string => `${finalPrefix(runId)}/${file}`;
+
 export const modelLatestKey = (dataset: string): string => `models/${dataset}/latest.json`;
+
+/**
+ * models/: what Publish writes (models/<dataset>/latest.json) and base checkpoints an operator uploads (e.g.
+ * models/base/RemoteCLIP-ViT-B-32.pt); every dataset's train.json `init` may name a checkpoint here.
+ */
+export const MODELS = 'models';

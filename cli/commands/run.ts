@@ -6,7 +6,8 @@ import {
   CAPTIONS_FILE,
   captionsKey,
   CHECKPOINTS,
-  FINAL,
+  FINAL_FILES,
+  finalPrefix,
   LATEST_CHECKPOINT,
   datasetPrefix,
   modelLatestKey,
@@ -396,13 +397,13 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     // (here, or killed) leaves them as they were.
     const staged = new FsStore(join(incoming, STAGED));
     if (validation) await staged.put('validation.json', validation);
-    await copyPrefix(s3.store.child(`${runPrefix(runId)}/${FINAL}`), staged);
+    await copyPrefix(s3.store.child(finalPrefix(runId)), staged);
     await staged.put('latest.json', await s3.store.get(modelLatestKey(dataset)));
     log(`building ${REPORT_FILE}: embedding the validation images with the base and the fine-tuned model`);
     // The starting weights again, as the worker loaded them (same seed for a random init), for the gallery's "before".
     const params = await loadBaseModel(init, model.config, resolveRecipe(model.config, options).seed);
     await writeReport({ out: staged, shards: s3.store.child(shardsPrefix(runId)), base: { uri: init, config: model.config, params }, runId, seconds: (Date.now() - t0) / 1000 });
-    const metrics = JSON.parse(Buffer.from(await staged.get('metrics.json')).toString('utf8')) as {
+    const metrics = JSON.parse(Buffer.from(await staged.get(FINAL_FILES.metrics)).toString('utf8')) as {
       steps: number;
       before: RetrievalMetrics;
       after: RetrievalMetrics;

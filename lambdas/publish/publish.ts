@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { FINAL, modelLatestKey, runPrefix } from '../../core/s3-layout.ts';
+import { FINAL_FILES, finalKey, finalPrefix, modelLatestKey, REQUIRED_FINAL_FILES } from '../../core/s3-layout.ts';
 import type { ObjectStore } from '../../core/store.ts';
 
 export interface PublishInput {
@@ -43,8 +43,6 @@ interface Recall {
   [name: string]: unknown;
 }
 
-/** What the worker publishes in final/ (worker/train/publish.ts); metrics.json is written last. */
-export const REQUIRED_FINAL_FILES = ['model.safetensors', 'image_encoder.onnx', 'text_encoder.onnx', 'README.md', 'metrics.json'];
 const MAX_METRICS_BYTES = 4 << 20;
 
 /** A run whose final/ is missing or inconsistent; Step Functions sees this name as the error. */
@@ -158,12 +156,12 @@ async function moveForward(s3: S3Client, bucket: string, key: string, latest: La
  */
 export async function publishRun(input: PublishInput, store: ObjectStore, s3: S3Client, now = new Date()): Promise<Published> {
   const { runId, bucket, dataset } = input;
-  const finalPrefix = `${runPrefix(runId)}/${FINAL}`;
-  const listed = new Map((await store.list(`${finalPrefix}/`)).map((o) => [o.key, o.size]));
-  const missing = REQUIRED_FINAL_FILES.filter((f) => !listed.get(`${finalPrefix}/${f}`));
-  if (missing.length) throw new RunIncomplete(`s3://${bucket}/${finalPrefix}/ lacks ${missing.join(', ')} (or they are empty)`);
+  const final = finalPrefix(runId);
+  const listed = new Map((await store.list(`${final}/`)).map((o) => [o.key, o.size]));
+  const missing = REQUIRED_FINAL_FILES.filter((f) => !listed.get(finalKey(runId, f)));
+  if (missing.length) throw new RunIncomplete(`s3://${bucket}/${final}/ lacks ${missing.join(', ')} (or they are empty)`);
 
-  const metricsKey = `${finalPrefix}/metrics.json`;
+  const metricsKey = finalKey(runId, FINAL_FILES.metrics);
   if (listed.get(metricsKey)! > MAX_METRICS_BYTES) throw new RunIncomplete(`${metricsKey} is over ${MAX_METRICS_BYTES} bytes`);
   let metrics: Record<string, unknown>;
   try {
@@ -174,7 +172,7 @@ export async function publishRun(input: PublishInput, store: ObjectStore, s3: S3
   const { before, after } = metrics;
   if (!isRecall(before) || !isRecall(after)) throw new RunIncomplete(`${metricsKey} lacks before/after.mean_recall`);
 
-  const model = `${finalPrefix}/model.safetensors`;
+  const model = finalKey(runId, FINAL_FILES.model);
   const sha256 = await sha256OfObject(s3, bucket, model);
   if (typeof metrics.sha256 === 'string' && metrics.sha256 !== sha256) {
     throw new RunIncomplete(`${model} hashes to ${sha256}, but metrics.json records ${metrics.sha256}`);

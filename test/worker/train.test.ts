@@ -8,7 +8,7 @@ import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
 import type { ClipTrainer, TrainerOptions } from '../../worker/clip/api.ts';
 import { createTrainer } from '../../worker/clip/trainer.ts';
 import { silentLogger } from '../../worker/train/log.ts';
-import { FINAL_FILES } from '../../worker/train/publish.ts';
+import { FINAL_FILES } from '../../core/s3-layout.ts';
 import { runTraining, type TrainOutput } from '../../worker/train/run.ts';
 import type { StateDict } from '../../worker/engine/tensor.ts';
 import { sceneShards, writeShards } from './helpers.ts';

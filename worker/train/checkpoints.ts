@@ -1,4 +1,4 @@
-import { CHECKPOINTS, LATEST_CHECKPOINT, checkpointDir } from '../../core/s3-layout.ts';
+import { BEST_CHECKPOINT, CHECKPOINT_FILES, CHECKPOINTS, LATEST_CHECKPOINT, checkpointDir } from '../../core/s3-layout.ts';
 import type { ObjectStore } from '../../core/store.ts';
 import { readSafetensorsF32, writeSafetensors } from '../checkpoint/safetensors.ts';
 import type { Split } from '../../core/shard-format.ts';
@@ -9,14 +9,10 @@ import type { StateDict } from '../engine/tensor.ts';
 import type { RetrievalMetrics } from './metrics.ts';
 
 /**
- * Checkpoints under <output root>/checkpoints/step-<n>/: model.safetensors (open_clip names),
- * optimizer.safetensors (`m.<name>`, `v.<name>`) and trainer.json. Every file is published atomically, and
- * checkpoints/latest.json is written last, so a reader (or a resumed worker) never sees half a checkpoint.
+ * Checkpoints under <output root>/checkpoints/step-<n>/ (CHECKPOINT_FILES). Every file is published atomically,
+ * and checkpoints/latest.json is written last, so a reader (or a resumed worker) never sees half a checkpoint.
  */
-export const MODEL_FILE = 'model.safetensors';
-export const OPTIMIZER_FILE = 'optimizer.safetensors';
-export const TRAINER_FILE = 'trainer.json';
-export const BEST_POINTER = `${CHECKPOINTS}/best.json`;
+const { model: MODEL_FILE, optimizer: OPTIMIZER_FILE, trainer: TRAINER_FILE } = CHECKPOINT_FILES;
 
 export interface StepRecord {
   step: number;
@@ -87,7 +83,7 @@ export async function saveCheckpoint(out: ObjectStore, ck: Checkpoint): Promise<
   await out.put(`${dir}/${OPTIMIZER_FILE}`, writeSafetensors(optimizerTensors(ck.optimizer), { step: String(ck.optimizer.step) }));
   await out.put(`${dir}/${TRAINER_FILE}`, JSON.stringify({ ...ck.state, optimizerStep: ck.optimizer.step }));
   const pointer: CheckpointPointer = { step: ck.state.step, dir };
-  if (ck.state.best?.step === ck.state.step) await out.put(BEST_POINTER, JSON.stringify(ck.state.best));
+  if (ck.state.best?.step === ck.state.step) await out.put(BEST_CHECKPOINT, JSON.stringify(ck.state.best));
   await out.put(LATEST_CHECKPOINT, JSON.stringify(pointer));
   await pruneCheckpoints(out, [dir, ck.state.best?.dir]);
   return pointer;

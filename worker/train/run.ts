@@ -1,5 +1,5 @@
 import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
-import { FINAL, runPrefix, shardsPrefix } from '../../core/s3-layout.ts';
+import { finalPrefix, runPrefix, shardsPrefix } from '../../core/s3-layout.ts';
 import { openStore, type ObjectStore } from '../../core/store.ts';
 import type { ExecutionProvider } from '../engine/options.ts';
 import { createTrainer as engineTrainer } from '../clip/trainer.ts';
@@ -8,7 +8,7 @@ import { LATEST, chooseModel, latestModel, loadBaseModel } from './base-model.ts
 import { jsonLinesTo, type Logger } from './log.ts';
 import { runLoop, type CreateTrainer, type TrainJob } from './loop.ts';
 import type { RetrievalMetrics } from './metrics.ts';
-import { publishFinal, type Published } from './publish.ts';
+import { writeFinal, type FinalWritten } from './write-final.ts';
 import { resolveRecipe } from './recipe.ts';
 
 /** What the Train task returns to Step Functions. */
@@ -47,11 +47,11 @@ export function parseProviders(value: string | undefined, source: string): Execu
 }
 
 /** Trains (resuming when a checkpoint exists), then publishes final/. Shared by `rsclip train` and runTraining. */
-export async function trainAndPublish(job: TrainJob, about: TrainDescription, createTrainer: CreateTrainer = engineTrainer): Promise<Published> {
+export async function trainAndPublish(job: TrainJob, about: TrainDescription, createTrainer: CreateTrainer = engineTrainer): Promise<FinalWritten> {
   const result = await runLoop(job, createTrainer);
   try {
     const { params } = await result.trainer.snapshot();
-    const published = await publishFinal(job.out, params, {
+    const published = await writeFinal(job.out, params, {
       ...about,
       config: job.config,
       recipe: job.recipe,
@@ -118,7 +118,7 @@ export async function runTraining(input: RunSpec, deps: RunDeps = {}): Promise<T
   return {
     runId: spec.runId,
     steps: published.metrics.steps,
-    finalPrefix: `${runPrefix(spec.runId)}/${FINAL}/`,
+    finalPrefix: `${finalPrefix(spec.runId)}/`,
     sha256: published.sha256,
     before: published.metrics.before,
     after: published.metrics.after,

@@ -1,4 +1,4 @@
-import { FINAL } from '../../core/s3-layout.ts';
+import { FINAL, FINAL_FILES } from '../../core/s3-layout.ts';
 import { sha256Hex, type ObjectStore } from '../../core/store.ts';
 import { writeSafetensors } from '../checkpoint/safetensors.ts';
 import { exportImageEncoder, exportTextEncoder } from '../clip/export.ts';
@@ -7,22 +7,7 @@ import { modelCard } from './model-card.ts';
 import { lineChart } from './plots.ts';
 import type { MetricsFile, RunSummary } from './run-summary.ts';
 
-/**
- * runs/<runId>/final/ (or <out>/final/): the weights in open_clip's names, standalone ONNX encoders, metrics,
- * plots and a model card. metrics.json is written last: its presence marks the directory complete.
- */
-export const FINAL_FILES = {
-  model: 'model.safetensors',
-  imageEncoder: 'image_encoder.onnx',
-  textEncoder: 'text_encoder.onnx',
-  lossPlot: 'loss.svg',
-  lrPlot: 'lr.svg',
-  recallPlot: 'recall.svg',
-  card: 'README.md',
-  metrics: 'metrics.json',
-} as const;
-
-export interface Published {
+export interface FinalWritten {
   /** URI of the final/ directory. */
   finalPrefix: string;
   /** URI (or path) of final/model.safetensors. */
@@ -70,7 +55,8 @@ function plots(run: RunSummary): Record<string, string> {
   };
 }
 
-export async function publishFinal(out: ObjectStore, params: StateDict, run: RunSummary): Promise<Published> {
+/** runs/<runId>/final/ (or <out>/final/), metrics.json last (core/s3-layout.ts FINAL_FILES). */
+export async function writeFinal(out: ObjectStore, params: StateDict, run: RunSummary): Promise<FinalWritten> {
   const dir = out.child(FINAL);
   const model = writeSafetensors(params, { format: 'pt' });
   const sha256 = sha256Hex(model);
