@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 import { z } from 'zod';
+import { issueLine } from './schema-issue.ts';
 
 /**
  * The `.rsshard` file: one shard of preprocessed training data. Layout (all integers little-endian), documented
@@ -240,8 +241,7 @@ export function decodeShard(bytes: Uint8Array, source = '<shard>'): Shard {
   }
   const parsed = HeaderSchema.safeParse(json);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    fail(`header field ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    fail(`header field ${issueLine(parsed.error)}`);
   }
   const h = parsed.data!;
   const dataStart = PREFIX_BYTES + headerLen;

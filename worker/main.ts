@@ -19,6 +19,7 @@ import { ATTEMPT_DEADLINE_EXIT_CODE, ATTEMPT_TIMEOUT_ENV, RunSpecSchema, type Ru
 import { AttemptDeadline, TrainInputError } from '../core/run-errors.ts';
 import { jsonLinesTo, type Logger } from './train/log.ts';
 import { runTraining, type TrainOutput } from './train/run.ts';
+import { issueLine } from '../core/schema-issue.ts';
 
 /** Step Functions' limit on a failure cause. */
 const MAX_CAUSE = 32_768;
@@ -51,8 +52,7 @@ export function parseRunSpec(input: string, source: string): RunSpec {
   const candidate = json && typeof json === 'object' && 'runSpec' in json ? (json as { runSpec: unknown }).runSpec : json;
   const parsed = RunSpecSchema.safeParse(candidate);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new TrainInputError(`${source}: invalid run spec at ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new TrainInputError(`${source}: invalid run spec at ${issueLine(parsed.error)}`);
   }
   return parsed.data;
 }

@@ -4,6 +4,7 @@ import type { ObjectStore } from '../store.ts';
 import { hash64 } from './key-table.ts';
 import { filenameProblem, MAX_CAPTION_CHARS } from './rules.ts';
 import type { DatasetRow, PlanPart } from './types.ts';
+import { issueLine } from '../schema-issue.ts';
 
 /**
  * How rows become shards without holding them: an image's shard is a function of its filename's hash and split
@@ -227,7 +228,7 @@ export async function readPlanRows(store: ObjectStore, part: PlanPart): Promise<
       throw new Error(`${part.key}: bad plan row: not JSON (a range that cuts a row: bytes ${part.start}-${part.end})`);
     }
     const parsed = RowSchema.safeParse(json);
-    if (!parsed.success) throw new Error(`${part.key}: bad plan row: ${parsed.error.issues[0]!.message}`);
+    if (!parsed.success) throw new Error(`${part.key}: bad plan row: ${issueLine(parsed.error)}`);
     rows.push(parsed.data);
   }
   return rows;

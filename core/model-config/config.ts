@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { issueLine } from '../schema-issue.ts';
 
 const configsDir = join(dirname(fileURLToPath(import.meta.url)), 'configs');
 
@@ -44,8 +45,7 @@ export type ClipModelConfig = z.infer<typeof ConfigSchema>;
 export function parseModelConfig(json: unknown, source: string): ClipModelConfig {
   const parsed = ConfigSchema.safeParse(json);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`${source}: invalid open_clip model config at ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new Error(`${source}: invalid open_clip model config at ${issueLine(parsed.error)}`);
   }
   const cfg = parsed.data as ClipModelConfig;
   if (isVit(cfg)) {

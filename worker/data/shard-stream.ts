@@ -3,6 +3,7 @@ import { MAX_SHARD_INDEX_BYTES, SHARD_INDEX_FILE, ShardIndexFileSchema } from '.
 import type { ObjectStore } from '../../core/store.ts';
 import { TrainInputError } from '../../core/run-errors.ts';
 import { Rng } from './rng.ts';
+import { issueLine } from '../../core/schema-issue.ts';
 
 /**
  * Streams `.rsshard` files from an ObjectStore (S3 prefix or local folder) without holding the dataset: at most
@@ -89,7 +90,7 @@ async function readIndexFile(store: ObjectStore, size: number): Promise<ShardInd
   } catch (e) {
     throw new TrainInputError(`${where}: not valid JSON (${(e as Error).message})`);
   }
-  if (!parsed.success) throw new TrainInputError(`${where}: ${parsed.error.issues[0]!.path.join('.')}: ${parsed.error.issues[0]!.message}`);
+  if (!parsed.success) throw new TrainInputError(`${where}: ${issueLine(parsed.error)}`);
   const file = parsed.data;
   if (file.shards.length === 0) throw new TrainInputError(`${where} lists no shards`);
   const totals = emptyCounts();
