@@ -25,7 +25,7 @@ export interface CreateAppOptions {
  * The app of `cdk synth`/`cdk deploy`, the tests and the local runner: one stack, cdk-nag at every synth.
  * Context keys (all optional): stage (aws|local), baseModelUri, notificationEmail, gpuInstanceTypes
  * (comma-separated), spot (true|false), maxVcpus, onDemandMaxVcpus (0: no on-demand environment behind spot),
- * shardConcurrency, trainTimeoutHours, retrainSchedule (an EventBridge rate/cron expression) with retrainDatasets
+ * shardConcurrency, trainTimeoutHours, initSources (comma-separated s3:// URIs), retrainSchedule (an EventBridge rate/cron expression) with retrainDatasets
  * (comma-separated).
  */
 export function createApp(options: CreateAppOptions = {}): { app: App; stack: PipelineStack } {
@@ -84,6 +84,7 @@ function pipelineProps(context: (key: string) => unknown): PipelineProps {
     ...props,
     gpu,
     baseModelUri: text('baseModelUri') ?? props.baseModelUri,
+    initSources: list('initSources') ?? props.initSources,
     notificationEmail: text('notificationEmail'),
     shardConcurrency: positive('shardConcurrency') ?? props.shardConcurrency,
     ...(schedule && datasets ? { retrain: { schedule: events.Schedule.expression(schedule), datasets } } : {}),

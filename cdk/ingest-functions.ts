@@ -4,13 +4,28 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { DECODER_ENV, DECODER_PACKAGES } from '../core/preprocess/decoder-env.ts';
-import { captionsKey } from '../core/s3-layout.ts';
+import { SHARD_INDEX_FILE } from '../core/shard-index.ts';
+import {
+  captionsKey,
+  datasetPrefix,
+  FINAL,
+  modelLatestKey,
+  planPartsPrefix,
+  runPrefix,
+  shardPlanKey,
+  shardsPrefix,
+  trainOptionsKey,
+  validationKey,
+} from '../core/s3-layout.ts';
+import { INIT_SOURCES_ENV } from '../lambdas/validate/init-sources.ts';
 import { BPE_VOCAB_ENV } from '../core/tokenizer/bpe.ts';
 import type { DataBucket } from './data-bucket.ts';
 import { HandlerFunction } from './node-function.ts';
 
 export interface IngestFunctionsProps {
   data: DataBucket;
+  /** The deployment's extra s3:// sources a train.json `init` may name (Validate refuses any other). */
+  initSources: readonly string[];
   architecture: lambda.Architecture;
   logRetentionDays: logs.RetentionDays;
 }
@@ -67,11 +82,39 @@ export class IngestFunctions extends Construct {
       memorySize: 512,
       timeout: Duration.minutes(5),
     });
-    props.data.grantPrefixes(this.validate, { read: ['datasets'], write: ['runs'] });
-    props.data.grantPrefixes(this.shard, { read: ['datasets', 'runs'], write: ['runs'] });
-    props.data.grantPrefixes(this.collect, { read: ['runs'], write: ['runs'] });
-    props.data.grantPrefixes(this.publish, { read: ['runs', 'models'], write: ['models'] });
-    // Publish orders runs by the upload time of the captions.csv version each read (lambdas/publish/publish.ts).
-    props.data.bucket.grantRead(this.publish, captionsKey('*'));
+    // Each key pattern is one of core/s3-layout.ts's, with `*` for the run id or dataset chosen at run time.
+    const ANY = '*';
+    const plan = `${planPartsPrefix(ANY)}/*`;
+    const shards = `${shardsPrefix(ANY)}/*`;
+    props.data.grantKeys(this.validate, {
+      why: "Validate lists a dataset's folder, reads its captions.csv (at the version that started the run) and train.json, and writes the run's report and shard plan",
+      list: [`${datasetPrefix(ANY)}/*`],
+      readVersions: [captionsKey(ANY)],
+      read: [trainOptionsKey(ANY), plan],
+      write: [validationKey(ANY), shardPlanKey(ANY), plan],
+      // The plan's spills are merged into one object and deleted.
+      delete: [plan],
+    });
+    this.validate.addEnvironment(INIT_SOURCES_ENV, JSON.stringify(props.initSources));
+    props.data.grantKeys(this.shard, {
+      why: "a Shard item reads its plan rows and its dataset's images (a missing image is an unreadable one) and writes its shard and summary",
+      list: [`${datasetPrefix(ANY)}/*`],
+      read: [`${datasetPrefix(ANY)}/*`, plan],
+      write: [shards],
+    });
+    props.data.grantKeys(this.collect, {
+      why: "Collect reads the run's report and the Shard items' summaries (a missing one is a failed item) and writes the report and shards/index.json",
+      list: [shards],
+      read: [validationKey(ANY), shards],
+      write: [validationKey(ANY), `${shardsPrefix(ANY)}/${SHARD_INDEX_FILE}`],
+    });
+    const final = `${runPrefix(ANY)}/${FINAL}/*`;
+    props.data.grantKeys(this.publish, {
+      why: "Publish checks a run's final/ files, reads the upload time of the captions.csv version the run read, and moves models/<dataset>/latest.json forward",
+      list: [final, modelLatestKey(ANY)],
+      read: [final, modelLatestKey(ANY)],
+      readVersions: [captionsKey(ANY)],
+      putDirect: [modelLatestKey(ANY)],
+    });
   }
 }

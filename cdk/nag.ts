@@ -1,7 +1,6 @@
 import { Stack, Token, Validations, type CfnElement } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
-import { captionsKey, DATASETS } from '../core/s3-layout.ts';
-import { TMP_SEGMENT } from '../core/store.ts';
+import { shardPlanKey, shardResultsPrefix } from '../core/s3-layout.ts';
 import type { Pipeline } from './pipeline.ts';
 
 function acknowledge(scope: IConstruct, finding: string, reason: string): void {
@@ -26,29 +25,25 @@ export function acknowledgeNagFindings(stack: Stack, pipeline: Pipeline): void {
     'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
     'Lambda execution roles (ours and the CDK bucket-notification helper) only get CloudWatch Logs writes from it.',
   );
-  acknowledge(
-    stack,
-    'IAM5[Resource::*]',
-    'Actions without resource-level permissions: X-Ray PutTraceSegments/PutTelemetryRecords, ecr:GetAuthorizationToken, batch:DescribeJobs.',
-  );
-  const grantReason = 'From bucket.grantRead/grantPut/grantDelete, each scoped to one key prefix of the data bucket.';
-  for (const action of ['GetObject*', 'GetBucket*', 'List*', 'Abort*', 'DeleteObject*']) {
-    acknowledge(stack, `IAM5[Action::s3:${action}]`, grantReason);
-  }
-  const bucket = ref(pipeline.data.bucket);
-  for (const prefix of [DATASETS, 'runs', 'models', TMP_SEGMENT]) {
-    acknowledge(
-      stack,
-      `IAM5[Resource::<${bucket}.Arn>/${prefix}/*]`,
-      `Objects under ${prefix}/ are named at run time (layout in core/s3-layout.ts); access is limited to that prefix.`,
-    );
+  const functions = [pipeline.functions.validate, pipeline.functions.shard, pipeline.functions.collect, pipeline.functions.publish];
+  for (const fn of [...functions, pipeline.trigger.function]) {
+    acknowledge(fn, 'IAM5[Resource::*]', 'X-Ray tracing: xray:PutTraceSegments and PutTelemetryRecords have no resource-level permissions.');
   }
 
-  acknowledge(
-    pipeline.functions.publish,
-    `IAM5[Resource::<${bucket}.Arn>/${captionsKey('*')}]`,
-    "Publish reads the upload time of a run's captions.csv version, whichever dataset the run is of.",
-  );
+  // Every data-bucket grant names one key pattern of core/s3-layout.ts, with `*` where a run id or dataset name
+  // is chosen at run time; the reason says which role uses it for what (DataBucket.grantKeys).
+  const bucket = ref(pipeline.data.bucket);
+  const reasons = new Map<IConstruct, Map<string, string[]>>();
+  for (const g of pipeline.data.wildcardGrants) {
+    const byPattern = reasons.get(g.scope) ?? new Map<string, string[]>();
+    reasons.set(g.scope, byPattern);
+    byPattern.set(g.pattern, [...(byPattern.get(g.pattern) ?? []), g.reason]);
+  }
+  for (const [scope, byPattern] of reasons) {
+    for (const [pattern, why] of byPattern) {
+      acknowledge(scope, `IAM5[Resource::<${bucket}.Arn>/${pattern}]`, `Only keys matching ${pattern} (named at run time): ${why.join('; ')}.`);
+    }
+  }
 
   acknowledge(
     pipeline.trigger.failedEvents,
@@ -57,13 +52,23 @@ export function acknowledgeNagFindings(stack: Stack, pipeline: Pipeline): void {
   );
 
   const workflow = pipeline.workflow;
-  for (const fn of [pipeline.functions.validate, pipeline.functions.shard, pipeline.functions.collect, pipeline.functions.publish]) {
+  for (const fn of functions) {
     acknowledge(workflow, `IAM5[Resource::<${ref(fn)}.Arn>:*]`, 'LambdaInvoke grants every version and alias of this one function.');
   }
   acknowledge(
     workflow,
-    `IAM5[Resource::arn:<AWS::Partition>:s3:::<${bucket}>/*]`,
-    'The Distributed Map ItemReader reads the shard plan, whose key (runs/<runId>/shard-plan.json) is chosen at run time.',
+    `IAM5[Resource::<${bucket}.Arn>/${shardPlanKey('*')}]`,
+    'The Distributed Map ItemReader reads the shard plan Validate wrote, runs/<runId>/shard-plan.json, for the run id chosen at run time.',
+  );
+  acknowledge(
+    workflow,
+    `IAM5[Resource::<${bucket}.Arn>/${shardResultsPrefix('*')}/*]`,
+    "The Distributed Map ResultWriter writes the Shard items' results under runs/<runId>/shard-results/, for the run id chosen at run time.",
+  );
+  acknowledge(
+    workflow,
+    'IAM5[Resource::*]',
+    'No resource-level permissions: X-Ray trace writes, the CloudWatch Logs vended-delivery actions of state machine logging (logs:CreateLogDelivery and the rest), and batch:DescribeJobs for the Train step.',
   );
   const machine = `{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"${ref(workflow.stateMachine)}"}]}]}`;
   const executions = `arn:<AWS::Partition>:states:${region}:${account}:execution:${machine}`;
@@ -74,9 +79,21 @@ export function acknowledgeNagFindings(stack: Stack, pipeline: Pipeline): void {
   if (pipeline.gpu) {
     acknowledge(
       workflow,
-      `IAM5[Resource::arn:<AWS::Partition>:batch:${region}:${account}:job-definition/*]`,
-      'BatchSubmitJob grants all revisions of the job definition: each deploy registers a new revision.',
+      `IAM5[Resource::arn:<AWS::Partition>:batch:${region}:${account}:job/*]`,
+      'batch:TerminateJob stops the Train job when the execution is stopped; a job id exists only once SubmitJob returns it.',
     );
+    acknowledge(
+      pipeline.gpu,
+      'IAM5[Resource::*]',
+      'ecr:GetAuthorizationToken (the Batch execution role pulling the worker image) has no resource-level permissions.',
+    );
+    for (const source of pipeline.gpu.extraSourcePrefixes) {
+      acknowledge(
+        pipeline.gpu.jobRole,
+        `IAM5[Resource::arn:<AWS::Partition>:s3:::${source.bucket}/${source.key}*]`,
+        `${source.uri} is one of the deployment's initSources: the worker reads the checkpoint a train.json init names under it.`,
+      );
+    }
     acknowledge(
       pipeline.gpu,
       'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]',

@@ -6,6 +6,7 @@ import { Construct } from 'constructs';
 import { DataBucket } from './data-bucket.ts';
 import { GpuWorker, type GpuComputeProps } from './gpu-compute.ts';
 import { IngestFunctions } from './ingest-functions.ts';
+import { parseInitSource } from './init-sources.ts';
 import { Trigger, type RetrainSchedule } from './trigger.ts';
 import { Workflow, type TrainTarget } from './workflow.ts';
 
@@ -21,6 +22,12 @@ export interface PipelineProps {
   gpu?: GpuComputeProps;
   /** Checkpoint URI a run starts from when its train.json sets no `init`. */
   baseModelUri?: string;
+  /**
+   * s3:// URIs (objects, or prefixes ending in `/`) a dataset's train.json `init` may name besides the built-in
+   * sources (random:, latest, models/, a checkpoint file in the dataset's own folder): Validate refuses any other,
+   * and the Batch job role may read exactly these.
+   */
+  initSources?: string[];
   notificationEmail?: string;
   lambdaArchitecture: lambda.Architecture;
   logRetentionDays: logs.RetentionDays;
@@ -64,7 +71,8 @@ export class Pipeline extends Construct {
       removalPolicy: props.removalPolicy,
       noncurrentVersionDays: props.noncurrentVersionDays ?? 30,
     });
-    this.functions = new IngestFunctions(this, 'Steps', { data: this.data, ...common });
+    const initSources = (props.initSources ?? []).map(parseInitSource);
+    this.functions = new IngestFunctions(this, 'Steps', { data: this.data, initSources: initSources.map((s) => s.uri), ...common });
 
     let train: TrainTarget;
     if (props.stage === 'local') {
@@ -75,6 +83,8 @@ export class Pipeline extends Construct {
       this.gpu = new GpuWorker(this, 'Gpu', {
         ...props.gpu,
         data: this.data,
+        // The deployment's base model is the operator's choice, not a dataset's: readable, not an init source.
+        extraSources: [...initSources, ...(props.baseModelUri?.startsWith('s3://') ? [parseInitSource(props.baseModelUri)] : [])],
         logRetentionDays: props.logRetentionDays,
         jobTimeout: trainTimeout,
       });

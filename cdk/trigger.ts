@@ -6,7 +6,7 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { CAPTIONS_FILE, DATASETS } from '../core/s3-layout.ts';
+import { CAPTIONS_FILE, captionsKey, DATASETS, trainOptionsKey } from '../core/s3-layout.ts';
 import { RERUN_FILE } from '../lambdas/trigger/run-id.ts';
 import type { DataBucket } from './data-bucket.ts';
 import { HandlerFunction } from './node-function.ts';
@@ -47,9 +47,15 @@ export class Trigger extends Construct {
       environment: { STATE_MACHINE_ARN: props.stateMachine.stateMachineArn },
     });
     props.stateMachine.grantStartExecution(this.function);
-    // Every event looks up captions.csv and train.json (their versions name the run); scheduled runs and
-    // re-runs read the current captions.csv.
-    props.data.grantPrefixes(this.function, { read: [DATASETS] });
+    // Every event looks up captions.csv and train.json (their versions name the run; a dataset without train.json
+    // is a 404, which needs the list grant on that key), and a multipart upload's captions.csv is read at the
+    // version the event names.
+    props.data.grantKeys(this.function, {
+      why: "the trigger names a run by its dataset's captions.csv and train.json (HEAD, or GET of the event's version)",
+      list: [captionsKey('*'), trainOptionsKey('*')],
+      readVersions: [captionsKey('*')],
+      read: [trainOptionsKey('*')],
+    });
 
     this.uploadRule = new events.Rule(this, 'CaptionsUploaded', {
       eventPattern: {

@@ -1,13 +1,16 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import type * as batch from 'aws-cdk-lib/aws-batch';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { shardPlanKey, shardResultsPrefix } from '../core/s3-layout.ts';
 import type { DataBucket } from './data-bucket.ts';
 import type { IngestFunctions } from './ingest-functions.ts';
 
@@ -95,12 +98,12 @@ export class Workflow extends Construct {
       jitterStrategy: sfn.JitterType.FULL,
     });
     const shard = new sfn.DistributedMap(this, STATE.shard, {
-      itemReader: new sfn.S3JsonItemReader({ bucket, key: sfn.JsonPath.stringAt('$.planKey') }),
+      itemReader: new ShardPlanReader({ bucket, key: sfn.JsonPath.stringAt('$.planKey') }),
       maxConcurrency: props.shardConcurrency,
       toleratedFailurePercentage: props.toleratedShardFailurePercent,
       // Without a writer, Step Functions gathers every item's result into the state (256 KiB: ~1,200 shards) even
       // when ResultPath discards them; written to S3, the state gets only where they are.
-      resultWriterV2: new sfn.ResultWriterV2({ bucket, prefix: sfn.JsonPath.stringAt('$.shardResultsPrefix') }),
+      resultWriterV2: new ShardResultsWriter({ bucket, prefix: sfn.JsonPath.stringAt('$.shardResultsPrefix') }),
       resultPath: sfn.JsonPath.DISCARD,
     });
     shard.itemProcessor(shardOne);
@@ -197,7 +200,7 @@ export class Workflow extends Construct {
         heartbeatTimeout: sfn.Timeout.duration(Duration.minutes(10)),
       });
     }
-    const job = new tasks.BatchSubmitJob(this, STATE.train, {
+    const job = new ExactBatchSubmitJob(this, STATE.train, props.train.queue, props.train.jobDefinition, {
       jobName: sfn.JsonPath.stringAt('$.runId'),
       jobQueueArn: props.train.queue.jobQueueArn,
       jobDefinitionArn: props.train.jobDefinition.jobDefinitionArn,
@@ -213,6 +216,75 @@ export class Workflow extends Construct {
     return job;
   }
 }
+
+/**
+ * The Distributed Map reads the shard plan Validate wrote. S3JsonItemReader grants s3:GetObject on the whole bucket
+ * (its key is a JSONPath); the plan's key is always core/s3-layout.ts shardPlanKey, so the grant is that pattern.
+ */
+class ShardPlanReader extends sfn.S3JsonItemReader {
+  private readonly planBucket: s3.IBucket;
+
+  constructor(props: sfn.S3FileItemReaderProps & { bucket: s3.IBucket }) {
+    super(props);
+    this.planBucket = props.bucket;
+  }
+
+  override providePolicyStatements(): iam.PolicyStatement[] {
+    return [new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [this.planBucket.arnForObjects(shardPlanKey('*'))] })];
+  }
+}
+
+/**
+ * The Distributed Map writes its Shard items' results (manifest.json and result files) under the run's
+ * shardResultsPrefix; ResultWriterV2 grants its actions on the whole bucket, this one on that prefix only.
+ */
+class ShardResultsWriter extends sfn.ResultWriterV2 {
+  private readonly resultsBucket: s3.IBucket;
+
+  constructor(props: sfn.ResultWriterV2Props & { bucket: s3.IBucket }) {
+    super(props);
+    this.resultsBucket = props.bucket;
+  }
+
+  override providePolicyStatements(): iam.PolicyStatement[] {
+    return [
+      new iam.PolicyStatement({
+        actions: ['s3:PutObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
+        resources: [this.resultsBucket.arnForObjects(`${shardResultsPrefix('*')}/*`)],
+      }),
+    ];
+  }
+}
+
+/**
+ * BatchSubmitJob with the state machine's Batch grants exact. CDK's grants batch:SubmitJob on every job definition
+ * in the account (`job-definition/*`); this one names the job definition's ARN, which is its current revision
+ * (CloudFormation registers a new revision, and changes this ARN and the grant with it, when the definition
+ * changes), and the queue. `.sync` also needs, as Step Functions documents: the managed EventBridge rule
+ * (StepFunctionsGetEventsForBatchJobsRule, one per account and region, shared by every state machine there) to
+ * learn of the job's end, batch:DescribeJobs (no resource-level permissions) to poll it, and batch:TerminateJob on
+ * `job/*` to stop the job when the execution is stopped or times out (job ids exist only once submitted).
+ */
+class ExactBatchSubmitJob extends tasks.BatchSubmitJob {
+  protected override readonly taskPolicies: iam.PolicyStatement[];
+
+  constructor(scope: Construct, id: string, queue: batch.IJobQueue, jobDefinition: batch.IJobDefinition, props: tasks.BatchSubmitJobProps) {
+    super(scope, id, props);
+    const stack = Stack.of(this);
+    this.taskPolicies = [
+      new iam.PolicyStatement({ actions: ['batch:SubmitJob'], resources: [jobDefinition.jobDefinitionArn, queue.jobQueueArn] }),
+      new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }),
+      new iam.PolicyStatement({ actions: ['batch:TerminateJob'], resources: [stack.formatArn({ service: 'batch', resource: 'job', resourceName: '*' })] }),
+      new iam.PolicyStatement({
+        actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+        resources: [stack.formatArn({ service: 'events', resource: 'rule', resourceName: BATCH_SYNC_RULE })],
+      }),
+    ];
+  }
+}
+
+/** The EventBridge rule Step Functions manages for every `batch:submitJob.sync` task in an account and region. */
+export const BATCH_SYNC_RULE = 'StepFunctionsGetEventsForBatchJobsRule';
 
 /** Without a payload the function receives the whole state input. */
 function lambdaStep(

@@ -4,6 +4,8 @@ import { ExecutionAbortedError, ExecutionError, StateMachine, type StateMachineD
 import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
 import { makeS3Client } from '../../core/s3-client.ts';
 import { trigger } from '../../lambdas/trigger/handler.ts';
+import { INIT_SOURCES_ENV } from '../../lambdas/validate/init-sources.ts';
+import { ANY_INIT_SOURCE } from '../../core/dataset/validate.ts';
 import { runFor } from '../../lambdas/trigger/run-id.ts';
 import type { StartResult } from '../../lambdas/trigger/start-run.ts';
 import { STATE } from '../workflow.ts';
@@ -68,7 +70,11 @@ async function lambdaHandler(name: 'validate' | 'shard' | 'collect' | 'publish')
   return (input) => mod.handler(input);
 }
 
+/** The environment the deployed handlers get from the template, as it applies here. */
 function useEndpoint(s3Endpoint: string | undefined): void {
+  // Validate checks train.json's `init` against what the Batch job role may read; locally the worker is this
+  // process, reading the user's own files (`rsclip run --model ./x.pt`), so any init passes (docs/DEPLOY.md).
+  process.env[INIT_SOURCES_ENV] ??= JSON.stringify([ANY_INIT_SOURCE]);
   if (s3Endpoint) process.env.AWS_ENDPOINT_URL_S3 = s3Endpoint;
   process.env.AWS_REGION ??= LOCAL_REGION;
   // A loopback S3 server accepts any credentials; the SDK still wants some.

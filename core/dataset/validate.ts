@@ -1,5 +1,5 @@
 import { loadModelConfig, modelConfigNames } from '../model-config/config.ts';
-import { CAPTIONS_FILE, TRAIN_OPTIONS_FILE } from '../s3-layout.ts';
+import { CAPTIONS_FILE, datasetPrefix, MODELS, TRAIN_OPTIONS_FILE } from '../s3-layout.ts';
 import { SPLITS, type Split } from '../shard-format.ts';
 import type { ObjectStore } from '../store.ts';
 import { TrainOptionsSchema, type TrainOptions } from '../train-options.ts';
@@ -61,10 +61,68 @@ export interface PlanTarget {
   always?: boolean;
 }
 
+/**
+ * What train.json's `init` may name, so that one dataset cannot make the worker read another's data. Always:
+ * `random:<config>` and `latest` (models/<dataset>/latest.json, which Publish writes), a checkpoint file (by
+ * suffix) under the dataset's own datasets/<name>/, anything under models/ of the run's bucket, and the
+ * deployment's `sources`. The Batch job role's S3 read grant is built from the same prefixes and suffixes
+ * (cdk/gpu-compute.ts), so IAM refuses what this rule would have let through by mistake.
+ */
+export interface InitRule {
+  /** The run's bucket. */
+  bucket: string;
+  /**
+   * More s3:// URIs a run may start from (the stack's `initSources`): one ending in `/` is a prefix, any other an
+   * object. ANY_INIT_SOURCE allows anything (the local runner: no IAM there, the worker reads this machine's files).
+   */
+  sources: readonly string[];
+}
+
+/** InitRule.sources entry that allows every init: only the local runner sets it. */
+export const ANY_INIT_SOURCE = '*';
+/** Checkpoint files a dataset may keep in its own folder and start from (torch zip, safetensors). */
+export const INIT_CHECKPOINT_SUFFIXES = ['.pt', '.pth', '.bin', '.safetensors'] as const;
+/** worker/train/base-model.ts RANDOM_PREFIX and LATEST (core does not import the worker; a test keeps them equal). */
+export const INIT_RANDOM_PREFIX = 'random:';
+export const INIT_LATEST = 'latest';
+
+/** Why `init` is outside what `dataset` may read under `rule`, in one line; undefined when it is allowed. */
+export function initProblem(init: string, dataset: string, rule: InitRule): string | undefined {
+  if (rule.sources.includes(ANY_INIT_SOURCE) || init === INIT_LATEST || init.startsWith(INIT_RANDOM_PREFIX)) return undefined;
+  const root = `s3://${rule.bucket}/`;
+  const own = `${root}${datasetPrefix(dataset)}/`;
+  const allowed = [
+    `${INIT_RANDOM_PREFIX}<config>`,
+    INIT_LATEST,
+    `a ${INIT_CHECKPOINT_SUFFIXES.join('/')} file under ${own}`,
+    `anything under ${root}${MODELS}/`,
+    ...rule.sources,
+  ].join(', ');
+  const refuse = (why: string) => `init '${init}' ${why}; a run of dataset '${dataset}' may start from ${allowed}`;
+  const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(init);
+  if (!m) return refuse('is not an s3:// URI');
+  // S3 keys are literal, but the worker's store refuses '..' and a client may normalize '.' segments.
+  if (m[2]!.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) return refuse("has an empty, '.' or '..' path segment");
+  if (rule.sources.some((s) => (s.endsWith('/') ? init.startsWith(s) : init === s))) return undefined;
+  if (m[1] === rule.bucket) {
+    const key = m[2]!;
+    if (key.startsWith(`${MODELS}/`)) return undefined;
+    if (key.startsWith(`${datasetPrefix(dataset)}/`) && INIT_CHECKPOINT_SUFFIXES.some((s) => key.endsWith(s))) return undefined;
+  }
+  return refuse('is outside what the dataset may read');
+}
+
+export interface ValidateChecks {
+  /** Check train.json's `init` against this rule (the Validate handler); unset: not checked (`rsclip validate`). */
+  init?: InitRule;
+}
+
 /** Checks a dataset folder without changing it, and with a `plan` target writes the shard plan. Never throws for bad data. */
-export async function validateCaptions(store: ObjectStore, dataset: string, plan?: PlanTarget): Promise<ValidationResult> {
+export async function validateCaptions(store: ObjectStore, dataset: string, plan?: PlanTarget, checks: ValidateChecks = {}): Promise<ValidationResult> {
   const problems = new ProblemList();
   const options = await readTrainOptions(store, problems);
+  const initRefused = options.init !== undefined && checks.init ? initProblem(options.init, dataset, checks.init) : undefined;
+  if (initRefused) problems.add({ file: TRAIN_OPTIONS_FILE, field: 'init', reason: initRefused });
   const model = options.model ?? DEFAULT_MODEL;
   const imageSize = modelImageSize(model, problems);
   const policy = options.validation?.policy ?? 'fail';

@@ -8,6 +8,7 @@ import { datasetOfCaptionsKey, datasetPrefix, planPartsPrefix, shardPlanKey, sha
 import { handlerS3Client } from '../../core/s3-client.ts';
 import { S3Store } from '../../core/store.ts';
 import type { TrainOptions } from '../../core/train-options.ts';
+import { initRuleFromEnv } from './init-sources.ts';
 
 const logger = new Logger();
 const metrics = new Metrics();
@@ -41,7 +42,9 @@ export interface ValidateOutput {
 /**
  * Validates datasets/<name>/ (read-only; the CSV and the listing, no image is read), writes
  * runs/<runId>/validation.json, and when the dataset passes, the shard plan: its rows spilled to runs/<runId>/plan/
- * and runs/<runId>/shard-plan.json, whose items (the Shard handler inputs) name their rows by byte range.
+ * and runs/<runId>/shard-plan.json, whose items (the Shard handler inputs) name their rows by byte range. A
+ * train.json `init` outside what the dataset may read (init-sources.ts) fails the run here, with the reason in
+ * validation.json.
  */
 export async function handler(event: ValidateInput): Promise<ValidateOutput> {
   const input = InputSchema.parse(event);
@@ -55,7 +58,7 @@ export async function handler(event: ValidateInput): Promise<ValidateOutput> {
       prefix: planPartsPrefix(input.runId),
       bucket: input.bucket,
       runId: input.runId,
-    });
+    }, { init: initRuleFromEnv(input.bucket) });
     await bucket.put(validationKey(input.runId), `${JSON.stringify(report, null, 1)}\n`);
     metrics.addMetric('BadRows', MetricUnit.Count, report.counts.badRows);
     logger.info('validated', { runId: input.runId, valid: report.valid, summary: report.summary, counts: report.counts });
