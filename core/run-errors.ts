@@ -20,3 +20,20 @@ export class AttemptDeadline extends Error {
     this.name = 'AttemptDeadline';
   }
 }
+
+/**
+ * A base checkpoint whose state dict does not fit the model config, refused as open_clip's strict load_state_dict
+ * refuses it: keys the config does not declare (unexpected), keys it declares that the file lacks (missing), or a
+ * tensor of another shape. A TrainInputError (one line in the CLI), named 'CheckpointMismatchError' for Step Functions.
+ */
+export class CheckpointMismatchError extends TrainInputError {
+  constructor(
+    message: string,
+    readonly unexpected: readonly string[],
+    readonly missing: readonly string[],
+    readonly wrongShape: readonly { key: string; checkpoint: readonly number[]; config: readonly number[] }[],
+  ) {
+    super(message);
+    this.name = 'CheckpointMismatchError';
+  }
+}

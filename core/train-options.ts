@@ -10,6 +10,8 @@ export const TrainOptionsSchema = z
     model: z.string().min(1).optional(),
     /** Base checkpoint URI (s3://... or a local path); `latest` continues from models/<dataset>/latest.json. */
     init: z.string().min(1).optional(),
+    /** Load `init` without the state-dict keys its config does not declare (logged) instead of refusing it, as open_clip's strict=False. */
+    ignoreUnexpectedKeys: z.boolean().optional(),
     epochs: z.number().int().positive().optional(),
     maxSteps: z.number().int().positive().optional(),
     batchSize: z.number().int().positive().optional(),

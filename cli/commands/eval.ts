@@ -23,8 +23,8 @@ const command: Command = {
     if (f.split !== undefined && !SPLITS.includes(f.split as Split)) throw new UserError(`--split must be one of ${SPLITS.join(', ')}`);
     const ep = await epFlag(f.ep);
     return userErrors(async () => {
-      const model = chooseModel(f.model!, f.config);
-      const params = await loadBaseModel(f.model!, model.config, 0);
+      const model = chooseModel(f.model!, f.config, '--config');
+      const params = await loadBaseModel(f.model!, model, 0);
       const store = openStore(f.shards!);
       const index = await indexShards(store);
       const split = (f.split as Split | undefined) ?? evalSplitOf(index);

@@ -336,7 +336,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
 
   let model: ModelChoice;
   try {
-    model = chooseModel(init, options.model);
+    model = chooseModel(init, options.model, 'train.json "model"');
   } catch (e) {
     throw new UserError(`model config: ${(e as Error).message}`);
   }
@@ -401,7 +401,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     await staged.put('latest.json', await s3.store.get(modelLatestKey(dataset)));
     log(`building ${REPORT_FILE}: embedding the validation images with the base and the fine-tuned model`);
     // The starting weights again, as the worker loaded them (same seed for a random init), for the gallery's "before".
-    const params = await loadBaseModel(init, model.config, resolveRecipe(model.config, options).seed);
+    const params = await loadBaseModel(init, model, resolveRecipe(model.config, options).seed, { ignoreUnexpectedKeys: options.ignoreUnexpectedKeys, log: () => undefined });
     await writeReport({ out: staged, shards: s3.store.child(shardsPrefix(runId)), base: { uri: init, config: model.config, params }, runId, seconds: (Date.now() - t0) / 1000 });
     const metrics = JSON.parse(Buffer.from(await staged.get(FINAL_FILES.metrics)).toString('utf8')) as {
       steps: number;

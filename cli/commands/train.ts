@@ -74,7 +74,7 @@ interface TrainArgs {
 }
 
 async function train(a: TrainArgs, options: TrainOptions): Promise<number> {
-  const model = chooseModel(a.model, a.config ?? options.model);
+  const model = chooseModel(a.model, a.config ?? options.model, a.config ? '--config' : 'train.json "model"');
   const recipe = resolveRecipe(model.config, options);
   const published = await trainAndPublish(
     {
@@ -83,7 +83,7 @@ async function train(a: TrainArgs, options: TrainOptions): Promise<number> {
       out: openStore(a.out),
       config: model.config,
       recipe,
-      loadBase: () => loadBaseModel(a.model, model.config, recipe.seed),
+      loadBase: () => loadBaseModel(a.model, model, recipe.seed, { ignoreUnexpectedKeys: options.ignoreUnexpectedKeys }),
       providers: a.providers,
       log: jsonLinesTo(process.stderr),
       progress: process.stderr.isTTY ? (label, total) => createProgress(label, total) : undefined,

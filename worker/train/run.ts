@@ -98,7 +98,7 @@ export async function runTraining(input: RunSpec, deps: RunDeps = {}): Promise<T
     base = latest.uri;
     modelName ??= latest.modelName;
   }
-  const model = chooseModel(base, modelName);
+  const model = chooseModel(base, modelName, o.model ? 'train.json "model"' : 'the run that published latest.json');
   const recipe = resolveRecipe(model.config, o);
   const out = bucket.child(runPrefix(spec.runId));
   const published = await trainAndPublish(
@@ -107,7 +107,7 @@ export async function runTraining(input: RunSpec, deps: RunDeps = {}): Promise<T
       out,
       config: model.config,
       recipe,
-      loadBase: () => loadBaseModel(base, model.config, recipe.seed),
+      loadBase: () => loadBaseModel(base, model, recipe.seed, { ignoreUnexpectedKeys: o.ignoreUnexpectedKeys, log: deps.log }),
       providers: deps.providers ?? parseProviders(process.env.RSCLIP_EP, 'RSCLIP_EP'),
       log: deps.log ?? jsonLinesTo(process.stderr),
       deadline: deps.deadline,
