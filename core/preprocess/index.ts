@@ -2,6 +2,7 @@ import sharp, { type Metadata } from 'sharp';
 import { gifTransparentColour } from './gif.ts';
 import { decodeJpeg } from './jpeg-turbo.ts';
 import { crop, resizeBicubic, resizeNearest, type Raster, type Window } from './pillow-resample.ts';
+import { tiffSamples, type TiffSamples } from './tiff-samples.ts';
 
 /**
  * One image -> the uint8 HWC [S,S,3] that open_clip's eval transform feeds to ToTensor:
@@ -10,17 +11,23 @@ import { crop, resizeBicubic, resizeNearest, type Raster, type Window } from './
  * (core/preprocess/jpeg-turbo.ts), everything else by sharp (libvips), with EXIF auto-orientation,
  * embedded ICC profiles ignored (Pillow ignores them too) and a pixel limit against decompression bombs.
  *
- * 8-bit images with 1-4 channels follow Pillow exactly: grey is resized as one channel and copied, alpha is
- * premultiplied for the resize and then dropped (Image.resize on "RGBA"/"LA" + convert("RGB")), CMYK is
- * resized as four plain channels and converted with Pillow's formula (no colour profile), palette and
- * 1-bit images use NEAREST. 16-bit images and images with more than 4 bands (multi-band TIFF/GeoTIFF) take
- * three bands (`bands`, default 0,1,2; a grey image uses its one band three times) and, when 16-bit, stretch
- * the 2nd..98th percentile of those bands together onto 0..255.
+ * 8-bit JPEG, PNG, WebP and GIF images follow Pillow exactly: grey is resized as one channel and copied, alpha is
+ * premultiplied for the resize and then dropped (Image.resize on "RGBA"/"LA" + convert("RGB")), CMYK is resized as
+ * four plain channels and converted with Pillow's formula (no colour profile), palette and 1-bit images use
+ * NEAREST; these formats declare their layout, so `bands` does not apply to them.
+ *
+ * TIFFs (other than palette, 1-bit and CMYK, which are read as above) and 16-bit images of any format are read by
+ * band index: `bands` picks R, G and B (default 0,1,2; a 1-band image uses its band three times), and 16-bit
+ * values are stretched from the 2nd..98th percentile of those bands together onto 0..255. Nothing is taken for
+ * alpha unless the file says so, since a 4th band is as often near-infrared (NAIP's RGB+NIR) as transparency:
+ * without `bands`, a 2- or 4-band TIFF whose last band is not declared alpha (ExtraSamples) is refused as
+ * ambiguous, and one that declares it is grey+alpha or RGBA (8-bit: as Pillow reads it; 16-bit: its colour
+ * bands).
  */
 export interface PreprocessOptions {
   /** Output side S. */
   size: number;
-  /** Zero-based band indices (R,G,B) for 16-bit and multi-band images. */
+  /** Zero-based band indices (R,G,B) for TIFFs and 16-bit images. */
   bands?: number[];
   maxPixels?: number;
   /** Names the image in errors (file name, S3 key, CSV line). */
@@ -31,7 +38,7 @@ export interface PreprocessOptions {
 export const DEFAULT_MAX_PIXELS = 8192 * 8192;
 /** Sentinel-2 has 13 bands; hyperspectral cubes are out of scope. */
 const MAX_BANDS = 64;
-/** Bounds a decoded multi-band image (pixels x bands x 2 bytes). */
+/** Bounds an image read by band index (pixels x bands x 2 bytes, the most its decode holds). */
 const MAX_DECODED_BYTES = 1024 * 1024 * 1024;
 export const SUPPORTED_FORMATS = ['jpeg', 'png', 'webp', 'tiff', 'gif'] as const;
 const STRETCH_LOW = 0.02;
@@ -57,10 +64,15 @@ export interface ImageProbe {
   depth: string;
   /** libvips interpretation (b-w, grey16, srgb, rgb16, cmyk...). */
   space: string;
-  /** Decoded through the band path (16-bit or more than 4 bands). */
-  multiband: boolean;
+  /** The bands read as R, G, B; absent where the image is read as Pillow reads its format's layout. */
+  bands?: number[];
   /** Palette or 1-bit: Pillow resizes these with NEAREST. */
   nearest: boolean;
+  /**
+   * Decode with libtiff's warnings not fatal: a TIFF with extra samples but no ExtraSamples tag makes libtiff warn
+   * (and read them as unspecified), which sharp's default failOn would refuse; read errors still fail.
+   */
+  lenient: boolean;
 }
 
 function firstLine(e: unknown): string {
@@ -92,23 +104,51 @@ export async function probeImage(bytes: Uint8Array, opts: Omit<PreprocessOptions
   if (meta.depth !== 'uchar' && meta.depth !== 'ushort') {
     throw new ImageError(source, `unsupported sample format '${meta.depth}' (8- or 16-bit integers only)`);
   }
-  const multiband = meta.depth === 'ushort' || meta.channels > 4;
-  if (multiband) {
-    if (pixels * meta.channels * 2 > MAX_DECODED_BYTES) {
-      throw new ImageError(source, `${width} x ${height} x ${meta.channels} bands is too large to decode`);
-    }
-    bandChoice(opts.bands, meta.channels, source);
-  }
   const nearest = meta.isPalette || meta.bitsPerSample === 1;
-  return { format: meta.format, width, height, channels: meta.channels, depth: meta.depth, space: meta.space, multiband, nearest };
+  const tiff = meta.format === 'tiff' && !nearest && meta.space !== 'cmyk' ? tiffSamples(bytes) : undefined;
+  const bands = bandsToRead(meta, tiff, opts.bands, source);
+  if (bands && pixels * meta.channels * 2 > MAX_DECODED_BYTES) {
+    throw new ImageError(source, `${width} x ${height} x ${meta.channels} bands is too large to decode`);
+  }
+  const colour = tiff?.photometric === undefined ? undefined : tiff.photometric <= 1 ? 1 : tiff.photometric === 2 ? 3 : undefined;
+  const lenient = tiff?.extraSamples === null && colour !== undefined && meta.channels > colour;
+  return { format: meta.format, width, height, channels: meta.channels, depth: meta.depth, space: meta.space, bands, nearest, lenient };
 }
 
-function bandChoice(bands: number[] | undefined, channels: number, source: string): number[] {
-  const chosen = bands ?? (channels >= 3 ? [0, 1, 2] : [0, 0, 0]);
-  for (const b of chosen) {
+/**
+ * The bands to read as R, G, B, or undefined for the layouts read as Pillow reads them. `tiff` is set for the
+ * TIFFs read by band index.
+ */
+function bandsToRead(meta: Metadata, tiff: TiffSamples | undefined, requested: number[] | undefined, source: string): number[] | undefined {
+  const { channels } = meta;
+  const sixteen = meta.depth === 'ushort';
+  if (!tiff && !sixteen) return undefined;
+  if (requested) return checkBands(requested, channels, source);
+  if (tiff && (channels === 2 || channels === 4)) {
+    const extra = tiff.extraSamples;
+    const alpha = extra?.length === 1 && (extra[0] === 1 || extra[0] === 2);
+    if (!alpha) throw new ImageError(source, ambiguousBands(channels, extra));
+    if (!sixteen) return undefined;
+  }
+  // 8-bit grey and RGB read by index 0,0,0 and 0,1,2 give Pillow's result without copying the bands out.
+  if (!sixteen && (channels === 1 || (channels === 3 && meta.space === 'srgb'))) return undefined;
+  return channels >= 3 ? [0, 1, 2] : [0, 0, 0];
+}
+
+function ambiguousBands(channels: number, extraSamples: number[] | null): string {
+  const tag = extraSamples === null ? 'no readable ExtraSamples tag' : `ExtraSamples [${extraSamples.join(',')}]${extraSamples.every((v) => v === 0) ? ', unspecified' : ''}`;
+  const example = channels === 4 ? '[0,1,2] for the RGB of RGB+NIR, [3,0,1] for NIR false colour' : '[0,0,0] for band 0 as grey';
+  return (
+    `${channels}-band TIFF whose last band (band ${channels - 1}) is not declared as alpha (${tag}), so it may be data such as near-infrared ` +
+    `rather than transparency: set "bands" in train.json to the three zero-based bands to use as R, G, B, e.g. ${example}`
+  );
+}
+
+function checkBands(bands: number[], channels: number, source: string): number[] {
+  for (const b of bands) {
     if (b >= channels) throw new ImageError(source, `band ${b} requested but the image has ${channels} band(s)`);
   }
-  return chosen;
+  return bands;
 }
 
 /** torchvision Resize(S) + CenterCrop(S) geometry for a w x h image. */
@@ -163,19 +203,23 @@ export async function preprocessImage(bytes: Uint8Array, opts: PreprocessOptions
     limitInputPixels: opts.maxPixels ?? DEFAULT_MAX_PIXELS,
     limitInputChannels: MAX_BANDS,
     ignoreIcc: true,
+    ...(probe.lenient ? { failOn: 'error' as const } : {}),
   }).autoOrient();
   try {
-    if (probe.multiband) {
+    if (probe.bands) {
+      const sixteen = probe.depth === 'ushort';
       // Converting within the image's own family keeps every band; crossing families would add or drop some.
+      // libvips' 8-bit grey conversion keeps only the first band, so 8-bit grey images are widened to 16 bits.
       const grey = probe.space === 'b-w' || probe.space === 'grey16';
+      const wide = sixteen || grey;
       const { data, info } = await input
-        .toColourspace(grey ? 'grey16' : 'rgb16')
-        .raw({ depth: 'ushort' })
+        .toColourspace(grey ? 'grey16' : wide ? 'rgb16' : 'srgb')
+        .raw({ depth: wide ? 'ushort' : 'uchar' })
         .toBuffer({ resolveWithObject: true });
-      const u16 = new Uint16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-      const rgb = threeBands(u16, info.channels, bandChoice(opts.bands, info.channels, source), probe.depth === 'ushort');
-      const raster = { data: rgb, width: info.width, height: info.height, channels: 3 };
-      return resizeBicubic(raster, win, out).data;
+      // A view, not a copy, of the decoded bands: sharp's output buffer is its own allocation, so it is aligned.
+      const samples = wide ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      const rgb = threeBands(samples, info.channels, checkBands(probe.bands, info.channels, source), sixteen);
+      return finish({ data: rgb, width: info.width, height: info.height, channels: 3 }, win, { nearest: false, cmyk: false }, out);
     }
     const cmyk = probe.space === 'cmyk';
     // libvips would convert CMYK to sRGB through a profile; Pillow keeps the samples as stored.
@@ -269,25 +313,26 @@ function toRgb(src: Raster): Uint8Array {
 }
 
 /**
- * Three chosen bands of a 16-bit raster as 8-bit. 8-bit sources come through libvips as v * 257 and go back
- * exactly; 16-bit sources are stretched from their joint 2nd..98th percentile to 0..255.
+ * Three chosen bands as 8-bit. 8-bit sources keep their values (widened ones come through libvips as v * 257 and
+ * go back exactly); 16-bit sources are stretched from their joint 2nd..98th percentile to 0..255.
  */
-function threeBands(u16: Uint16Array, channels: number, bands: number[], sixteenBit: boolean): Uint8Array {
-  const n = u16.length / channels;
+function threeBands(samples: Uint8Array | Uint16Array, channels: number, bands: number[], sixteenBit: boolean): Uint8Array {
+  const n = samples.length / channels;
   const out = new Uint8Array(n * 3);
   if (!sixteenBit) {
-    for (let i = 0; i < n; i++) for (let k = 0; k < 3; k++) out[i * 3 + k] = u16[i * channels + bands[k]!]! / 257;
+    const unit = samples instanceof Uint16Array ? 257 : 1;
+    for (let i = 0; i < n; i++) for (let k = 0; k < 3; k++) out[i * 3 + k] = samples[i * channels + bands[k]!]! / unit;
     return out;
   }
   const hist = new Uint32Array(65536);
-  for (let i = 0; i < n; i++) for (let k = 0; k < 3; k++) hist[u16[i * channels + bands[k]!]!]!++;
+  for (let i = 0; i < n; i++) for (let k = 0; k < 3; k++) hist[samples[i * channels + bands[k]!]!]!++;
   const total = n * 3;
   const lo = valueAtRank(hist, Math.round(STRETCH_LOW * (total - 1)));
   const hi = valueAtRank(hist, Math.round(STRETCH_HIGH * (total - 1)));
   const scale = hi > lo ? 255 / (hi - lo) : 0;
   for (let i = 0; i < n; i++) {
     for (let k = 0; k < 3; k++) {
-      const v = Math.round((u16[i * channels + bands[k]!]! - lo) * scale);
+      const v = Math.round((samples[i * channels + bands[k]!]! - lo) * scale);
       out[i * 3 + k] = v < 0 ? 0 : v > 255 ? 255 : v;
     }
   }

@@ -7,6 +7,7 @@ import { checkDataset } from '../../core/dataset/check.ts';
 import { preprocessImage, probeImage, resizeWindow } from '../../core/preprocess/index.ts';
 import { FsStore } from '../../core/store.ts';
 import { gifTransparentColour } from '../../core/preprocess/gif.ts';
+import { tiffSamples } from '../../core/preprocess/tiff-samples.ts';
 import { preprocessParity } from '../../worker/verify/preprocess-parity.ts';
 import { jpeg, png } from './helpers/images.ts';
 import { writeTiff } from './helpers/tiff.ts';
@@ -111,7 +112,7 @@ describe('decoding', () => {
     const data = new Uint16Array(w * h * b);
     for (let i = 0; i < w * h; i++) for (let k = 0; k < b; k++) data[i * b + k] = 1000 + k * 3000 + i * 10;
     const tif = writeTiff(w, h, b, data, 1);
-    expect((await probeImage(tif, {})).multiband).toBe(true);
+    expect((await probeImage(tif, {})).bands).toEqual([0, 1, 2]);
     const out = await preprocessImage(tif, { size: 10, bands: [4, 2, 0] });
     // Band 4 holds the brightest values, band 0 the darkest: R > G > B everywhere after one joint stretch.
     for (let i = 0; i < out.length; i += 3) {
@@ -204,5 +205,130 @@ describe('the dataset check and thin images', () => {
       [3, 'filename', 'image is 20000 x 2: its short side resized to 224'],
     ]);
     expect(report.counts).toMatchObject({ rows: 3, goodRows: 1, badRows: 2 });
+  });
+});
+
+describe('multi-band TIFFs, read by band index', () => {
+  // RGB+NIR as NAIP ships it: band 3 is near-infrared, 0 over half the pixels (water, shadow), not transparency.
+  const w = 12, h = 10;
+  const rgbNir = new Uint8Array(w * h * 4).map((_, i) => (i % 4 === 3 ? ((i >> 2) % 2 === 0 ? 0 : 40 + (i % 200)) : 30 + ((i * 37) % 200)));
+  const pick = (bands: number[]) => Uint8Array.from({ length: w * h * 3 }, (_, i) => rgbNir[Math.floor(i / 3) * 4 + bands[i % 3]!]!);
+  const pixelsOf = async (px: Uint8Array, size: number) => preprocessImage(await raw(px, w, h, 3).png().toBuffer(), { size });
+
+  it('refuses a 4- or 2-band TIFF whose last band is not declared alpha, without `bands`, saying how to choose them', async () => {
+    await expect(preprocessImage(writeTiff(w, h, 4, rgbNir), { size: 8, source: 'naip.tif' })).rejects.toThrow(
+      'naip.tif: 4-band TIFF whose last band (band 3) is not declared as alpha (ExtraSamples [0], unspecified), so it may be data such as near-infrared ' +
+        'rather than transparency: set "bands" in train.json to the three zero-based bands to use as R, G, B, e.g. [0,1,2] for the RGB of RGB+NIR, [3,0,1] for NIR false colour',
+    );
+    // Grey and another band, at 16 bits, with the tag left out (libtiff then reads the extra sample as unspecified).
+    const two = writeTiff(w, h, 2, new Uint16Array(w * h * 2).map((_, i) => i * 100), 1, null);
+    await expect(probeImage(two, { source: 'vv-vh.tif' })).rejects.toThrow(
+      /^vv-vh\.tif: 2-band TIFF whose last band \(band 1\) is not declared as alpha \(no readable ExtraSamples tag\).*e\.g\. \[0,0,0\] for band 0 as grey$/,
+    );
+    const sixteen = writeTiff(w, h, 4, new Uint16Array(w * h * 4).map((_, i) => i * 50), 2);
+    await expect(preprocessImage(sixteen, { size: 8, source: 's.tif' })).rejects.toThrow(/s\.tif: 4-band TIFF whose last band \(band 3\) is not declared as alpha/);
+  });
+
+  it('gives exactly the chosen bands: [3,0,1] puts NIR in red', async () => {
+    const tif = writeTiff(w, h, 4, rgbNir);
+    expect((await probeImage(tif, { bands: [3, 0, 1] })).bands).toEqual([3, 0, 1]);
+    const same = await preprocessImage(tif, { size: h, bands: [3, 0, 1] });
+    // At its own size the image is only cropped (12 x 10 -> the centre 10 x 10): each pixel is the source's bands 3, 0, 1.
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < h; x++) {
+        const p = (y * w + x + 1) * 4;
+        expect(Array.from(same.subarray((y * h + x) * 3, (y * h + x) * 3 + 3))).toEqual([rgbNir[p + 3], rgbNir[p], rgbNir[p + 1]]);
+      }
+    }
+    // Resized, it is the 3-band image made of those bands, resized.
+    expect(Array.from(await preprocessImage(tif, { size: 6, bands: [3, 0, 1] }))).toEqual(Array.from(await pixelsOf(pick([3, 0, 1]), 6)));
+  });
+
+  it('with bands [0,1,2], NIR darkens nothing: the result is the RGB image\'s, 8-bit with or without the tag, and 16-bit', async () => {
+    const rgb = await pixelsOf(pick([0, 1, 2]), 6);
+    const untagged = writeTiff(w, h, 4, rgbNir, 2, null);
+    for (const tif of [writeTiff(w, h, 4, rgbNir), untagged]) {
+      expect(Array.from(await preprocessImage(tif, { size: 6, bands: [0, 1, 2] }))).toEqual(Array.from(rgb));
+    }
+    // libtiff's warning about the missing tag is let through, not its read errors: a cut file is still refused.
+    await expect(preprocessImage(untagged.subarray(0, untagged.length - 40), { size: 6, bands: [0, 1, 2], source: 'cut.tif' })).rejects.toThrow(
+      /^cut\.tif: cannot decode image \(.*Read error/,
+    );
+    // 16-bit: the same values times 257 stretch to what the 8-bit RGB-only TIFF of them stretches to.
+    const wide = Uint16Array.from(rgbNir, (v) => v * 257);
+    const rgbWide = Uint16Array.from(pick([0, 1, 2]), (v) => v * 257);
+    expect(Array.from(await preprocessImage(writeTiff(w, h, 4, wide), { size: 6, bands: [0, 1, 2] }))).toEqual(
+      Array.from(await preprocessImage(writeTiff(w, h, 3, rgbWide), { size: 6 })),
+    );
+  });
+
+  it('reads a 2-band and a 1-band TIFF by index too, and refuses a band the image lacks', async () => {
+    const grey2 = new Uint8Array(w * h * 2).map((_, i) => (i * 29) & 255);
+    const out = await preprocessImage(writeTiff(w, h, 2, grey2, 1), { size: h, bands: [1, 0, 1] });
+    expect(Array.from(out.subarray(0, 3))).toEqual([grey2[3], grey2[2], grey2[3]]);
+    await expect(preprocessImage(writeTiff(w, h, 4, rgbNir), { size: 8, bands: [0, 1, 4], source: 'n.tif' })).rejects.toThrow(
+      /^n\.tif: band 4 requested but the image has 4 band\(s\)$/,
+    );
+    await expect(probeImage(writeTiff(w, h, 1, grey2.subarray(0, w * h)), { bands: [0, 0, 1], source: 'g.tif' })).rejects.toThrow(
+      /g\.tif: band 1 requested but the image has 1 band\(s\)/,
+    );
+  });
+
+  it('reads a TIFF that declares its 4th band alpha as RGBA, like the PNG of the same pixels, unless `bands` is set', async () => {
+    const rgba = new Uint8Array(w * h * 4).map((_, i) => (i % 4 === 3 ? ((i >> 2) % 3 === 0 ? 0 : 255) : (i * 53) & 255));
+    const declared = await raw(rgba, w, h, 4).tiff({ compression: 'lzw' }).toBuffer();
+    // libvips writes ExtraSamples 2 (unassociated alpha); so does BigTIFF, read with 8-byte offsets.
+    expect(tiffSamples(declared)).toEqual({ photometric: 2, extraSamples: [2] });
+    expect(tiffSamples(await raw(rgba, w, h, 4).tiff({ compression: 'lzw', bigtiff: true }).toBuffer())).toEqual({ photometric: 2, extraSamples: [2] });
+    expect(tiffSamples(declared.subarray(0, 6))).toEqual({ photometric: undefined, extraSamples: null });
+    expect((await probeImage(declared, {})).bands).toBeUndefined();
+    const asPng = await preprocessImage(await raw(rgba, w, h, 4).png().toBuffer(), { size: 6 });
+    expect(Array.from(await preprocessImage(declared, { size: 6 }))).toEqual(Array.from(asPng));
+    // Pillow premultiplies alpha in the resize, so the chosen bands' own resize differs from it.
+    const chosen = await preprocessImage(declared, { size: 6, bands: [0, 1, 2] });
+    const opaque = await preprocessImage(await raw(Uint8Array.from({ length: w * h * 3 }, (_, i) => rgba[Math.floor(i / 3) * 4 + (i % 3)]!), w, h, 3).png().toBuffer(), { size: 6 });
+    expect(Array.from(chosen)).toEqual(Array.from(opaque));
+    expect(Array.from(chosen)).not.toEqual(Array.from(asPng));
+  });
+
+  it('keeps the pixel, resize and decoded-size limits on the band path, from the header alone', async () => {
+    await expect(preprocessImage(writeTiff(w, h, 4, rgbNir), { size: 8, bands: [3, 0, 1], maxPixels: 100, source: 'n.tif' })).rejects.toThrow(
+      /n\.tif: image is 12 x 10 = 120 pixels, over the limit of 100/,
+    );
+    const strip = writeTiff(2000, 1, 4, new Uint8Array(2000 * 4));
+    await expect(preprocessImage(strip, { size: 224, bands: [3, 0, 1], source: 'strip.tif' })).rejects.toThrow(
+      /strip\.tif: image is 2000 x 1: its short side resized to 224 makes it 448000 x 224, over the limit/,
+    );
+    // A 1 x 1 file whose header claims 8000 x 8000 x 64 bands (8 GB at 16 bits): refused before anything is decoded.
+    const claim = writeTiff(1, 1, 64, new Uint8Array(64), 1).slice();
+    const v = new DataView(claim.buffer);
+    v.setUint32(8 + 2 + 8, 8000, true); // ImageWidth, the first entry's value
+    v.setUint32(8 + 2 + 12 + 8, 8000, true); // ImageLength
+    await expect(probeImage(claim, { bands: [0, 1, 2], source: 'bomb.tif' })).rejects.toThrow(/bomb\.tif: 8000 x 8000 x 64 bands is too large to decode/);
+  });
+
+  it('leaves `bands` out of 8-bit PNGs, which declare their own layout', async () => {
+    const bytes = await png(12, 10, 3);
+    expect(Array.from(await preprocessImage(bytes, { size: 6, bands: [2, 1, 0] }))).toEqual(Array.from(await preprocessImage(bytes, { size: 6 })));
+  });
+
+  it('makes a dataset of 4-band TIFFs invalid without `bands`, with the reason on each row, and valid with them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'naip-'));
+    writeFileSync(join(dir, 'a.tif'), writeTiff(w, h, 4, rgbNir));
+    writeFileSync(join(dir, 'b.tif'), writeTiff(w, h, 4, rgbNir.map((v) => 255 - v)));
+    writeFileSync(join(dir, 'captions.csv'), 'filename,caption\na.tif,farmland\na.tif,fields and a road\nb.tif,a lake\n');
+    const check = () => checkDataset(new FsStore(dir), 'naip', new FsStore(mkdtempSync(join(tmpdir(), 'naip-out-'))), { imageSize: 8, discardShards: true });
+    const refused = (await check()).report;
+    expect(refused.valid).toBe(false);
+    expect(refused.counts).toMatchObject({ rows: 3, goodRows: 0, badRows: 3, goodImages: 0 });
+    expect(refused.problems.map((p) => [p.line, p.field, p.reason.slice(0, 70)])).toEqual(
+      [2, 3, 4].map((line) => [line, 'filename', '4-band TIFF whose last band (band 3) is not declared as alpha (ExtraSa']),
+    );
+    expect(refused.problems.every((p) => p.reason.includes('set "bands" in train.json'))).toBe(true);
+
+    writeFileSync(join(dir, 'train.json'), JSON.stringify({ bands: [3, 0, 1] }));
+    const { report, options } = await check();
+    expect(options.bands).toEqual([3, 0, 1]);
+    expect(report).toMatchObject({ valid: true, problems: [], counts: { rows: 3, goodRows: 3, badRows: 0, goodImages: 2 } });
   });
 });

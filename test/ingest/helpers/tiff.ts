@@ -1,8 +1,17 @@
 /**
  * Minimal uncompressed, chunky (interleaved), one-strip TIFF writer for multi-band test images; sharp cannot
- * write more than 4 bands or 16-bit TIFFs.
+ * write more than 4 bands or 16-bit TIFFs. `extraSamples` is the ExtraSamples tag (one value per sample past the
+ * photometric colour ones: 0 unspecified, 1 associated alpha, 2 unassociated alpha); all unspecified by default,
+ * and null leaves the tag out, as some writers do.
  */
-export function writeTiff(width: number, height: number, bands: number, data: Uint8Array | Uint16Array, photometric?: number): Uint8Array {
+export function writeTiff(
+  width: number,
+  height: number,
+  bands: number,
+  data: Uint8Array | Uint16Array,
+  photometric?: number,
+  extraSamples?: number[] | null,
+): Uint8Array {
   const bits = data instanceof Uint16Array ? 16 : 8;
   if (data.length !== width * height * bands) throw new Error('writeTiff: data size mismatch');
   const pixelBytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -19,7 +28,7 @@ export function writeTiff(width: number, height: number, bands: number, data: Ui
     [278, 4, [height]],
     [279, 4, [pixelBytes.length]],
     [284, 3, [1]],
-    ...(bands > colour ? [[338, 3, new Array(bands - colour).fill(0)] as [number, number, number[]]] : []),
+    ...(bands > colour && extraSamples !== null ? [[338, 3, extraSamples ?? new Array(bands - colour).fill(0)] as [number, number, number[]]] : []),
   ];
   const ifdOffset = 8;
   const ifdSize = 2 + entries.length * 12 + 4;
