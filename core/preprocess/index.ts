@@ -2,7 +2,7 @@ import sharp, { type Metadata } from 'sharp';
 import { gifTransparentColour } from './gif.ts';
 import { decodeJpeg } from './jpeg-turbo.ts';
 import { crop, resizeBicubic, resizeNearest, type Raster, type Window } from './pillow-resample.ts';
-import { tiffSamples, type TiffSamples } from './tiff-samples.ts';
+import { extraSamplesUntagged, tiffSamples, type TiffSamples } from './tiff-samples.ts';
 
 /**
  * One image -> the uint8 HWC [S,S,3] that open_clip's eval transform feeds to ToTensor:
@@ -69,8 +69,8 @@ export interface ImageProbe {
   /** Palette or 1-bit: Pillow resizes these with NEAREST. */
   nearest: boolean;
   /**
-   * Decode with libtiff's warnings not fatal: a TIFF with extra samples but no ExtraSamples tag makes libtiff warn
-   * (and read them as unspecified), which sharp's default failOn would refuse; read errors still fail.
+   * Decode with libtiff's warnings not fatal: it warns about a TIFF with extra samples but no ExtraSamples tag,
+   * which sharp's default failOn would refuse though the bands read fine; read errors still fail.
    */
   lenient: boolean;
 }
@@ -110,8 +110,7 @@ export async function probeImage(bytes: Uint8Array, opts: Omit<PreprocessOptions
   if (bands && pixels * meta.channels * 2 > MAX_DECODED_BYTES) {
     throw new ImageError(source, `${width} x ${height} x ${meta.channels} bands is too large to decode`);
   }
-  const colour = tiff?.photometric === undefined ? undefined : tiff.photometric <= 1 ? 1 : tiff.photometric === 2 ? 3 : undefined;
-  const lenient = tiff?.extraSamples === null && colour !== undefined && meta.channels > colour;
+  const lenient = !!tiff && extraSamplesUntagged(tiff, meta.channels);
   return { format: meta.format, width, height, channels: meta.channels, depth: meta.depth, space: meta.space, bands, nearest, lenient };
 }
 

@@ -15,7 +15,7 @@ export interface TiffSamples {
 
 const PHOTOMETRIC = 262;
 const EXTRA_SAMPLES = 338;
-/** More values than any image sharp is allowed to open has bands (core/preprocess/index.ts MAX_BANDS). */
+/** No image that sharp is allowed to open has more bands (core/preprocess/index.ts MAX_BANDS). */
 const MAX_VALUES = 64;
 /** The TIFF spec types both tags SHORT. */
 const SHORT = 3;
@@ -57,4 +57,13 @@ export function tiffSamples(bytes: Uint8Array): TiffSamples {
     else extraSamples = values;
   }
   return { photometric, extraSamples };
+}
+
+/**
+ * Whether a TIFF of `samples` bands has samples past its grey or RGB ones but no ExtraSamples tag, which the
+ * TIFF spec requires: libtiff then warns, and reads them as unspecified.
+ */
+export function extraSamplesUntagged(t: TiffSamples, samples: number): boolean {
+  const colour = t.photometric === 0 || t.photometric === 1 ? 1 : t.photometric === 2 ? 3 : undefined;
+  return t.extraSamples === null && colour !== undefined && samples > colour;
 }

@@ -282,6 +282,9 @@ describe('multi-band TIFFs, read by band index', () => {
     expect(tiffSamples(await raw(rgba, w, h, 4).tiff({ compression: 'lzw', bigtiff: true }).toBuffer())).toEqual({ photometric: 2, extraSamples: [2] });
     expect(tiffSamples(declared.subarray(0, 6))).toEqual({ photometric: undefined, extraSamples: null });
     expect((await probeImage(declared, {})).bands).toBeUndefined();
+    // At 16 bits (which Pillow cannot read as RGBA) the declared alpha is left out: the colour bands are read.
+    expect((await probeImage(writeTiff(w, h, 4, new Uint16Array(w * h * 4), 2, [2]), {})).bands).toEqual([0, 1, 2]);
+    expect((await probeImage(writeTiff(w, h, 2, new Uint16Array(w * h * 2), 1, [1]), {})).bands).toEqual([0, 0, 0]);
     const asPng = await preprocessImage(await raw(rgba, w, h, 4).png().toBuffer(), { size: 6 });
     expect(Array.from(await preprocessImage(declared, { size: 6 }))).toEqual(Array.from(asPng));
     // Pillow premultiplies alpha in the resize, so the chosen bands' own resize differs from it.
