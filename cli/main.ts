@@ -14,12 +14,16 @@ async function load(name: string): Promise<Command> {
 }
 
 async function help(): Promise<void> {
-  console.log('usage: npm run -s rsclip -- <command> [options]\n');
+  console.log('usage: npm run -s rsclip -- <command> [options]   (npm run -s rsclip -- help <command> for its flags)\n');
   for (const name of await commandNames()) console.log(`  ${name.padEnd(18)} ${(await load(name)).summary}`);
 }
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === 'help' && rest[0] && (await commandNames()).includes(rest[0])) {
+    console.log((await load(rest[0])).help());
+    return 0;
+  }
   if (!name || name === 'help' || name === '--help' || name === '-h') {
     await help();
     return name ? 0 : 2;

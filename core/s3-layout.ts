@@ -19,10 +19,27 @@ export const captionsKey = (name: string): string => `${datasetPrefix(name)}/${C
 export const trainOptionsKey = (name: string): string => `${datasetPrefix(name)}/${TRAIN_OPTIONS_FILE}`;
 export const imageKey = (name: string, filename: string): string => `${datasetPrefix(name)}/${filename}`;
 
-/** `datasets/<name>/captions.csv` -> `<name>`; undefined for any other key. */
+/** S3 keys end at 1024 bytes: this leaves an image's path inside the dataset at least 500 of them. */
+export const MAX_DATASET_NAME_BYTES = 512;
+
+/**
+ * Why `name` cannot name a dataset, or undefined when it can. A dataset is one key segment under datasets/; any
+ * other UTF-8 is fine (run ids are derived to pass the AWS name rules whatever the name is).
+ */
+export function datasetNameProblem(name: string): string | undefined {
+  if (name === '') return 'is empty';
+  if (name.includes('/') || name.includes('\\')) return "has a '/' or '\\' (a dataset is one folder under datasets/)";
+  if (name === '.' || name === '..') return `is '${name}', which is not a folder name`;
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'has control characters';
+  const bytes = new TextEncoder().encode(name).length;
+  if (bytes > MAX_DATASET_NAME_BYTES) return `is ${bytes} bytes long, over the limit of ${MAX_DATASET_NAME_BYTES}`;
+  return undefined;
+}
+
+/** `datasets/<name>/captions.csv` -> `<name>`; undefined for any other key, or a name datasetNameProblem refuses. */
 export function datasetOfCaptionsKey(key: string): string | undefined {
-  const m = /^datasets\/([^/]+)\/captions\.csv$/.exec(key);
-  return m?.[1];
+  const name = /^datasets\/([^/]+)\/captions\.csv$/.exec(key)?.[1];
+  return name !== undefined && datasetNameProblem(name) === undefined ? name : undefined;
 }
 
 export const runPrefix = (runId: string): string => `runs/${runId}`;

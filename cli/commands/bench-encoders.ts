@@ -5,32 +5,31 @@ import { openSession, type EngineSession, type HostArray } from '../../worker/en
 import { initParams } from '../../worker/models/init.ts';
 import { randomBatch } from '../../worker/verify/random-batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
-import { UserError, type Command } from '../command.ts';
-import { epFlag, modelConfigFlag, numberFlag, parseFlags } from '../flags.ts';
+import { defineCommand, integer, option } from '../command.ts';
+import { archConfig, chooseEp, FLAGS } from '../flags.ts';
 import { median } from '../stats.ts';
-
-const USAGE = 'bench-encoders --arch <config name|path> [--batch N] [--runs N] [--threads N] [--ep cpu|cuda|webgpu]';
 
 /**
  * The published encoders (dynamic batch) against the same tower exported for exactly N rows, which is the
  * fastest the graph can be for that N: the gap is what serving any batch size costs.
  */
-const command: Command = {
+export default defineCommand({
+  name: 'bench-encoders',
   summary: 'time the published image/text encoders (any batch size) against a fixed-batch export; last line is JSON',
-  async run(argv) {
-    const f = parseFlags(
-      argv,
-      { arch: { type: 'string' }, batch: { type: 'string' }, runs: { type: 'string' }, threads: { type: 'string' }, ep: { type: 'string' } },
-      USAGE,
-    );
-    if (!f.arch) throw new UserError(`--arch is required\nusage: ${USAGE}`);
-    const n = numberFlag('batch', f.batch, true) ?? 16;
-    const runs = numberFlag('runs', f.runs, true) ?? 5;
+  flags: {
+    arch: FLAGS.archRequired,
+    'batch-size': FLAGS.batchSize(16),
+    runs: option('N', 'timed runs of each encoder', integer(1).default(5)),
+    threads: FLAGS.threads,
+    ep: FLAGS.ep,
+  },
+  async run(f) {
+    const n = f['batch-size'];
+    const runs = f.runs;
     // Every core, as the trainer does: onnxruntime's default pool ran these graphs markedly slower here.
-    const threads = numberFlag('threads', f.threads, true) ?? availableParallelism();
-    if (n < 1 || runs < 1 || threads < 1) throw new UserError('--batch, --runs and --threads must be >= 1');
-    const ep = (await epFlag(f.ep)) ?? 'cpu';
-    const config = modelConfigFlag(f.arch);
+    const threads = f.threads ?? availableParallelism();
+    const ep = (await chooseEp(f.ep)) ?? 'cpu';
+    const config = archConfig(f.arch);
     const params = initParams(config, 0);
     const batch = randomBatch(Rng.fromSeed(1), config, n);
     const s = config.vision_cfg.image_size;
@@ -66,5 +65,4 @@ const command: Command = {
     console.log(JSON.stringify(result));
     return 0;
   },
-};
-export default command;
+});

@@ -5,10 +5,7 @@ import { constants as zlib, deflateRawSync } from 'node:zlib';
 import sharp from 'sharp';
 import type { HostileReply, HostileRequest } from '../bench-hostile-runner.ts';
 import { forkModule } from '../child-process.ts';
-import type { Command } from '../command.ts';
-import { parseFlags } from '../flags.ts';
-
-const USAGE = 'bench-hostile';
+import { defineCommand } from '../command.ts';
 const LIMIT_MB = 512;
 const IMAGE_SIZE = 224;
 const STORAGE_DECLARED = 3.5 * 1024 ** 3;
@@ -107,10 +104,11 @@ async function runCase(name: string, request: HostileRequest): Promise<CaseResul
 /** Refused or handled, in one line, within the memory limit. */
 const withinLimit = (c: CaseResult): boolean => /^(refused|decoded|loaded): [^\n]*$/.test(c.outcome) && c.peak_rss_mb !== null && c.peak_rss_mb <= LIMIT_MB;
 
-const command: Command = {
+export default defineCommand({
+  name: 'bench-hostile',
   summary: `decode a 2000000x1 PNG and load a 1 MiB .pt declaring a 3.5 GiB storage, each in its own process: refused in one line under ${LIMIT_MB} MB peak RSS; last line is JSON`,
-  async run(argv) {
-    parseFlags(argv, {}, USAGE);
+  flags: {},
+  async run() {
     const dir = await mkdtemp(join(tmpdir(), 'rsclip-bench-hostile-'));
     try {
       const png = join(dir, 'thin-2000000x1.png');
@@ -134,6 +132,4 @@ const command: Command = {
       await rm(dir, { recursive: true, force: true });
     }
   },
-};
-
-export default command;
+});

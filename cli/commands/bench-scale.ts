@@ -6,12 +6,10 @@ import { MAX_STATE_PAYLOAD_BYTES } from '../../cdk/local/aws-rules.ts';
 import { synthesizeTemplate } from '../../cdk/local/synth.ts';
 import type { ScaleRequest, StageReply } from '../bench-scale-runner.ts';
 import { forkModule } from '../child-process.ts';
-import { UserError, type Command } from '../command.ts';
-import { numberFlag, parseFlags } from '../flags.ts';
+import { defineCommand, integer, option } from '../command.ts';
 import { jsonBytes, jsonShape } from '../payload-size.ts';
 import { startLocalS3, type LocalS3 } from '../local-s3.ts';
 
-const USAGE = 'bench-scale --rows N [--captions-per-image 5] [--project 5000000]';
 /** Synchronous Lambda invocation payloads, request and response (Lambda quotas). */
 const MAX_LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024;
 const UPLOAD_CONCURRENCY = 32;
@@ -121,15 +119,16 @@ function project(small: Measured, large: Measured, rows: number): Stage[] {
   });
 }
 
-const command: Command = {
+export default defineCommand({
+  name: 'bench-scale',
   summary: 'measure Validate, Shard, Collect, the worker\'s indexing and one evaluation at N rows against the local S3 server, and project them to 5M rows; last line is JSON',
-  async run(argv) {
-    const f = parseFlags(argv, { rows: { type: 'string' }, 'captions-per-image': { type: 'string' }, project: { type: 'string' } }, USAGE);
-    const rows = numberFlag('rows', f.rows, true);
-    if (rows === undefined || rows < 100) throw new UserError(`--rows N (at least 100) is required\nusage: ${USAGE}`);
-    const perImage = numberFlag('captions-per-image', f['captions-per-image'], true) ?? 5;
-    if (perImage < 1) throw new UserError('--captions-per-image must be at least 1');
-    const target = numberFlag('project', f.project, true) ?? 5_000_000;
+  flags: {
+    rows: option('N', 'caption rows of the measured dataset (a tenth of them, at least 100, is the baseline)', integer(100)),
+    'captions-per-image': option('N', 'captions per image', integer(1).default(5)),
+    project: option('N', 'rows to project the measurements to', integer(1).default(5_000_000)),
+  },
+  async run(f) {
+    const { rows, 'captions-per-image': perImage, project: target } = f;
     const limits = deployedLimits();
     // The server in a process of its own: its memory and CPU are not any stage's.
     const s3 = await startLocalS3('rsclip-scale', { separateProcess: true });
@@ -165,5 +164,4 @@ const command: Command = {
       await s3.stop();
     }
   },
-};
-export default command;
+});

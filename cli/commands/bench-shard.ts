@@ -12,12 +12,11 @@ import { DECODER_ENV } from '../../core/preprocess/decoder-env.ts';
 import type { RunnerReply, RunnerRequest } from '../bench-shard-runner.ts';
 import { forkModule } from '../child-process.ts';
 import { CAPTIONS_FILE, datasetPrefix, planPartsPrefix } from '../../core/s3-layout.ts';
-import { UserError, type Command } from '../command.ts';
+import { z } from 'zod';
+import { decimal, defineCommand, integer, option, toggle, UserError } from '../command.ts';
 import { listFolder, startLocalS3, uploadFolder, type LocalS3 } from '../local-s3.ts';
-import { numberFlag, parseFlags } from '../flags.ts';
 import { median } from '../stats.ts';
 
-const USAGE = 'bench-shard --images <dir> [--size 224] [--generate N] [--passes 3] [--python <exe>] [--s3-latency-ms N] [--s3-checksums]';
 const IMAGE_FILE = /\.(jpe?g|png|webp|tiff?|gif)$/i;
 
 /**
@@ -84,38 +83,31 @@ async function pillowPass(python: string, paths: string[], size: number, env: No
   return { pillow: r.pillow, images: r.images, seconds: r.seconds, cpuSeconds: r.cpu_seconds };
 }
 
-const command: Command = {
+export default defineCommand({
+  name: 'bench-shard',
   summary: 'time the Shard Lambda code path on a folder of images through a loopback S3 server against the Pillow pipeline; last line is JSON',
-  async run(argv) {
-    const f = parseFlags(
-      argv,
-      {
-        images: { type: 'string' },
-        size: { type: 'string' },
-        generate: { type: 'string' },
-        passes: { type: 'string' },
-        python: { type: 'string' },
-        's3-latency-ms': { type: 'string' },
-        's3-checksums': { type: 'boolean' },
-      },
-      USAGE,
-    );
-    if (!f.images) throw new UserError(`--images is required\nusage: ${USAGE}`);
-    const size = numberFlag('size', f.size, true) ?? 224;
-    const passes = numberFlag('passes', f.passes, true) ?? 3;
-    if (passes < 1) throw new UserError('--passes must be at least 1');
-    const generate = numberFlag('generate', f.generate, true);
+  flags: {
+    images: option('<dir>', 'a folder of images (JPEG, PNG, TIFF)', z.string()),
+    size: option('N', 'image side in pixels', integer(1).default(224)),
+    generate: option('N', 'first write N synthetic JPEGs into --images', integer(1).optional()),
+    passes: option('N', 'timed passes, alternated with the baseline', integer(1).default(3)),
+    python: option('<exe>', 'the Python with Pillow for the baseline (default: found on PATH)', z.string().optional()),
+    's3-latency-ms': option('N', 'latency the loopback S3 server adds to each request', decimal().pipe(z.number().min(0, 'must be >= 0')).default(0)),
+    's3-checksums': toggle('whole-object GETs carry the CRC64NVME checksum real S3 returns, which the SDK then checks'),
+  },
+  async run(f) {
+    const { size, passes, generate } = f;
     if (generate !== undefined) await generateJpegs(f.images, generate);
     const files = (await listFolder(f.images).catch(() => [])).filter((k) => IMAGE_FILE.test(k));
     if (files.length === 0) throw new UserError(`no images in ${f.images} (use --generate N to make some)`);
-    const paths = files.map((k) => resolve(f.images!, ...k.split('/')));
+    const paths = files.map((k) => resolve(f.images, ...k.split('/')));
     const python = await findPython(f.python);
     if (!python.exe) console.log(`no baseline: ${python.why}`);
 
     // Three processes, each timed by its own CPU clock: the S3 server, the handler (with the Lambda's
     // environment), and the Pillow baseline.
-    const latencyMs = numberFlag('s3-latency-ms', f['s3-latency-ms'], false) ?? 0;
-    const checksums = Boolean(f['s3-checksums']);
+    const latencyMs = f['s3-latency-ms'];
+    const checksums = f['s3-checksums'];
     const s3: LocalS3 = await startLocalS3('rsclip-bench', { separateProcess: true, latencyMs, checksums });
     const runner = forkModule(new URL('../bench-shard-runner.ts', import.meta.url), { ...process.env, ...DECODER_ENV });
     try {
@@ -190,5 +182,4 @@ const command: Command = {
       await s3.stop();
     }
   },
-};
-export default command;
+});

@@ -5,12 +5,9 @@ import { createTrainer } from '../../worker/clip/trainer.ts';
 import { initParams } from '../../worker/models/init.ts';
 import { randomBatch } from '../../worker/verify/random-batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
-import { UserError, type Command } from '../command.ts';
-import { epFlag, modelConfigFlag, numberFlag, parseFlags } from '../flags.ts';
+import { defineCommand, integer, option, toggle, UserError } from '../command.ts';
+import { archConfig, chooseEp, FLAGS } from '../flags.ts';
 import { median } from '../stats.ts';
-
-const USAGE =
-  'bench-train --arch <config name|path> [--batch-size N] [--steps N] [--accumulate N] [--steps-per-run K] [--threads N] [--ep cpu|cuda|webgpu] [--host-state]';
 
 /** Random pixels (roughly normalised) and token rows shaped like captions: SOT, random ids, EOT, padding. */
 function randomStep(rng: Rng, config: ClipModelConfig, batch: number, accumulate: number): StepInput {
@@ -27,38 +24,24 @@ async function providerErrors<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const DEFAULT_STEPS_PER_RUN = 5;
-
-const command: Command = {
+export default defineCommand({
+  name: 'bench-train',
   summary: 'time training steps of a model config on random weights and data; last line is JSON',
-  async run(argv) {
-    const f = parseFlags(
-      argv,
-      {
-        arch: { type: 'string' },
-        'batch-size': { type: 'string' },
-        steps: { type: 'string' },
-        accumulate: { type: 'string' },
-        'steps-per-run': { type: 'string' },
-        threads: { type: 'string' },
-        ep: { type: 'string' },
-        // The trainer's behaviour before resident state: parameters and moments cross the host every run.
-        'host-state': { type: 'boolean' },
-      },
-      USAGE,
-    );
-    if (!f.arch) throw new UserError(`--arch is required\nusage: ${USAGE}`);
-    const batch = numberFlag('batch-size', f['batch-size'], true) ?? 8;
-    const steps = numberFlag('steps', f.steps, true) ?? 5;
-    const accumulate = numberFlag('accumulate', f.accumulate, true) ?? 1;
-    // K steps per run by default: parameters and AdamW moments then cross the host boundary once per K steps.
-    const k = numberFlag('steps-per-run', f['steps-per-run'], true) ?? DEFAULT_STEPS_PER_RUN;
-    const threads = numberFlag('threads', f.threads, true);
-    const ep = (await epFlag(f.ep)) ?? 'cpu';
-    if (batch < 1 || steps < 1 || accumulate < 1 || k < 1 || (threads !== undefined && threads < 1)) {
-      throw new UserError('--batch-size, --steps, --accumulate, --steps-per-run and --threads must be >= 1');
-    }
-    const config = modelConfigFlag(f.arch);
+  flags: {
+    arch: FLAGS.archRequired,
+    'batch-size': FLAGS.batchSize(8),
+    steps: option('N', 'timed steps', integer(1).default(5)),
+    accumulate: option('N', 'micro-batches per optimizer step', integer(1).default(1)),
+    // Parameters and AdamW moments cross the host boundary once per K steps.
+    'steps-per-run': option('K', 'optimizer steps per session run', integer(1).default(5)),
+    threads: FLAGS.threads,
+    ep: FLAGS.ep,
+    'host-state': toggle("the trainer's behaviour before resident state: parameters and moments cross the host every run"),
+  },
+  async run(f) {
+    const { 'batch-size': batch, steps, accumulate, 'steps-per-run': k, threads } = f;
+    const ep = (await chooseEp(f.ep)) ?? 'cpu';
+    const config = archConfig(f.arch);
     const rng = Rng.fromSeed(1);
     let t = performance.now();
     const init = initParams(config, 0);
@@ -112,6 +95,4 @@ const command: Command = {
       await trainer.close();
     }
   },
-};
-
-export default command;
+});

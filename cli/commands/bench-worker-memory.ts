@@ -1,82 +1,18 @@
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeShard, type Shard } from '../../core/shard-format.ts';
-import { shardName } from '../../core/s3-layout.ts';
-import { FsStore } from '../../core/store.ts';
-import { Rng } from '../../worker/data/rng.ts';
-import { COMMON, resolveRecipe } from '../../worker/train/recipe.ts';
+import { z } from 'zod';
 import { loadModelConfig } from '../../core/model-config/config.ts';
-import type { StateDict } from '../../worker/engine/tensor.ts';
+import { shardName } from '../../core/s3-layout.ts';
+import { encodeShard, type Shard } from '../../core/shard-format.ts';
+import { FsStore } from '../../core/store.ts';
 import { writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
+import { Rng } from '../../worker/data/rng.ts';
+import type { StateDict } from '../../worker/engine/tensor.ts';
 import { initParams } from '../../worker/models/init.ts';
-import { chooseModel, loadBaseModel } from '../../worker/train/base-model.ts';
-import type { TrainEvent } from '../../worker/train/log.ts';
-import { trainAndPublish } from '../../worker/train/run.ts';
-import { makeBatch } from '../../worker/data/batch.ts';
-import { epochSamples, indexShards } from '../../worker/data/shard-stream.ts';
-import { UserError, type Command } from '../command.ts';
-import { numberFlag, parseFlags } from '../flags.ts';
-
-/**
- * Peak memory of the worker's data path (index pass, then one epoch of shuffled, augmented, normalised batches)
- * over 2 and over 20 shards, each in a fresh process: with at most two shards resident the peaks should match.
- * With --arch, peak memory of the whole training worker instead (trainAndPublish, as `rsclip train` and the Batch
- * job run it): a random-weight, real-size checkpoint of each config is written (.pt by default), then a fresh
- * process per config and batch size loads it, trains --steps steps on synthetic 224-px shards, evaluates, and
- * writes final/ (safetensors, ONNX encoders); it reports VmHWM and VmRSS at each of the worker's log events.
- */
-const USAGE =
-  'bench-worker-memory [--size 224] [--images-per-shard 64] [--batch 32] [--counts 2,20] | ' +
-  '--arch ViT-B-32,RN50 [--batch-size 8,32] [--steps 2] [--format pt|safetensors]';
-
-/** VmHWM (peak resident set) and VmRSS of this process, in MiB, from /proc/self/status. */
-function procMemory(): { hwmMiB: number; rssMiB: number } {
-  const status = readFileSync('/proc/self/status', 'utf8');
-  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { hwmMiB: Math.round(kib('VmHWM') / 1024), rssMiB: Math.round(kib('VmRSS') / 1024) };
-}
-
-interface TrainChildArgs {
-  checkpoint: string;
-  arch: string;
-  batch: number;
-  steps: number;
-  shards: string;
-  out: string;
-}
-
-/** The measured training run, in the child process. */
-async function trainPass(a: TrainChildArgs): Promise<Record<string, unknown>> {
-  const choice = chooseModel(a.checkpoint, a.arch, '--arch');
-  const recipe = resolveRecipe(choice.config, { batchSize: a.batch, maxSteps: a.steps, checkpointEvery: a.steps });
-  const phases: Record<string, unknown>[] = [];
-  const t0 = performance.now();
-  const mark = (event: string) => phases.push({ event, seconds: Number(((performance.now() - t0) / 1000).toFixed(1)), ...procMemory() });
-  const log = (e: TrainEvent) => {
-    if (!['provider-unavailable'].includes(e.event)) mark(e.event);
-  };
-  await trainAndPublish(
-    {
-      shards: new FsStore(a.shards),
-      out: new FsStore(a.out),
-      config: choice.config,
-      recipe,
-      loadBase: async () => {
-        mark('load-start');
-        const dict = await loadBaseModel(a.checkpoint, choice, 0);
-        mark('loaded');
-        return dict;
-      },
-      log,
-    },
-    { dataset: 'bench', baseModel: a.checkpoint, modelName: choice.name },
-  );
-  mark('done');
-  return { arch: a.arch, batchSize: a.batch, steps: a.steps, peakRssMiB: procMemory().hwmMiB, maxRssMiB: Math.round(process.resourceUsage().maxRSS / 1024), phases };
-}
+import type { MemoryRequest } from '../bench-worker-memory-runner.ts';
+import { forkModule } from '../child-process.ts';
+import { defineCommand, integer, option, UserError } from '../command.ts';
 
 /** A random-weight checkpoint of the config, as torch.save (test/checkpoint/torch-writer.ts) or safetensors writes it. */
 async function writeCheckpoint(path: string, dict: StateDict, format: 'pt' | 'safetensors'): Promise<void> {
@@ -118,36 +54,16 @@ function syntheticShard(size: number, images: number, seed: number): Shard {
   };
 }
 
-/** The measured pass, run in the child process. */
-async function dataPass(dir: string, batch: number): Promise<Record<string, number>> {
-  const store = new FsStore(dir);
-  const index = await indexShards(store);
-  const rng = Rng.fromSeed(0);
-  let peakHeap = 0;
-  let batches = 0;
-  let pending = [];
-  for await (const s of epochSamples(store, index, 0, { epoch: 0, sample: 0 })) {
-    pending.push(s);
-    if (pending.length === batch) {
-      makeBatch(pending, index.imageSize, COMMON.augment, rng);
-      pending = [];
-      batches++;
-      peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers);
-    }
+/** One measurement in a fresh process. */
+async function measure<T>(request: MemoryRequest): Promise<T> {
+  const runner = forkModule(new URL('../bench-worker-memory-runner.ts', import.meta.url));
+  try {
+    await runner.next();
+    return await runner.request<T>(request);
+  } finally {
+    await runner.stop();
   }
-  return { batches, maxRssMiB: process.resourceUsage().maxRSS / 1024, peakHeapAndBuffersMiB: peakHeap / 2 ** 20 };
 }
-
-function runChild(args: string[]): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', process.argv[1]!, 'bench-worker-memory', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!)) : reject(new Error(`child exited ${code}`))));
-  });
-}
-
-const child = (dir: string, batch: number) => runChild(['--child', dir, '--batch', String(batch)]) as Promise<Record<string, number>>;
 
 /** --arch: the training worker's peak per config and batch size, each in a fresh process. */
 async function trainBench(archs: string[], batches: number[], steps: number, format: 'pt' | 'safetensors'): Promise<void> {
@@ -169,7 +85,7 @@ async function trainBench(archs: string[], batches: number[], steps: number, for
       await writeCheckpoint(checkpoint, initParams(config, 0), format);
       for (const batch of batches) {
         const out = join(root, `out-${arch}-${batch}`);
-        const r = await runChild(['--train-child', JSON.stringify({ checkpoint, arch, batch, steps, shards: shardDir, out } satisfies TrainChildArgs)]);
+        const r = await measure<Record<string, unknown>>({ kind: 'train', checkpoint, arch, batch, steps, shards: shardDir, out });
         results.push(r);
         console.error(`${arch} batch ${batch}: peak RSS ${r.peakRssMiB} MiB`);
         await rm(out, { recursive: true, force: true });
@@ -182,47 +98,39 @@ async function trainBench(archs: string[], batches: number[], steps: number, for
   }
 }
 
-const command: Command = {
+const list = z
+  .string()
+  .transform((v) => v.split(',').map((c) => c.trim()))
+  .pipe(z.array(integer(1)).min(1));
+
+/**
+ * Peak memory of the worker's data path (index pass, then one epoch of shuffled, augmented, normalised batches)
+ * over 2 and over 20 shards, each in a fresh process: with at most two shards resident the peaks should match.
+ * With --arch, peak memory of the whole training worker instead (trainAndPublish, as `rsclip train` and the Batch
+ * job run it): a random-weight, real-size checkpoint of each config is written (.pt by default), then a fresh
+ * process per config and batch size loads it, trains --steps steps on synthetic 224-px shards, evaluates, and
+ * writes final/ (safetensors, ONNX encoders); it reports VmHWM and VmRSS at each of the worker's log events.
+ */
+export default defineCommand({
+  name: 'bench-worker-memory',
   summary: 'peak memory of the worker data path over 2 vs 20 shards, or (--arch) of the training worker per config and batch; last line JSON',
-  async run(argv) {
-    const f = parseFlags(
-      argv,
-      {
-        size: { type: 'string' },
-        'images-per-shard': { type: 'string' },
-        batch: { type: 'string' },
-        counts: { type: 'string' },
-        child: { type: 'string' },
-        arch: { type: 'string' },
-        'batch-size': { type: 'string' },
-        steps: { type: 'string' },
-        format: { type: 'string' },
-        'train-child': { type: 'string' },
-      },
-      USAGE,
-    );
-    if (f['train-child']) {
-      console.log(JSON.stringify(await trainPass(JSON.parse(f['train-child']) as TrainChildArgs)));
-      return 0;
-    }
+  flags: {
+    size: option('N', 'image side of the data-path shards in pixels', integer(1).default(224)),
+    'images-per-shard': option('N', 'images in each synthetic data-path shard', integer(1).default(64)),
+    counts: option('N[,N...]', 'data path: shard counts, each measured in a fresh process', list.default([2, 20])),
+    arch: option('<name|json>[,...]', 'measure the training worker instead, for each of these architectures', z.string().transform((v) => v.split(',')).optional()),
+    'batch-size': option('N[,N...]', 'rows per batch, each measured (default: 32 for the data path, 8 with --arch)', list.optional()),
+    steps: option('N', 'with --arch: training steps', integer(1).default(2)),
+    format: option('<pt|safetensors>', 'with --arch: the base checkpoint format', z.enum(['pt', 'safetensors']).default('pt')),
+  },
+  async run(f) {
     if (f.arch) {
-      const batches = (f['batch-size'] ?? '8').split(',').map((b) => numberFlag('batch-size', b, true)!);
-      const steps = numberFlag('steps', f.steps, true) ?? 2;
-      const format = f.format ?? 'pt';
-      if (format !== 'pt' && format !== 'safetensors') throw new UserError(`--format must be pt or safetensors, got '${format}'`);
-      if (steps < 1 || batches.some((b) => b < 1)) throw new UserError('--steps and --batch-size must be >= 1');
-      await trainBench(f.arch.split(','), batches, steps, format);
+      await trainBench(f.arch, f['batch-size'] ?? [8], f.steps, f.format);
       return 0;
     }
-    const batch = numberFlag('batch', f.batch, true) ?? 32;
-    if (f.child) {
-      console.log(JSON.stringify(await dataPass(f.child, batch)));
-      return 0;
-    }
-    const size = numberFlag('size', f.size, true) ?? 224;
-    const perShard = numberFlag('images-per-shard', f['images-per-shard'], true) ?? 64;
-    const counts = (f.counts ?? '2,20').split(',').map((c) => numberFlag('counts', c, true)!);
-    if (counts.some((c) => c < 1)) throw new UserError('--counts must be positive integers');
+    const { size, 'images-per-shard': perShard, counts } = f;
+    const [batch = 32, ...more] = f['batch-size'] ?? [];
+    if (more.length) throw new UserError('--batch-size: the data path measures one batch size');
     const root = await mkdtemp(join(tmpdir(), 'rsclip-bench-mem-'));
     try {
       const shardMiB = encodeShard(syntheticShard(size, perShard, 0)).length / 2 ** 20;
@@ -231,7 +139,7 @@ const command: Command = {
         const dir = join(root, `n${n}`);
         const store = new FsStore(dir);
         for (let i = 0; i < n; i++) await store.put(shardName(i), encodeShard(syntheticShard(size, perShard, i)));
-        const r = await child(dir, batch);
+        const r = await measure<{ maxRssMiB: number }>({ kind: 'data', dir, batch });
         results.push({ shards: n, datasetMiB: Number((n * shardMiB).toFixed(1)), ...r });
         console.error(`${n} shards (${(n * shardMiB).toFixed(0)} MiB): max RSS ${r.maxRssMiB!.toFixed(0)} MiB`);
       }
@@ -241,6 +149,4 @@ const command: Command = {
     }
     return 0;
   },
-};
-
-export default command;
+});

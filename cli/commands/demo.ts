@@ -3,13 +3,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { TRAIN_OPTIONS_FILE } from '../../core/s3-layout.ts';
 import type { TrainOptions } from '../../core/train-options.ts';
-import type { Command } from '../command.ts';
+import { z } from 'zod';
+import { defineCommand, option } from '../command.ts';
 import { generateDemoDataset, type DemoDataOptions } from '../demo-data/generate.ts';
 import { logLine } from '../progress.ts';
 import { printResult, runLocal, type LocalRunResult } from './run.ts';
-import { parseFlags } from '../flags.ts';
-
-const USAGE = 'demo [--out <dir>] [--json]';
+import { FLAGS } from '../flags.ts';
 export const DEMO_DATASET = 'demo';
 
 export interface DemoSettings {
@@ -43,14 +42,17 @@ export async function runDemo(settings: DemoSettings, out: string, log?: (line: 
   }
 }
 
-const command: Command = {
+export default defineCommand({
+  name: 'demo',
   summary: 'generate a small synthetic remote-sensing dataset, run the whole pipeline on it, show before/after',
-  async run(argv) {
-    const f = parseFlags(argv, { out: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
-    const r = await runDemo(DEMO, resolve(f.out ?? join('out', DEMO_DATASET)));
-    printResult(r, Boolean(f.json));
+  flags: {
+    out: option('<dir>', 'result folder', z.string().default(join('out', DEMO_DATASET))),
+    json: FLAGS.json,
+  },
+  async run(f) {
+    const r = await runDemo(DEMO, resolve(f.out));
+    printResult(r, f.json);
     return 0;
   },
-};
+});
 
-export default command;

@@ -6,28 +6,29 @@ import { evaluateSplit } from '../../worker/train/evaluate.ts';
 import { evalSplitOf } from '../../worker/train/loop.ts';
 import { RECALL_KS } from '../../worker/train/metrics.ts';
 import { openEncoders } from '../../worker/train/onnx-encoder.ts';
-import { UserError, type Command } from '../command.ts';
-import { epFlag, parseFlags, userErrors } from '../flags.ts';
+import { z } from 'zod';
+import { defineCommand, option, UserError } from '../command.ts';
+import { chooseEp, FLAGS, userErrors } from '../flags.ts';
 
-const USAGE = 'eval --model <model.safetensors|.pt|random:NAME> --shards <dir|s3://...> [--config <name|json>] [--split val|test|train] [--ep cpu|cuda|webgpu] [--json]';
-
-const command: Command = {
+export default defineCommand({
+  name: 'eval',
   summary: 'retrieval recall (R@1/5/10, mR) and zero-shot accuracy of a model on a split of some shards',
-  async run(argv) {
-    const f = parseFlags(
-      argv,
-      { model: { type: 'string' }, config: { type: 'string' }, shards: { type: 'string' }, split: { type: 'string' }, ep: { type: 'string' }, json: { type: 'boolean' } },
-      USAGE,
-    );
-    if (!f.model || !f.shards) throw new UserError(`--model and --shards are required\nusage: ${USAGE}`);
-    if (f.split !== undefined && !SPLITS.includes(f.split as Split)) throw new UserError(`--split must be one of ${SPLITS.join(', ')}`);
-    const ep = await epFlag(f.ep);
+  flags: {
+    model: FLAGS.model,
+    shards: FLAGS.shards,
+    arch: FLAGS.arch,
+    split: option(`<${SPLITS.join('|')}>`, 'the split to evaluate (default: val, else test, else train)', z.enum(SPLITS).optional()),
+    ep: FLAGS.ep,
+    json: FLAGS.json,
+  },
+  async run(f) {
+    const ep = await chooseEp(f.ep);
     return userErrors(async () => {
-      const model = chooseModel(f.model!, f.config, '--config');
-      const params = await loadBaseModel(f.model!, model, 0);
-      const store = openStore(f.shards!);
+      const model = chooseModel(f.model, f.arch, '--arch');
+      const params = await loadBaseModel(f.model, model, 0);
+      const store = openStore(f.shards);
       const index = await indexShards(store);
-      const split = (f.split as Split | undefined) ?? evalSplitOf(index);
+      const split: Split = f.split ?? evalSplitOf(index);
       if (index.totals[split] === 0) throw new UserError(`${f.shards} has no ${split}-split rows`);
       const encoders = await openEncoders(model.config, params, { ep });
       try {
@@ -46,6 +47,4 @@ const command: Command = {
       return 0;
     });
   },
-};
-
-export default command;
+});

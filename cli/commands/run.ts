@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { TrainOptions } from '../../core/train-options.ts';
 import {
   CAPTIONS_FILE,
@@ -23,16 +23,15 @@ import { resolveRecipe } from '../../worker/train/recipe.ts';
 import { runTraining } from '../../worker/train/run.ts';
 import { readPointer } from '../../worker/train/checkpoints.ts';
 import type { TrainEvent } from '../../worker/train/log.ts';
-import { UserError, type Command } from '../command.ts';
+import { z } from 'zod';
+import { defineCommand, option, UserError } from '../command.ts';
 import { drainCreatedObjects, startLocalS3, uploadFolder, type CreatedObject } from '../local-s3.ts';
 import { createProgress, logLine, type Progress } from '../progress.ts';
 import { REPORT_FILE, writeReport } from '../report/build.ts';
 import { METRIC_ROWS } from '../report/html.ts';
 import { LocalPipeline, type LocalWorkflowOptions } from '../../cdk/local/run-workflow.ts';
 import { STATE } from '../../cdk/workflow.ts';
-import { parseFlags, readOptionsFile } from '../flags.ts';
-
-const USAGE = 'run --data <dir> [--model <checkpoint|random:CONFIG>] [--config <train.json>] [--out <dir>] [--name <dataset>] [--json]';
+import { DATA, datasetNameOf, FLAGS, MODEL_HELP, readOptionsFile } from '../flags.ts';
 
 export interface LocalRunOptions {
   /** Folder with captions.csv and the images it names (and optionally train.json). */
@@ -40,7 +39,7 @@ export interface LocalRunOptions {
   /** Base checkpoint: a local .pt/.safetensors, s3:// URI, or `random:<config>`; wins over train.json's `init`. */
   model?: string;
   /** A train.json-style file merged over the dataset's. */
-  config?: string;
+  options?: string;
   /**
    * Result folder; default ./out/<dataset>. Replaced as a whole only by a successful run; a failed one adds
    * failed/validation.json, an interrupted one its checkpoints under .incoming-<runId>/ (a re-run resumes there).
@@ -61,13 +60,6 @@ export interface LocalRunResult {
   before: RetrievalMetrics;
   after: RetrievalMetrics;
   seconds: number;
-}
-
-/** Bucket-safe dataset name from a folder name. */
-export function datasetName(dir: string): string {
-  const name = basename(resolve(dir)).replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '');
-  if (!name) throw new UserError(`cannot derive a dataset name from '${dir}': pass --name`);
-  return name;
 }
 
 /** A local checkpoint path made absolute (the worker may run elsewhere than the cwd); URIs and keywords unchanged. */
@@ -319,13 +311,16 @@ async function keepFailure(out: string, dir: string, validation: Uint8Array | un
 export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   const log = o.log ?? ((line: string) => logLine(line));
   const t0 = Date.now();
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(o.data)) {
+    throw new UserError(`--data ${o.data}: run uploads a local folder to its own S3 server; a dataset already in S3 runs in the deployed pipeline (or: validate/shard --data ${o.data})`);
+  }
   const data = resolve(o.data);
   if (!(await stat(data).catch(() => undefined))?.isDirectory()) throw new UserError(`--data ${o.data}: not a folder`);
   if (!(await stat(resolve(data, CAPTIONS_FILE)).catch(() => undefined))?.isFile()) throw new UserError(`--data ${o.data}: has no ${CAPTIONS_FILE}`);
-  const dataset = o.name ?? datasetName(data);
+  const dataset = datasetNameOf(data, o.name);
   const options: TrainOptions = {
     ...(await readOptionsFile(resolve(data, TRAIN_OPTIONS_FILE), false)),
-    ...(o.config ? await readOptionsFile(o.config, true) : {}),
+    ...(o.options ? await readOptionsFile(o.options, true) : {}),
     ...(o.model ? { init: localModelPath(o.model) } : {}),
   };
   if (!options.init) throw new UserError(`no base model: pass --model <checkpoint|random:ViT-tiny> or set "init" in ${TRAIN_OPTIONS_FILE}`);
@@ -441,26 +436,20 @@ export function printResult(r: LocalRunResult, json: boolean): void {
   if (json) console.log(JSON.stringify({ runId: r.runId, before: r.before, after: r.after, seconds: r.seconds, report: r.report }));
 }
 
-const command: Command = {
+export default defineCommand({
+  name: 'run',
   summary: 'run the whole pipeline locally (embedded S3, the real state machine and handlers, CPU worker) on a folder',
-  async run(argv) {
-    const f = parseFlags(
-      argv,
-      {
-        data: { type: 'string' },
-        model: { type: 'string' },
-        config: { type: 'string' },
-        out: { type: 'string' },
-        name: { type: 'string' },
-        json: { type: 'boolean' },
-      },
-      USAGE,
-    );
-    if (!f.data) throw new UserError(`--data is required\nusage: ${USAGE}`);
-    const r = await runLocal({ data: f.data, model: f.model, config: f.config, out: f.out, name: f.name });
-    printResult(r, Boolean(f.json));
+  flags: {
+    data: DATA,
+    model: option('<checkpoint|random:CONFIG>', `${MODEL_HELP} (default: train.json's "init")`, z.string().optional()),
+    options: FLAGS.options,
+    out: option('<dir>', 'result folder (default: out/<name>)', z.string().optional()),
+    name: option('<dataset>', "the dataset's name in the bucket (default: the folder's name)", z.string().optional()),
+    json: FLAGS.json,
+  },
+  async run(f) {
+    const r = await runLocal({ data: f.data, model: f.model, options: f.options, out: f.out, name: f.name });
+    printResult(r, f.json);
     return 0;
   },
-};
-
-export default command;
+});

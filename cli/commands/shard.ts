@@ -1,24 +1,27 @@
+import { z } from 'zod';
 import { openStore } from '../../core/store.ts';
-import { UserError, type Command } from '../command.ts';
+import { defineCommand, integer, option } from '../command.ts';
 import { createProgress } from '../progress.ts';
-import { numberFlag, parseFlags } from '../flags.ts';
+import { DATA } from '../flags.ts';
 import { checkLocation, printReport, storeErrors } from './validate.ts';
 
-const USAGE = 'shard --data <dir|s3://bucket/datasets/<name>> --out <dir|s3://...> [--size N]';
 const VALIDATION_FILE = 'validation.json';
 
-const command: Command = {
+export default defineCommand({
+  name: 'shard',
   summary: 'validate a dataset and write its .rsshard files and index.json (the Validate, Shard and Collect code path) to a folder or S3 prefix',
-  async run(argv) {
-    const f = parseFlags(argv, { data: { type: 'string' }, out: { type: 'string' }, size: { type: 'string' } }, USAGE);
-    if (!f.data || !f.out) throw new UserError(`--data and --out are required\nusage: ${USAGE}`);
-    const size = numberFlag('size', f.size, true);
-    if (size !== undefined && (size < 1 || size > 1024)) throw new UserError(`--size must be 1..1024, got ${size}`);
+  flags: {
+    data: DATA,
+    out: option('<dir|s3://...>', 'where the shards, index.json and validation.json go', z.string()),
+    // Default image size: the model's input size from train.json (224 for the default ViT-B-32).
+    size: option('N', "image side in pixels (default: the model's input size)", integer(1).pipe(z.number().max(1024, 'must be <= 1024')).optional()),
+  },
+  async run(f) {
+    const size = f.size;
     const out = openStore(f.out);
     let progress: ReturnType<typeof createProgress> | undefined;
-    // Default image size: the model's input size from train.json (224 for the default ViT-B-32).
     const { report, index } = await storeErrors(f.out, () =>
-      checkLocation(f.data!, out, {
+      checkLocation(f.data, out, {
         imageSize: size,
         onPlanned: (rows) => (progress = createProgress('shard', rows)),
         onShard: (s) => {
@@ -37,5 +40,4 @@ const command: Command = {
     console.log(`wrote ${index.shards.length} shards (${rows} rows, ${images} images, ${index.imageSize}px), index.json and ${VALIDATION_FILE} to ${out.uri}`);
     return 0;
   },
-};
-export default command;
+});

@@ -5,76 +5,64 @@ import { chooseModel, loadBaseModel } from '../../worker/train/base-model.ts';
 import { jsonLinesTo } from '../../worker/train/log.ts';
 import { resolveRecipe } from '../../worker/train/recipe.ts';
 import { trainAndPublish } from '../../worker/train/run.ts';
-import { UserError, type Command } from '../command.ts';
+import { z } from 'zod';
+import { issueLine } from '../../core/schema-issue.ts';
+import { decimal, defineCommand, integer, option, toggle, UserError } from '../command.ts';
 import { createProgress } from '../progress.ts';
-import { numberFlag, parseFlags, providersFlag, readOptionsFile, userErrors } from '../flags.ts';
+import { FLAGS, providersOrEnv, readOptionsFile, userErrors } from '../flags.ts';
 
-const USAGE =
-  'train --shards <dir|s3://...> --model <checkpoint|random:ViT-tiny> --out <dir|s3://...> [--config <name|json>] ' +
-  '[--val-shards <dir|s3://...>] [--options train.json] [--epochs N] [--max-steps N] [--batch-size N] [--accumulate N] ' +
-  '[--lr X] [--warmup-steps N] [--seed S] [--checkpoint-every N] [--no-augment] [--ep cpu|cuda|webgpu[,...]]';
+/** Flags that set one train.json option each (the kebab-case of its key); the options schema checks the merged result. */
+const OPTION_FLAGS = {
+  epochs: option('N', 'passes over the train split', integer(1).optional()),
+  'max-steps': option('N', 'stop after N optimizer steps', integer(1).optional()),
+  'batch-size': option('N', 'rows per batch', integer(1).optional()),
+  accumulate: option('N', 'micro-batches per optimizer step (one contrastive batch of N x batch-size rows)', integer(1).optional()),
+  lr: option('X', 'peak learning rate', decimal().optional()),
+  'warmup-steps': option('N', 'linear warm-up steps before the cosine decay', integer(0).optional()),
+  seed: option('N', 'seed of initialisation, shuffling and augmentation', integer(0).optional()),
+  'checkpoint-every': option('N', 'steps between checkpoints', integer(1).optional()),
+};
+const camel = (flag: string): string => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
-const command: Command = {
+export default defineCommand({
+  name: 'train',
   summary: 'fine-tune a CLIP model on shards (resumes from <out>/checkpoints/latest.json), publish <out>/final/',
-  async run(argv) {
-    const f = parseFlags(
-      argv,
-      {
-        shards: { type: 'string' },
-        'val-shards': { type: 'string' },
-        model: { type: 'string' },
-        config: { type: 'string' },
-        out: { type: 'string' },
-        options: { type: 'string' },
-        epochs: { type: 'string' },
-        'max-steps': { type: 'string' },
-        'batch-size': { type: 'string' },
-        accumulate: { type: 'string' },
-        lr: { type: 'string' },
-        'warmup-steps': { type: 'string' },
-        seed: { type: 'string' },
-        'checkpoint-every': { type: 'string' },
-        'no-augment': { type: 'boolean' },
-        ep: { type: 'string' },
-      },
-      USAGE,
-    );
-    if (!f.shards || !f.model || !f.out) throw new UserError(`--shards, --model and --out are required\nusage: ${USAGE}`);
+  flags: {
+    shards: FLAGS.shards,
+    model: FLAGS.model,
+    out: option('<dir|s3://...>', 'where checkpoints/ and final/ go', z.string()),
+    arch: FLAGS.arch,
+    'val-shards': option('<dir|s3://...>', 'shards to evaluate on (default: the val split of --shards)', z.string().optional()),
+    options: FLAGS.options,
+    ...OPTION_FLAGS,
+    'no-augment': toggle('no random resized crop or dihedral flips'),
+    ep: FLAGS.ep,
+  },
+  async run(f) {
     const flags: TrainOptions = {
-      epochs: numberFlag('epochs', f.epochs, true),
-      maxSteps: numberFlag('max-steps', f['max-steps'], true),
-      batchSize: numberFlag('batch-size', f['batch-size'], true),
-      accumulate: numberFlag('accumulate', f.accumulate, true),
-      lr: numberFlag('lr', f.lr, false),
-      warmupSteps: numberFlag('warmup-steps', f['warmup-steps'], true),
-      seed: numberFlag('seed', f.seed, true),
-      checkpointEvery: numberFlag('checkpoint-every', f['checkpoint-every'], true),
+      ...Object.fromEntries(Object.keys(OPTION_FLAGS).map((k) => [camel(k), f[k as keyof typeof OPTION_FLAGS]]).filter(([, v]) => v !== undefined)),
       ...(f['no-augment'] ? { augment: { randomResizedCrop: false, dihedral: false } } : {}),
     };
-    const merged = { ...(await readOptionsFile(f.options)), ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
-    const checked = TrainOptionsSchema.safeParse(merged);
-    if (!checked.success) {
-      const issue = checked.error.issues[0]!;
-      throw new UserError(`option ${issue.path.join('.')}: ${issue.message}`);
-    }
+    const checked = TrainOptionsSchema.safeParse({ ...(await readOptionsFile(f.options)), ...flags });
+    if (!checked.success) throw new UserError(`option ${issueLine(checked.error)}`);
     const options = checked.data;
     return userErrors(() =>
-      train({ shards: f.shards!, valShards: f['val-shards'], model: f.model!, config: f.config, out: f.out!, providers: providersFlag(f.ep) }, options),
+      train({ shards: f.shards, valShards: f['val-shards'], model: f.model, arch: f.arch, out: f.out, providers: providersOrEnv(f.ep) }, options),
     );
   },
-};
+});
 
 interface TrainArgs {
   shards: string;
   valShards?: string;
   model: string;
-  config?: string;
+  arch?: string;
   out: string;
   providers?: ExecutionProvider[];
 }
 
 async function train(a: TrainArgs, options: TrainOptions): Promise<number> {
-  const model = chooseModel(a.model, a.config ?? options.model, a.config ? '--config' : 'train.json "model"');
+  const model = chooseModel(a.model, a.arch ?? options.model, a.arch ? '--arch' : 'train.json "model"');
   const recipe = resolveRecipe(model.config, options);
   const published = await trainAndPublish(
     {
@@ -96,5 +84,3 @@ async function train(a: TrainArgs, options: TrainOptions): Promise<number> {
   );
   return 0;
 }
-
-export default command;

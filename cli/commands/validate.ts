@@ -4,15 +4,8 @@ import { join } from 'node:path';
 import { checkDataset, type CheckOptions } from '../../core/dataset/check.ts';
 import type { ValidationReport } from '../../core/dataset/types.ts';
 import { FsStore, openStore, type ObjectStore } from '../../core/store.ts';
-import { UserError, type Command } from '../command.ts';
-import { parseFlags } from '../flags.ts';
-
-const USAGE = 'validate --data <dir|s3://bucket/datasets/<name>> [--json]';
-
-/** The dataset's name: the last segment of its folder or prefix. */
-export function datasetName(location: string): string {
-  return location.replace(/\/+$/, '').split(/[/\\]/).pop() || 'dataset';
-}
+import { defineCommand, UserError } from '../command.ts';
+import { DATA, datasetNameOf, FLAGS } from '../flags.ts';
 
 /** Store failures (no such bucket, no credentials, unreadable folder) are the user's to fix: one line each. */
 export async function storeErrors<T>(location: string, fn: () => Promise<T>): Promise<T> {
@@ -41,14 +34,14 @@ export function printReport(report: ValidationReport): void {
 /** The pipeline's Validate, Shard and Collect steps on `location`, shards and summaries written to `out`. */
 export async function checkLocation(location: string, out: ObjectStore, opts: CheckOptions = {}): Promise<Awaited<ReturnType<typeof checkDataset>>> {
   const store = openStore(location);
-  return storeErrors(location, () => checkDataset(store, datasetName(location), out, opts));
+  return storeErrors(location, () => checkDataset(store, datasetNameOf(location), out, opts));
 }
 
-const command: Command = {
+export default defineCommand({
+  name: 'validate',
   summary: 'check a dataset folder (captions.csv, every image, train.json) as the pipeline does and print its validation report; exit 1 if invalid',
-  async run(argv) {
-    const f = parseFlags(argv, { data: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
-    if (!f.data) throw new UserError(`--data is required\nusage: ${USAGE}`);
+  flags: { data: DATA, json: FLAGS.json },
+  async run(f) {
     // Every image is decoded as the Shard step would, into shards that are not kept.
     const scratch = await mkdtemp(join(tmpdir(), 'rsclip-validate-'));
     try {
@@ -60,5 +53,4 @@ const command: Command = {
       await rm(scratch, { recursive: true, force: true });
     }
   },
-};
-export default command;
+});

@@ -1,10 +1,8 @@
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { z } from 'zod';
 import { STAGES, type StageResult } from '../../worker/verify/reference.ts';
 import { verifyReference } from '../../worker/verify/verify.ts';
-import { UserError, type Command } from '../command.ts';
-
-const USAGE = `verify-reference <dir> [--json] [--only ${STAGES.map((s) => s.name).join(',')}]`;
+import { defineCommand, option, toggle, UserError } from '../command.ts';
 
 const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
 
@@ -14,25 +12,25 @@ function line(r: StageResult): string {
   return `${r.stage.padEnd(28)} ${numbers}  ${verdict.padEnd(4)}  ${r.detail ?? ''}`.trimEnd();
 }
 
-const command: Command = {
+const stageNames = z
+  .string()
+  .transform((v) => v.split(',').map((s) => s.trim()))
+  .refine((names) => names.every((n) => STAGES.some((s) => s.name === n)), `must list stages among ${STAGES.map((s) => s.name).join(', ')}`);
+
+export default defineCommand({
+  name: 'verify-reference',
   summary: 'check tokenizer, preprocessing, forward, loss, gradients and AdamW steps against an open_clip reference folder',
-  async run(argv) {
-    let parsed;
-    try {
-      parsed = parseArgs({ args: argv, options: { json: { type: 'boolean' }, only: { type: 'string' } }, allowPositionals: true, strict: true });
-    } catch (e) {
-      throw new UserError(`${(e as Error).message}\nusage: ${USAGE}`);
-    }
-    const [dir, ...extra] = parsed.positionals;
-    if (!dir || extra.length) throw new UserError(`usage: ${USAGE}`);
-    if (!existsSync(dir)) throw new UserError(`${dir}: no such folder`);
-    const only = parsed.values.only?.split(',').map((s) => s.trim());
-    const unknown = only?.filter((n) => !STAGES.some((s) => s.name === n));
-    if (unknown?.length) throw new UserError(`--only: unknown stage(s) ${unknown.join(', ')}\nusage: ${USAGE}`);
-    const stages = only ? STAGES.filter((s) => only.includes(s.name)) : STAGES;
+  positional: { value: '<dir>', help: 'an open_clip reference folder (model, inputs and PyTorch outputs)' },
+  flags: {
+    only: option('<stage,...>', 'run only these stages', stageNames.optional()),
+    json: toggle('print a JSON summary of the stages last'),
+  },
+  async run(f, dir) {
+    if (!existsSync(dir!)) throw new UserError(`${dir}: no such folder`);
+    const stages = f.only ? STAGES.filter((s) => f.only!.includes(s.name)) : STAGES;
     let results: StageResult[];
     try {
-      results = await verifyReference(dir, (r) => console.log(line(r)), stages, (ref) => {
+      results = await verifyReference(dir!, (r) => console.log(line(r)), stages, (ref) => {
         console.log(`model ${ref.modelFile} (${ref.params.size} tensors), ${ref.n} image/caption pairs`);
         console.log(`${'stage'.padEnd(28)} ${'worst'.padStart(9)}     ${'tolerance'.padStart(9)}  verdict`);
       });
@@ -41,7 +39,7 @@ const command: Command = {
     }
     const failed = results.filter((r) => !r.ok);
     console.log(failed.length ? `${failed.length} stage(s) beyond tolerance: ${failed.map((r) => r.stage).join(', ')}` : 'all stages within tolerance');
-    if (parsed.values.json) {
+    if (f.json) {
       const summary = Object.fromEntries(
         results.map((r) => [r.stage, { worst: Number.isFinite(r.worst) ? r.worst : String(r.worst), tolerance: r.tolerance, ok: r.ok, ...(r.skipped ? { skipped: true } : {}) }]),
       );
@@ -49,6 +47,4 @@ const command: Command = {
     }
     return failed.length ? 1 : 0;
   },
-};
-
-export default command;
+});

@@ -19,7 +19,7 @@ describe('rsclip run on bad input', () => {
     await mkdir(data);
     await writeFile(join(data, 'captions.csv'), 'filename,caption\na.png,a beach\n');
     await writeFile(join(root, 'bad.json'), '{"epochs": -1}');
-    await expect(runLocal({ data, config: join(root, 'bad.json'), model: 'random:ViT-tiny', log: quiet })).rejects.toThrow(/bad\.json: epochs: /);
+    await expect(runLocal({ data, options: join(root, 'bad.json'), model: 'random:ViT-tiny', log: quiet })).rejects.toThrow(/bad\.json: epochs: /);
     await expect(runLocal({ data, log: quiet })).rejects.toThrow(/no base model/);
     await expect(runLocal({ data, model: 'random:No-Such-Config', log: quiet })).rejects.toThrow(/^model config: .*No-Such-Config/);
   });

@@ -7,7 +7,7 @@ describe('rsclip bench-encoders', () => {
   it('times the published encoders against a fixed-batch export and ends with the JSON result', async () => {
     const out: string[] = [];
     vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-    expect(await benchEncoders.run(['--arch', 'ViT-tiny', '--batch', '5', '--runs', '2', '--threads', '1'])).toBe(0);
+    expect(await benchEncoders.run(['--arch', 'ViT-tiny', '--batch-size', '5', '--runs', '2', '--threads', '1'])).toBe(0);
     expect(out.slice(0, 2)).toEqual([
       expect.stringMatching(/^image: 5 rows in [\d.]+ ms \(published, any batch\) vs [\d.]+ ms \(exported for exactly 5\)$/),
       expect.stringMatching(/^text: 5 rows in /),
@@ -19,6 +19,6 @@ describe('rsclip bench-encoders', () => {
 
   it('refuses a missing --arch and a zero batch', async () => {
     await expect(benchEncoders.run([])).rejects.toThrow(/--arch is required/);
-    await expect(benchEncoders.run(['--arch', 'ViT-tiny', '--batch', '0'])).rejects.toThrow(/must be >= 1/);
+    await expect(benchEncoders.run(['--arch', 'ViT-tiny', '--batch-size', '0'])).rejects.toThrow(/must be >= 1/);
   });
 });

@@ -107,7 +107,7 @@ describe('rsclip train with the RN fixture checkpoint (model.pt)', () => {
     const code = await trainCommand.run([
       '--shards', join(tmp.path, 'shards'),
       '--model', `${dir}/model.pt`,
-      '--config', `${dir}/config.json`,
+      '--arch', `${dir}/config.json`,
       '--out', out,
       '--max-steps', '3',
       '--batch-size', '4',

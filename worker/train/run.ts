@@ -36,14 +36,18 @@ export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'cuda',
  */
 export function parseProviders(value: string | undefined, source: string): ExecutionProvider[] | undefined {
   if (value === undefined || value === '') return undefined;
+  const problem = providersProblem(value);
+  if (problem) throw new TrainInputError(`${source} ${problem}`);
+  return value.split(',').map((v) => v.trim()) as ExecutionProvider[];
+}
+
+/** Why a comma-separated provider list cannot be used, or undefined when it can. */
+export function providersProblem(value: string): string | undefined {
   const list = value.split(',').map((v) => v.trim());
-  for (const v of list) {
-    if (!EXECUTION_PROVIDERS.includes(v as ExecutionProvider)) {
-      throw new TrainInputError(`${source} must list providers among ${EXECUTION_PROVIDERS.join(', ')}, got '${v}'`);
-    }
-  }
-  if (new Set(list).size !== list.length) throw new TrainInputError(`${source} names a provider twice: '${value}'`);
-  return list as ExecutionProvider[];
+  const unknown = list.find((v) => !EXECUTION_PROVIDERS.includes(v as ExecutionProvider));
+  if (unknown !== undefined) return `must list providers among ${EXECUTION_PROVIDERS.join(', ')}, got '${unknown}'`;
+  if (new Set(list).size !== list.length) return `names a provider twice: '${value}'`;
+  return undefined;
 }
 
 /** Trains (resuming when a checkpoint exists), then publishes final/. Shared by `rsclip train` and runTraining. */
