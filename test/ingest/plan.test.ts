@@ -61,7 +61,7 @@ describe('the shard plan', () => {
     await expect(readPlanRows(store, { key: 'p/rows-0000.jsonl', start: 0, end: 4096 })).rejects.toThrow(/past the end of the plan part/);
     const hostile = `${JSON.stringify(row(2, '../a.png'))}\n`;
     await store.put('p/rows-0001.jsonl', hostile);
-    await expect(readPlanRows(store, { key: 'p/rows-0001.jsonl', start: 0, end: hostile.length })).rejects.toThrow(/bad plan row: filename escapes/);
+    await expect(readPlanRows(store, { key: 'p/rows-0001.jsonl', start: 0, end: hostile.length })).rejects.toThrow(/bad plan row: filename: filename escapes the dataset folder/);
     await expect(readPlanRows(store, { key: 'p/rows-0001.jsonl', start: 0, end: 20 })).rejects.toThrow(/rows-0001\.jsonl: bad plan row: not JSON/);
   });
 });
