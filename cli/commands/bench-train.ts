@@ -2,6 +2,7 @@ import { resourceUsage } from 'node:process';
 import type { StepInput } from '../../worker/clip/api.ts';
 import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import { createTrainer } from '../../worker/clip/trainer.ts';
+import { RUNS_LOOP } from '../../worker/engine/options.ts';
 import { initParams } from '../../worker/models/init.ts';
 import { randomBatch } from '../../worker/verify/random-batch.ts';
 import { Rng } from '../../worker/data/rng.ts';
@@ -33,14 +34,15 @@ export default defineCommand({
     steps: option('N', 'timed steps', integer(1).default(5)),
     accumulate: option('N', 'micro-batches per optimizer step', integer(1).default(1)),
     // Parameters and AdamW moments cross the host boundary once per K steps.
-    'steps-per-run': option('K', 'optimizer steps per session run', integer(1).default(5)),
+    'steps-per-run': option('K', 'optimizer steps per session run (default 5, 1 where the provider runs no Loop)', integer(1).optional()),
     threads: FLAGS.threads,
     ep: FLAGS.ep,
     'host-state': toggle("the trainer's behaviour before resident state: parameters and moments cross the host every run"),
   },
   async run(f) {
-    const { 'batch-size': batch, steps, accumulate, 'steps-per-run': k, threads } = f;
+    const { 'batch-size': batch, steps, accumulate, threads } = f;
     const ep = (await chooseEp(f.ep)) ?? 'cpu';
+    const k = f['steps-per-run'] ?? (RUNS_LOOP[ep] ? 5 : 1);
     const config = archConfig(f.arch);
     const rng = Rng.fromSeed(1);
     let t = performance.now();

@@ -15,7 +15,7 @@ const PRECISION_BITS = 22;
 const BLOCK = 0x02, LOOP = 0x03, BR = 0x0c, BR_IF = 0x0d, END = 0x0b, VOID = 0x40;
 const LOCAL_GET = 0x20, LOCAL_SET = 0x21, LOCAL_TEE = 0x22;
 const I32_LOAD = 0x28, I32_STORE = 0x36, I32_CONST = 0x41;
-const I32_EQZ = 0x45, I32_GE_U = 0x4f, I32_ADD = 0x6a, I32_SUB = 0x6b, I32_MUL = 0x6c, I32_SHL = 0x74;
+const I32_EQZ = 0x45, I32_GE_U = 0x4f, I32_ADD = 0x6a, I32_MUL = 0x6c, I32_SHL = 0x74;
 const I32 = 0x7f, V128 = 0x7b;
 const simd = (op: number): number[] => [0xfd, ...uleb(op)];
 const V128_LOAD = simd(0x00);

@@ -26,7 +26,7 @@ describe('ONNX Loop through the graph builder', () => {
     single.output(s.next, 'x_next');
     single.output(s.total, 'total');
 
-    // Raw Loop node with a hand-built body: the API other teams use.
+    // Raw Loop node with a hand-built body, as the trainer's multi-step graph builds it.
     const looped = new Graph({ name: 'looped' });
     const xin = looped.input('x', 'float32', [N, D]);
     const win = looped.input('w', 'float32', [D, D]);

@@ -6,7 +6,7 @@ import { checkDataset } from '../../core/dataset/check.ts';
 import { readPlanRows } from '../../core/dataset/plan.ts';
 import type { ShardRequest, ShardSummary, ValidationReport } from '../../core/dataset/types.ts';
 import { preprocessImage } from '../../core/preprocess/index.ts';
-import { captionsKey, datasetPrefix, shardPlanKey, shardsPrefix, shardSummaryName, validationKey } from '../../core/s3-layout.ts';
+import { captionsKey, shardPlanKey, shardsPrefix, shardSummaryName, validationKey } from '../../core/s3-layout.ts';
 import { handlerS3Client } from '../../core/s3-client.ts';
 import { decodeShard } from '../../core/shard-format.ts';
 import { SHARD_INDEX_FILE, type ShardIndexFile } from '../../core/shard-index.ts';

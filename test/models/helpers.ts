@@ -6,7 +6,6 @@ import type { Batch } from '../../worker/data/batch.ts';
 import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import type { OptimizerHyper } from '../../worker/engine/options.ts';
 import { parseModelConfig } from '../../core/model-config/config.ts';
-import { Rng } from '../../worker/data/rng.ts';
 
 /** A small ViT CLIP unlike the fixture: QuickGELU, 3 vision heads, 16-pixel patches, short context, small vocab. */
 export const variantConfig: ClipModelConfig = parseModelConfig(

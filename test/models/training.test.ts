@@ -8,7 +8,7 @@ import { initParams } from '../../worker/models/init.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import { buildProbeGraph, gradName } from '../../worker/verify/probe.ts';
 import type { StateDict } from '../../worker/engine/tensor.ts';
-import { concatBatches, hyper, randomBatch, variantConfig as cfg } from './helpers.ts';
+import { hyper, randomBatch, variantConfig as cfg } from './helpers.ts';
 
 const init = initParams(cfg, 3);
 const open: ClipTrainer[] = [];

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkTokenizerCases, loadReferenceCases, type TokenizerCase } from '../../core/tokenizer/conformance.ts';
+import { checkTokenizerCases, loadReferenceCases, type TokenizerCase } from '../../worker/verify/tokenizer-cases.ts';
 import { bpeIds, cleanText, CONTEXT_LENGTH, EOT_ID, PAD_ID, SOT_ID, tokenize, tokenizeAll } from '../../core/tokenizer/index.ts';
 
 const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'open_clip-tiny');

@@ -8,6 +8,7 @@ import type { ClipTrainer, OptimizerState, StepInput, StepResult, TrainerOptions
 import type { Batch } from '../data/batch.ts';
 import { buildEncoderGraph, towerParamNames, type Tower } from './export.ts';
 import { frozenMatcher } from '../engine/optimizer.ts';
+import { RUNS_LOOP } from '../engine/options.ts';
 import { openSession, type CarriedState, type EngineSession, type HostArray } from '../engine/session.ts';
 import { buildTrainGraph, names, type TrainGraph } from './train-graph.ts';
 import { clipBuffers, clipParams } from '../models/clip.ts';
@@ -41,10 +42,12 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
   const { config, batchSize } = opts;
   const accumulate = opts.accumulate ?? 1;
   const ep = opts.ep ?? 'cpu';
-  // The WebGPU provider has no Loop kernel: one step per run there.
-  const stepsPerRun = ep === 'webgpu' ? 1 : Math.max(1, opts.stepsPerRun ?? 1);
+  const stepsPerRun = Math.max(1, opts.stepsPerRun ?? 1);
+  if (stepsPerRun > 1 && !RUNS_LOOP[ep]) throw new Error(`${ep} runs no Loop operator: one step per run there, not ${stepsPerRun}`);
   const paramSpecs = clipParams(config);
   const bufferSpecs = clipBuffers(config);
+  // Nothing below keeps `opts`: it holds the initial state dict (and resumed moments), copied into `params` below.
+  const { hyper, freezeBnStats } = opts;
   const isFrozen = frozenMatcher(opts.freeze);
   for (const pattern of opts.freeze ?? []) {
     if (!paramSpecs.some((p) => new RegExp(pattern).test(p.name))) throw new Error(`freeze pattern ${JSON.stringify(pattern)} matches no parameter`);
@@ -70,7 +73,7 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
     let s = trainSessions.get(k);
     if (!s) {
       s = (async () => {
-        const graph = buildTrainGraph({ config, batchSize, accumulate, stepsPerRun: k, hyper: opts.hyper, isFrozen, freezeBnStats: opts.freezeBnStats });
+        const graph = buildTrainGraph({ config, batchSize, accumulate, stepsPerRun: k, hyper, isFrozen, freezeBnStats });
         return { graph, session: await openSession(graph.model, { ep, threads, carry: resident ? carriedState(graph) : undefined }) };
       })();
       trainSessions.set(k, s);

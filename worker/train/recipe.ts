@@ -42,7 +42,7 @@ export const COMMON = {
   /**
    * Optimizer steps per engine Loop run (fewer when a chunk's images would pass chunkImageBytes). Loop amortises
    * moving parameters and moments through the device; on the CPU that is cheap and each distinct run length
-   * costs a session, so one step per run.
+   * costs a session, so one step per run; a provider without Loop (RUNS_LOOP) can only take one.
    */
   stepsPerRun: { cpu: 1, cuda: 8, webgpu: 1 } satisfies Record<ExecutionProvider, number>,
   chunkImageBytes: 512 * 1024 * 1024,

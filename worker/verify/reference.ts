@@ -6,8 +6,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { preprocessImage } from '../../core/preprocess/index.ts';
-import { tokenize } from '../../core/tokenizer/index.ts';
+import { preprocessParity } from './preprocess-parity.ts';
+import { checkTokenizerCases, loadReferenceCases } from './tokenizer-cases.ts';
 import { loadStateDictFile } from '../checkpoint/load.ts';
 import type { ClipTrainer, OptimizerState, StepInput, TrainerOptions } from '../clip/api.ts';
 import type { ClipModelConfig } from '../../core/model-config/config.ts';
@@ -467,51 +467,20 @@ export async function stepStages(ref: ReferenceFolder): Promise<StageResult[]> {
 }
 
 async function tokenizerStage(ref: ReferenceFolder): Promise<StageResult> {
-  const tokensJson = readJson(join(ref.dir, 'tokens.json'));
-  const cases: { text: string; ids: number[] }[] = (tokensJson.captions as string[]).map((text, i) => ({ text, ids: ref.tokens[i] }));
-  const extra = join(ref.dir, 'tokenizer_cases.json');
-  if (existsSync(extra)) {
-    const parsed = JSON.parse(readFileSync(extra, 'utf8'));
-    cases.push(...(Array.isArray(parsed) ? parsed : parsed.cases));
-  }
-  let bad = 0;
-  let first = '';
-  for (const c of cases) {
-    const ids = tokenize(c.text, c.ids.length);
-    if (ids.length !== c.ids.length || c.ids.some((v, i) => ids[i] !== v)) {
-      bad++;
-      first ||= JSON.stringify(c.text).slice(0, 60);
-    }
-  }
-  return result('tokens', bad, 0, bad ? `${bad}/${cases.length} differ, first ${first}` : `${cases.length} strings`);
+  const check = checkTokenizerCases(loadReferenceCases(ref.dir));
+  const first = check.failures[0];
+  const bad = check.failures.length;
+  return result('tokens', bad, 0, first ? `${bad}/${check.total} differ, first ${JSON.stringify(first.text).slice(0, 60)} (${first.fields.join(', ')})` : `${check.total} strings`);
 }
 
 async function preprocessStage(ref: ReferenceFolder): Promise<StageResult[]> {
-  const expected = ref.read('preprocess.safetensors').get('pixels_uint8_hwc');
-  const csv = join(ref.dir, 'images', 'captions.csv');
-  if (!expected || !existsSync(csv)) return [skipped('preprocess', 'no pixels_uint8_hwc or images/captions.csv')];
-  const files = readFileSync(csv, 'utf8')
-    .split('\n')
-    .slice(1)
-    .filter((l) => l.trim())
-    .map((l) => l.split(',')[0]);
-  const size = ref.config.vision_cfg.image_size;
-  const per = size * size * 3;
-  let sum = 0;
-  let max = 0;
-  for (let i = 0; i < files.length; i++) {
-    const file = join(ref.dir, 'images', files[i]);
-    const ours = await preprocessImage(readFileSync(file), { size, source: file });
-    const want = (expected.data as Uint8Array).subarray(i * per, (i + 1) * per);
-    for (let j = 0; j < per; j++) {
-      const d = Math.abs(ours[j] - want[j]);
-      sum += d;
-      max = Math.max(max, d);
-    }
+  if (!ref.read('preprocess.safetensors').get('pixels_uint8_hwc') || !existsSync(join(ref.dir, 'images', 'captions.csv'))) {
+    return [skipped('preprocess', 'no pixels_uint8_hwc or images/captions.csv')];
   }
+  const parity = await preprocessParity(ref.dir);
   return [
-    result('preprocess.mean_abs', sum / (files.length * per), tolerance(ref, 'preprocess_uint8', 'mean_abs')),
-    result('preprocess.max_abs', max, tolerance(ref, 'preprocess_uint8', 'max_abs')),
+    result('preprocess.mean_abs', parity.meanAbs, tolerance(ref, 'preprocess_uint8', 'mean_abs')),
+    result('preprocess.max_abs', parity.maxAbs, tolerance(ref, 'preprocess_uint8', 'max_abs')),
   ];
 }
 

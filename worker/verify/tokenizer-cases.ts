@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bpeIds, cleanText, tokenize } from './index.ts';
+import { bpeIds, cleanText, tokenize } from '../../core/tokenizer/index.ts';
 
 export interface TokenizerCase {
   text: string;

@@ -116,8 +116,3 @@ export function decodeUtf8Variants(bytes: string): string | null {
   const rest = decodeUtf8Strict(bytes.slice(pos));
   return rest === null ? null : out + rest;
 }
-
-/** UTF-8 encoding as a byte string. */
-export function encodeUtf8(text: string): string {
-  return Buffer.from(text, 'utf8').toString('latin1');
-}
