@@ -46,6 +46,8 @@ export const TrainOptionsSchema = z
     split: z
       .object({ train: z.number().min(0), val: z.number().min(0), test: z.number().min(0) })
       .strict()
+      // The fractions are normalised by their sum, which must be positive for any image to get a split.
+      .refine((s) => s.train + s.val + s.test > 0, { message: 'the fractions must not all be zero (e.g. {"train": 0.9, "val": 0.05, "test": 0.05})' })
       .optional(),
     validation: z
       .object({

@@ -205,6 +205,15 @@ describe('Validate handler: file-level problems and policies', () => {
     );
   });
 
+  it('writes validation.json naming train.json split when its fractions are all zero, instead of throwing while splitting', async () => {
+    await putAll(store, 'datasets/zerosplit', { 'captions.csv': 'filename,caption\na.png,x\n', 'a.png': await png(4, 4, 3), 'train.json': '{"split": {"train": 0, "val": 0, "test": 0}}' });
+    const { error, report } = await runValidate('zerosplit', 'zerosplit-run');
+    expect(error?.name).toBe('DatasetInvalid');
+    expect(error?.message).toMatch(/train\.json split: the fractions must not all be zero/);
+    expect(report.valid).toBe(false);
+    expect(report.problems).toContainEqual({ file: 'train.json', field: 'split', reason: expect.stringMatching(/must not all be zero/) });
+  });
+
   it('finds the one bad line at the end of a 10,000-row CSV', async () => {
     const lines = ['filename,caption'];
     for (let i = 0; i < 9_999; i++) lines.push(`img${i % 4}.png,caption number ${i}`);

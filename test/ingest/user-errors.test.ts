@@ -1,0 +1,49 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import validateCommand from '../../cli/commands/validate.ts';
+import type { ValidationReport } from '../../core/dataset/types.ts';
+import { png } from './helpers/images.ts';
+
+// Issue 15 item 5: each bad input `rsclip validate` meets is one problem line naming the file and reason, and exit 1.
+
+let root = '';
+let image: Uint8Array;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'rsclip-user-errors-'));
+  image = await png(8, 8, 3);
+});
+afterAll(async () => root && rm(root, { recursive: true, force: true }));
+afterEach(() => vi.restoreAllMocks());
+
+/** A folder with a.png and b.png and `files` over them. */
+async function dataset(name: string, files: Record<string, Uint8Array | string>): Promise<string> {
+  const dir = join(root, name);
+  await mkdir(dir, { recursive: true });
+  const all = { 'a.png': image, 'b.png': image, 'captions.csv': 'filename,caption\na.png,a farm\nb.png,a lake\n', ...files };
+  for (const [k, v] of Object.entries(all)) {
+    await mkdir(join(dir, k, '..'), { recursive: true });
+    await writeFile(join(dir, k), v);
+  }
+  return dir;
+}
+
+/** `rsclip validate --data dir --json`: its exit code and report. */
+async function validate(dir: string): Promise<{ code: number; report: ValidationReport }> {
+  const out: string[] = [];
+  vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+  const code = await validateCommand.run(['--data', dir, '--json']);
+  vi.restoreAllMocks();
+  const text = out.join('\n');
+  return { code, report: JSON.parse(text.slice(text.indexOf('{'))) as ValidationReport };
+}
+
+describe('rsclip validate on bad train.json options', () => {
+  it('refuses split fractions that are all zero as a train.json problem, not an exception', async () => {
+    const dir = await dataset('zero-split', { 'train.json': '{"split": {"train": 0, "val": 0, "test": 0}}' });
+    const { code, report } = await validate(dir);
+    expect(code).toBe(1);
+    expect(report.problems).toEqual([{ file: 'train.json', field: 'split', reason: expect.stringMatching(/^the fractions must not all be zero/) }]);
+  });
+});
