@@ -1,5 +1,14 @@
 import { z } from 'zod';
 
+/** Compiled here, as the worker compiles it (`new RegExp(p)`), so that Validate refuses what Train would throw on. */
+function regexProblem(pattern: string, ctx: z.RefinementCtx): void {
+  try {
+    new RegExp(pattern);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(pattern)} is not a valid regular expression (${(e as Error).message})` });
+  }
+}
+
 /**
  * `datasets/<name>/train.json`: what a dataset owner may override. Unset hyper-parameters take the recipe of
  * the model's family (worker/train/recipe.ts), so one file holds each default.
@@ -31,7 +40,7 @@ export const TrainOptionsSchema = z
      */
     evalSampleImages: z.number().int().min(1).optional(),
     /** Regular expressions over parameter names to keep frozen. */
-    freeze: z.array(z.string()).optional(),
+    freeze: z.array(z.string().superRefine(regexProblem)).optional(),
     freezeBnStats: z.boolean().optional(),
     augment: z
       .object({

@@ -46,4 +46,11 @@ describe('rsclip validate on bad train.json options', () => {
     expect(code).toBe(1);
     expect(report.problems).toEqual([{ file: 'train.json', field: 'split', reason: expect.stringMatching(/^the fractions must not all be zero/) }]);
   });
+
+  it('refuses a freeze pattern that is not a regular expression, naming the option and its index', async () => {
+    const dir = await dataset('bad-freeze', { 'train.json': '{"freeze": ["visual\\\\.conv1", "("]}' });
+    const { code, report } = await validate(dir);
+    expect(code).toBe(1);
+    expect(report.problems).toEqual([{ file: 'train.json', field: 'freeze.1', reason: expect.stringMatching(/^"\(" is not a valid regular expression \(.*Unterminated group\)$/) }]);
+  });
 });
