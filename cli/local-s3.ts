@@ -1,10 +1,10 @@
-import { readdir, readFile } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CreateBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { startFauxqs, type FauxqsServer } from 'fauxqs';
 import { CAPTIONS_FILE } from '../core/s3-layout.ts';
 import { makeS3Client } from '../core/s3-client.ts';
-import { openStore, type ObjectStore } from '../core/store.ts';
+import { FsStore, openStore, type ObjectStore } from '../core/store.ts';
 import { forkModule } from './child-process.ts';
 import type { Progress } from './progress.ts';
 
@@ -107,19 +107,12 @@ export async function startLocalS3(bucket = 'rsclip-local', opts: LocalS3Options
   };
 }
 
-/** Files under `dir` as `/`-separated relative keys, skipping hidden files and folders (`.DS_Store`, `.git`). */
+/**
+ * Files under `dir` as `/`-separated relative keys, as `rsclip validate` lists the folder (FsStore), skipping
+ * hidden files and folders (`.DS_Store`, `.git`).
+ */
 export async function listFolder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    for (const ent of await readdir(d, { withFileTypes: true })) {
-      if (ent.name.startsWith('.')) continue;
-      const p = join(d, ent.name);
-      if (ent.isDirectory()) await walk(p);
-      else if (ent.isFile()) out.push(relative(dir, p).split(sep).join('/'));
-    }
-  };
-  await walk(dir);
-  return out.sort();
+  return (await new FsStore(dir).list()).map((o) => o.key).filter((k) => !k.split('/').some((s) => s.startsWith('.')));
 }
 
 export interface UploadOptions {

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import {
@@ -238,9 +238,14 @@ export class FsStore implements ObjectStore {
     }
   }
 
+  /**
+   * Symbolic links are listed as what they point to, as `aws s3 cp --recursive` uploads them, so that a folder
+   * validated here and uploaded by `rsclip run` holds the same objects; a link back into its own ancestors is
+   * skipped, and a dangling one is absent.
+   */
   async list(prefix = ''): Promise<ObjectInfo[]> {
     const out: ObjectInfo[] = [];
-    const walk = async (dir: string): Promise<void> => {
+    const walk = async (dir: string, ancestors: readonly string[]): Promise<void> => {
       let entries;
       try {
         entries = await readdir(dir, { withFileTypes: true });
@@ -250,14 +255,17 @@ export class FsStore implements ObjectStore {
       }
       for (const ent of entries) {
         const p = join(dir, ent.name);
-        if (ent.isDirectory()) await walk(p);
-        else if (ent.isFile() && !STAGED.test(ent.name)) {
+        const target = ent.isSymbolicLink() ? await stat(p).catch(() => undefined) : ent;
+        if (target?.isDirectory()) {
+          const real = await realpath(p);
+          if (!ancestors.includes(real)) await walk(p, [...ancestors, real]);
+        } else if (target?.isFile() && !STAGED.test(ent.name)) {
           const key = relative(this.root, p).split(sep).join('/');
           if (key.startsWith(prefix) && !key.startsWith(`${TMP_SEGMENT}/`)) out.push({ key, size: (await stat(p)).size });
         }
       }
     };
-    await walk(this.root);
+    await walk(this.root, [await realpath(this.root).catch(() => this.root)]);
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 

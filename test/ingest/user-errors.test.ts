@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -52,5 +52,24 @@ describe('rsclip validate on bad train.json options', () => {
     const { code, report } = await validate(dir);
     expect(code).toBe(1);
     expect(report.problems).toEqual([{ file: 'train.json', field: 'freeze.1', reason: expect.stringMatching(/^"\(" is not a valid regular expression \(.*Unterminated group\)$/) }]);
+  });
+});
+
+describe('rsclip validate on a folder with symbolic links', () => {
+  it('follows links to captions.csv, to images and to folders, skips a link back into its own folder, and changes none of them', async () => {
+    const elsewhere = await dataset('link-targets', { 'tiles/c.png': image, 'captions.csv': 'filename,caption\na.png,a farm\nb.png,a lake\ntiles/c.png,a road\n' });
+    const dir = await dataset('links', {});
+    await rm(join(dir, 'captions.csv'));
+    await rm(join(dir, 'b.png'));
+    await symlink(join(elsewhere, 'captions.csv'), join(dir, 'captions.csv'));
+    await symlink(join(elsewhere, 'b.png'), join(dir, 'b.png'));
+    await symlink(join(elsewhere, 'tiles'), join(dir, 'tiles'));
+    await symlink('.', join(elsewhere, 'tiles', 'loop'));
+    const { code, report } = await validate(dir);
+    expect(report.problems).toEqual([]);
+    expect(code).toBe(0);
+    expect(report.counts).toMatchObject({ rows: 3, goodRows: 3, images: 3 });
+    expect(await readlink(join(dir, 'captions.csv'))).toBe(join(elsewhere, 'captions.csv'));
+    expect(await readFile(join(elsewhere, 'captions.csv'), 'utf8')).toBe('filename,caption\na.png,a farm\nb.png,a lake\ntiles/c.png,a road\n');
   });
 });
