@@ -1,13 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { z } from 'zod';
-import { TrainOptionsSchema, type TrainOptions } from '../core/train-options.ts';
+import { parseTrainOptions, type TrainOptions } from '../core/train-options.ts';
 import type { ClipModelConfig } from '../core/model-config/config.ts';
 import type { ExecutionProvider } from '../worker/engine/options.ts';
 import { loadModelConfig } from '../core/model-config/config.ts';
 import { TrainInputError } from '../core/run-errors.ts';
 import { datasetNameProblem } from '../core/s3-layout.ts';
-import { issueLine } from '../core/schema-issue.ts';
 import { chooseProvider } from '../worker/engine/session.ts';
 import { parseProviders, providersProblem } from '../worker/train/run.ts';
 import { integer, option, toggle, UserError } from './command.ts';
@@ -97,21 +96,15 @@ export async function userErrors<T>(fn: () => Promise<T>): Promise<T> {
 /** A train.json-style options file; `{}` when absent and not required. */
 export async function readOptionsFile(path: string | undefined, required = true): Promise<TrainOptions> {
   if (!path) return {};
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await readFile(path, 'utf8');
+    bytes = await readFile(path);
   } catch (e) {
     if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new UserError(`${path}: ${(e as Error).message}`);
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${path}: not JSON: ${(e as Error).message}`);
-  }
-  const parsed = TrainOptionsSchema.safeParse(json);
-  if (!parsed.success) throw new UserError(`${path}: ${issueLine(parsed.error)}`);
-  return parsed.data;
+  const parsed = parseTrainOptions(bytes);
+  if ('options' in parsed) return parsed.options;
+  throw new UserError(`${path}: ${parsed.field === 'file' ? '' : `${parsed.field}: `}${parsed.reason}`);
 }
 

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { startFauxqs, type FauxqsServer } from 'fauxqs';
+import { notInDataset } from '../core/dataset/rules.ts';
 import { CAPTIONS_FILE } from '../core/s3-layout.ts';
 import { makeS3Client } from '../core/s3-client.ts';
 import { FsStore, openStore, type ObjectStore } from '../core/store.ts';
@@ -107,12 +108,9 @@ export async function startLocalS3(bucket = 'rsclip-local', opts: LocalS3Options
   };
 }
 
-/**
- * Files under `dir` as `/`-separated relative keys, as `rsclip validate` lists the folder (FsStore), skipping
- * hidden files and folders (`.DS_Store`, `.git`).
- */
+/** Files under `dir` as `/`-separated relative keys, as `rsclip validate` lists the folder, less what no row may name. */
 export async function listFolder(dir: string): Promise<string[]> {
-  return (await new FsStore(dir).list()).map((o) => o.key).filter((k) => !k.split('/').some((s) => s.startsWith('.')));
+  return (await new FsStore(dir).list()).map((o) => o.key).filter((k) => notInDataset(k) === undefined);
 }
 
 export interface UploadOptions {

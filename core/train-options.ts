@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { firstIssue } from './schema-issue.ts';
 
 /** Compiled here, as the worker compiles it (`new RegExp(p)`), so that Validate refuses what Train would throw on. */
 function regexProblem(pattern: string, ctx: z.RefinementCtx): void {
@@ -72,3 +73,30 @@ export const TrainOptionsSchema = z
   .strict();
 
 export type TrainOptions = z.infer<typeof TrainOptionsSchema>;
+
+/**
+ * A train.json file's bytes as options, or its first problem: `field` is the option's dotted path, or `file` for
+ * the file as a whole. UTF-8 with or without a byte-order mark, as captions.csv. The one reader of train.json, so
+ * that `validate`, `run` and the pipeline give a file one verdict.
+ */
+export function parseTrainOptions(bytes: Uint8Array): { options: TrainOptions } | { field: string; reason: string } {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return { field: 'file', reason: 'not valid UTF-8: save the file as UTF-8' };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    // V8 quotes the text around the error, line breaks included.
+    return { field: 'file', reason: `not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})` };
+  }
+  const parsed = TrainOptionsSchema.safeParse(json);
+  if (!parsed.success) {
+    const { at, message } = firstIssue(parsed.error);
+    return { field: at, reason: message };
+  }
+  return { options: parsed.data };
+}

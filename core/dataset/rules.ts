@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { SPLITS, type Split } from '../shard-format.ts';
+import { TMP_SEGMENT } from '../store.ts';
 
 /** Longer captions are almost certainly not captions; open_clip keeps 77 tokens of them anyway. */
 export const MAX_CAPTION_CHARS = 1000;
@@ -22,6 +23,19 @@ export function filenameProblem(filename: string): string | undefined {
   if (segments.includes('..')) return "filename escapes the dataset folder ('..')";
   if (segments.some((s) => s === '' || s === '.')) return "filename has an empty or '.' path segment";
   if (filename !== filename.trim()) return 'filename has leading or trailing spaces';
+  const outside = notInDataset(filename);
+  return outside && `filename ${outside}`;
+}
+
+/**
+ * Why a key of a dataset folder is not part of the dataset, or undefined when it may be: hidden files and folders
+ * (`.DS_Store`, `._x.png` AppleDouble files, `.git/`) and the `_tmp/` folder where local stores stage their writes.
+ * `rsclip run` does not upload them and a row naming one is bad, so that `validate`, `run` and the pipeline give a
+ * folder one verdict.
+ */
+export function notInDataset(key: string): string | undefined {
+  if (key.split('/').some((s) => s.startsWith('.'))) return "names a hidden file or folder (a name starting with '.'), which is not part of a dataset";
+  if (key.startsWith(`${TMP_SEGMENT}/`)) return `is under ${TMP_SEGMENT}/, where files are staged, which is not part of a dataset`;
   return undefined;
 }
 

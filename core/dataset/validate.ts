@@ -2,7 +2,7 @@ import { loadModelConfig, modelConfigNames } from '../model-config/config.ts';
 import { CAPTIONS_FILE, datasetPrefix, MODELS, TRAIN_OPTIONS_FILE } from '../s3-layout.ts';
 import { SPLITS, type Split } from '../shard-format.ts';
 import type { ObjectStore } from '../store.ts';
-import { TrainOptionsSchema, type TrainOptions } from '../train-options.ts';
+import { parseTrainOptions, type TrainOptions } from '../train-options.ts';
 import { csvRecords, type CsvRecord } from './csv.ts';
 import { KeyTable } from './key-table.ts';
 import { bucketOf, BucketCounts, cutShards, PlanSpill } from './plan.ts';
@@ -359,18 +359,8 @@ async function readTrainOptions(store: ObjectStore, problems: ProblemList): Prom
   const info = await store.head(TRAIN_OPTIONS_FILE);
   if (!info) return {};
   if (info.size > MAX_TRAIN_OPTIONS_BYTES) return add('file', `${info.size} bytes, over the limit of ${MAX_TRAIN_OPTIONS_BYTES}`);
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await store.get(TRAIN_OPTIONS_FILE)));
-  } catch (e) {
-    return add('file', `not valid JSON (${(e as Error).message})`);
-  }
-  const parsed = TrainOptionsSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    return add(issue.path.join('.') || '(root)', issue.message);
-  }
-  return parsed.data;
+  const parsed = parseTrainOptions(await store.get(TRAIN_OPTIONS_FILE));
+  return 'options' in parsed ? parsed.options : add(parsed.field, parsed.reason);
 }
 
 /** The model's input size; model config names only (train.json must not name files on the validator's disk). */

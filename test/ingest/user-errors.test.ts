@@ -55,6 +55,18 @@ describe('rsclip validate on bad train.json options', () => {
   });
 });
 
+describe('rsclip validate on train.json text', () => {
+  it('reads a byte-order mark as captions.csv does, and reports broken JSON on one line', async () => {
+    const bom = await dataset('bom-options', { 'train.json': '\uFEFF{"epochs": 1}' });
+    expect((await validate(bom)).report.problems).toEqual([]);
+    const broken = await dataset('broken-options', { 'train.json': '{\n  "epochs": x\n}\n' });
+    const { code, report } = await validate(broken);
+    expect(code).toBe(1);
+    expect(report.problems).toEqual([{ file: 'train.json', field: 'file', reason: expect.stringMatching(/^not valid JSON \(/) }]);
+    expect(report.problems[0]!.reason).not.toMatch(/\n/);
+  });
+});
+
 describe('rsclip validate on a folder with symbolic links', () => {
   it('follows links to captions.csv, to images and to folders, skips a link back into its own folder, and changes none of them', async () => {
     const elsewhere = await dataset('link-targets', { 'tiles/c.png': image, 'captions.csv': 'filename,caption\na.png,a farm\nb.png,a lake\ntiles/c.png,a road\n' });
