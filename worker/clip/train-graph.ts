@@ -16,6 +16,7 @@ import { gradients } from '../engine/autodiff.ts';
 import { Graph, type Tensor } from '../engine/graph.ts';
 import { add, cast, clip, div, exp, expand, gather, reshape, slice } from '../engine/ops.ts';
 import { adamwScalars, adamwUpdate, clipGradNorm, excludedFromDecay } from '../engine/optimizer.ts';
+import { inPlaceSafe, type InPlace } from '../engine/in-place.ts';
 import { clipBuffers, clipForward, clipParams } from '../models/clip.ts';
 import { textDims } from '../../core/model-config/config.ts';
 import type { ParamSpec } from '../models/spec.ts';
@@ -36,6 +37,11 @@ export interface TrainGraph {
   trained: ParamSpec[];
   frozen: ParamSpec[];
   buffers: ParamSpec[];
+  /**
+   * New parameters, moments and buffers a run may write over the ones it was fed (engine/in-place.ts): those of the
+   * one-step graph whose update the graph orders after every read. A Loop's carried state is never written in place.
+   */
+  inPlace: InPlace[];
 }
 
 /** logit_scale is clamped to [0, ln 100] after every step, as open_clip's training loop does. */
@@ -214,7 +220,8 @@ export function buildTrainGraph(o: TrainGraphOptions): TrainGraph {
     g.output(reshape(out.loss, [1]), 'loss');
     g.output(reshape(out.gradNorm, [1]), 'grad_norm');
     g.output(reshape(out.logitScale, [1]), 'logit_scale');
-    return { model: g.toModel(), trained, frozen: frozenSpecs, buffers: bufferSpecs };
+    const inPlace = inPlaceSafe(g.proto(), carried.map((c) => ({ output: c.name, input: pick({ params, m, v, buffers }, c).name })));
+    return { model: g.toModel(), trained, frozen: frozenSpecs, buffers: bufferSpecs, inPlace };
   }
 
   // K steps in one Loop: parameters, moments and buffers are loop-carried; the batch and lr are read from the
@@ -246,5 +253,5 @@ export function buildTrainGraph(o: TrainGraphOptions): TrainGraph {
   g.output(outs[carried.length], 'loss');
   g.output(outs[carried.length + 1], 'grad_norm');
   g.output(outs[carried.length + 2], 'logit_scale');
-  return { model: g.toModel(), trained, frozen: frozenSpecs, buffers: bufferSpecs };
+  return { model: g.toModel(), trained, frozen: frozenSpecs, buffers: bufferSpecs, inPlace: [] };
 }

@@ -159,7 +159,9 @@ export async function createTrainer(opts: TrainerOptions): Promise<ClipTrainer> 
     }
     let out: Record<string, HostArray>;
     try {
-      out = await session.run(feeds, undefined, { transfer: true });
+      // Fed state comes back holding the new values (graph.inPlace): a step allocates no second copy of it.
+      const into = feedState && !resident ? Object.fromEntries(graph.inPlace.map((p) => [p.output, p.input])) : undefined;
+      out = await session.run(feeds, undefined, { transfer: true, into });
     } catch (err) {
       broken = err as Error;
       throw err;

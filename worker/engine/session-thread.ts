@@ -67,6 +67,9 @@ async function open(): Promise<ort.InferenceSession> {
     executionProviders: [init.ep],
     graphOptimizationLevel: init.optimization,
     executionMode: 'sequential',
+    // Without the arena, what a run allocates (outputs before they are copied out, gradients, AdamW temporaries)
+    // goes back to the system when the run ends instead of staying reserved at the run's peak (session.ts).
+    ...(init.cpuMemArena === false ? { enableCpuMemArena: false } : {}),
     ...(init.threads ? { intraOpNumThreads: init.threads } : {}),
     ...(onDevice ? { preferredOutputLocation: Object.fromEntries([...carriedInput.keys()].map((o) => [o, 'gpu-buffer' as const])) } : {}),
   };
@@ -88,7 +91,12 @@ const reply = (r: ThreadReply, transfer: ArrayBuffer[] = []) => port.postMessage
  * A run: carried inputs the request does not feed take their held values, fed ones replace them; carried outputs
  * are held, not returned. Fixed inputs go through the upload model once: with WebGPU they then stay on the GPU.
  */
-async function run(session: ort.InferenceSession, hostFeeds: Record<string, HostArray>, outputs?: string[]): Promise<Record<string, HostArray>> {
+async function run(
+  session: ort.InferenceSession,
+  hostFeeds: Record<string, HostArray>,
+  outputs?: string[],
+  into: Record<string, string> = {},
+): Promise<Record<string, HostArray>> {
   const feeds = Object.fromEntries(Object.entries(hostFeeds).map(([k, v]) => [k, toOrt(k, v)]));
   const fed = fixedInputs.filter((i) => feeds[i]);
   if (fed.length) {
@@ -105,9 +113,28 @@ async function run(session: ort.InferenceSession, hostFeeds: Record<string, Host
   for (const input of carriedInput.values()) feeds[input] ??= held(input);
   for (const input of fixedInputs) feeds[input] = held(input);
   const fetch = outputs ? [...new Set([...outputs, ...carriedInput.keys()])] : undefined;
-  const results = fetch ? await session.run(feeds, fetch) : await session.run(feeds);
+  const results = Object.keys(into).length
+    ? await session.run(feeds, preallocated(fetch ?? session.outputNames, hostFeeds, into))
+    : fetch
+      ? await session.run(feeds, fetch)
+      : await session.run(feeds);
   for (const [output, input] of carriedInput) hold(input, results[output]!);
-  return Object.fromEntries(Object.entries(results).flatMap(([k, v]) => (carriedInput.has(k) ? [] : [[k, fromOrt(v)]])));
+  // onnxruntime-node returns a copy of a pre-allocated output; the fed buffer holds the same values and goes back.
+  return Object.fromEntries(
+    Object.entries(results).flatMap(([k, v]) => (carriedInput.has(k) ? [] : [[k, into[k] ? hostFeeds[into[k]!]! : fromOrt(v)]])),
+  );
+}
+
+/** Fetches with each `into` output backed by its fed input's buffer (unknown names are refused, as a name list refuses them). */
+function preallocated(fetch: readonly string[], hostFeeds: Record<string, HostArray>, into: Record<string, string>): Record<string, ort.Tensor | null> {
+  const fetches: Record<string, ort.Tensor | null> = {};
+  for (const name of fetch) {
+    const input = into[name];
+    const fed = input === undefined ? undefined : hostFeeds[input];
+    if (input !== undefined && !fed) throw new Error(`output ${name} is to be written into ${input}, which is not fed`);
+    fetches[name] = fed ? toOrt(input!, fed) : null;
+  }
+  return fetches;
 }
 
 /** Host copies of the carried values that change, through an identity model on the session's provider. */
@@ -133,7 +160,7 @@ open().then(
         return;
       }
       try {
-        const out = req.kind === 'read' ? await read() : await run(session, req.feeds, req.outputs);
+        const out = req.kind === 'read' ? await read() : await run(session, req.feeds, req.outputs, req.into);
         const buffers = [...new Set(Object.values(out).flatMap((a) => (Array.isArray(a.data) ? [] : [a.data.buffer as ArrayBuffer])))];
         reply({ kind: 'result', id: req.id, results: out }, buffers);
       } catch (e) {

@@ -24,6 +24,13 @@ export interface SessionOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** State the session keeps between runs (see CarriedState); float32 only. */
   carry?: CarriedState[];
+  /**
+   * onnxruntime's CPU memory arena (enableCpuMemArena), default off: with it, the arena keeps what the largest run
+   * needed (for a ViT-B-32 training step, the new parameters and moments, gradients and temporaries: several GB)
+   * reserved between runs, on top of the host's own copies, so checkpoints and evaluations stacked on it. Without
+   * it large blocks go back to the system when the run ends.
+   */
+  cpuMemArena?: boolean;
 }
 
 /**
@@ -45,6 +52,12 @@ export interface RunOptions {
    * every other view of those buffers) become detached.
    */
   transfer?: boolean;
+  /**
+   * Output -> the fed input whose buffer it is written into (onnxruntime's pre-allocated outputs); only pairs that
+   * engine/in-place.ts found safe for the model. With `transfer`, the result then carries the input's own buffer:
+   * the run needs no second copy of what it updates.
+   */
+  into?: Record<string, string>;
 }
 
 export interface EngineSession {
@@ -64,6 +77,7 @@ export interface SessionInit {
   threads?: number;
   optimization: NonNullable<SessionOptions['optimization']>;
   carry: { output?: string; input: string }[];
+  cpuMemArena: boolean;
   /**
    * Identity over the carried inputs with outputs, run on the same provider to copy GPU-resident state out, and
    * over those without, whose outputs stay on the GPU (uploads them once). Every provider uses them, so the CPU
@@ -79,7 +93,7 @@ export interface IdentityModel {
   outputOf: Record<string, string>;
 }
 export type ThreadRequest =
-  | { kind: 'run'; id: number; feeds: Record<string, HostArray>; outputs?: string[] }
+  | { kind: 'run'; id: number; feeds: Record<string, HostArray>; outputs?: string[]; into?: Record<string, string> }
   | { kind: 'read'; id: number }
   | { kind: 'close' };
 export type ThreadReply =
@@ -136,6 +150,7 @@ export async function openSession(model: Uint8Array | string, opts: SessionOptio
     threads: opts.threads,
     optimization: opts.optimization ?? 'all',
     carry: carry.map(({ output, input }) => ({ output, input })),
+    cpuMemArena: opts.cpuMemArena ?? false,
     ...identityModels(carry),
   };
   const worker = new Worker(threadScript(), { eval: true, workerData: init });
@@ -194,7 +209,7 @@ export async function openSession(model: Uint8Array | string, opts: SessionOptio
       return new Promise((resolve, reject) => {
         pending.set(id, { kind: 'run', resolve, reject });
         worker.ref();
-        worker.postMessage({ kind: 'run', id, feeds: sent, outputs } satisfies ThreadRequest, transfer);
+        worker.postMessage({ kind: 'run', id, feeds: sent, outputs, into: runOpts.into } satisfies ThreadRequest, transfer);
       });
     },
     read() {
