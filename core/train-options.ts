@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { firstIssue } from './schema-issue.ts';
+import { utf16Of } from './utf16.ts';
 
 /** Compiled here, as the worker compiles it (`new RegExp(p)`), so that Validate refuses what Train would throw on. */
 function regexProblem(pattern: string, ctx: z.RefinementCtx): void {
@@ -80,6 +81,8 @@ export type TrainOptions = z.infer<typeof TrainOptionsSchema>;
  * that `validate`, `run` and the pipeline give a file one verdict.
  */
 export function parseTrainOptions(bytes: Uint8Array): { options: TrainOptions } | { field: string; reason: string } {
+  const utf16 = utf16Of(bytes);
+  if (utf16) return { field: 'file', reason: `${utf16}: save it as UTF-8` };
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);

@@ -1,4 +1,5 @@
 import { parse, type CsvError } from 'csv-parse';
+import { utf16Of } from '../utf16.ts';
 
 /** One CSV record with the line it starts on (1-based; the header is line 1). */
 export interface CsvRecord {
@@ -13,8 +14,8 @@ export interface CsvProblem {
   reason: string;
 }
 
-/** What the stream yields, in line order of the records' starts. */
-export type CsvItem = { record: CsvRecord } | { malformed: CsvProblem };
+/** What the stream yields, in line order of the records' starts; `unreadable` alone, when the file is not UTF-8 text at all. */
+export type CsvItem = { record: CsvRecord } | { malformed: CsvProblem } | { unreadable: string };
 
 const CHUNK = 64 * 1024;
 
@@ -60,7 +61,14 @@ export async function* csvRecords(source: AsyncIterable<Uint8Array>, badUtf8: Se
   };
   const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: false });
   const lines = new Utf8LineCheck(badUtf8);
+  let first = true;
   for await (const chunk of source) {
+    const utf16 = first ? utf16Of(chunk) : undefined;
+    first = false;
+    if (utf16) {
+      yield { unreadable: `${utf16}: save it as UTF-8` };
+      return;
+    }
     for (let i = 0; i < chunk.length; i += CHUNK) {
       const piece = chunk.subarray(i, i + CHUNK);
       lines.push(piece);

@@ -171,6 +171,7 @@ export async function validateCaptions(store: ObjectStore, dataset: string, plan
   };
 
   for await (const item of captionRecords(store)) {
+    if ('unreadable' in item) return fileProblem(`${CAPTIONS_FILE} is ${item.unreadable}`);
     if ('malformed' in item) {
       counts.rows++;
       bad(item.malformed.line, item.malformed.field, item.malformed.reason);
@@ -287,7 +288,7 @@ async function writePlan(
   const spill = new PlanSpill(target.store, target.prefix, cuts.shards.length, target.spillBytes);
   let columns: Columns | undefined;
   for await (const item of captionRecords(store)) {
-    if ('malformed' in item) continue;
+    if (!('rec' in item)) continue;
     if (!columns) {
       columns = headerColumns(item.rec.fields, new ProblemList())!;
       continue;
@@ -314,9 +315,15 @@ async function writePlan(
 }
 
 /** captions.csv's records with the first invalid-UTF-8 line each spans. */
-async function* captionRecords(store: ObjectStore): AsyncGenerator<{ rec: CsvRecord; badUtf8?: number } | { malformed: DatasetProblem & { line: number } }> {
+async function* captionRecords(
+  store: ObjectStore,
+): AsyncGenerator<{ rec: CsvRecord; badUtf8?: number } | { malformed: DatasetProblem & { line: number } } | { unreadable: string }> {
   const badUtf8 = new Set<number>();
   for await (const item of csvRecords(store.stream(CAPTIONS_FILE), badUtf8)) {
+    if ('unreadable' in item) {
+      yield item;
+      continue;
+    }
     if ('malformed' in item) {
       yield { malformed: { file: CAPTIONS_FILE, ...item.malformed } };
       continue;

@@ -67,6 +67,33 @@ describe('rsclip validate on train.json text', () => {
   });
 });
 
+describe('rsclip validate on UTF-16 text', () => {
+  const CSV = 'filename,caption\na.png,a farm\nb.png,a lake\n';
+  const be = (text: string): Buffer => Buffer.from(text, 'utf16le').swap16();
+
+  it.each([
+    ['little-endian with a byte-order mark', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(CSV, 'utf16le')]), /^UTF-16 \(little-endian, byte-order mark FF FE\)/],
+    ['big-endian with a byte-order mark', Buffer.concat([Buffer.from([0xfe, 0xff]), be(CSV)]), /^UTF-16 \(big-endian, byte-order mark FE FF\)/],
+    ['little-endian without one', Buffer.from(CSV, 'utf16le'), /^UTF-16 \(little-endian, NUL bytes every other byte\)/],
+    ['big-endian without one', be(CSV), /^UTF-16 \(big-endian, NUL bytes every other byte\)/],
+  ])('says a captions.csv in UTF-16 %s is UTF-16, in one problem', async (_, bytes, encoding) => {
+    const dir = await dataset(`utf16-${bytes[0]}-${bytes[1]}`, { 'captions.csv': bytes });
+    const { code, report } = await validate(dir);
+    expect(code).toBe(1);
+    expect(report.problems).toHaveLength(1);
+    expect(report.problems[0]).toMatchObject({ file: 'captions.csv', field: 'file' });
+    expect(report.problems[0]!.reason.replace(/^captions\.csv is /, '')).toMatch(encoding);
+    expect(report.summary).toMatch(/: save it as UTF-8$/);
+  });
+
+  it('says the same of a UTF-16 train.json', async () => {
+    const dir = await dataset('utf16-options', { 'train.json': Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"epochs": 1}', 'utf16le')]) });
+    expect((await validate(dir)).report.problems).toEqual([
+      { file: 'train.json', field: 'file', reason: 'UTF-16 (little-endian, byte-order mark FF FE): save it as UTF-8' },
+    ]);
+  });
+});
+
 describe('rsclip validate on a folder with symbolic links', () => {
   it('follows links to captions.csv, to images and to folders, skips a link back into its own folder, and changes none of them', async () => {
     const elsewhere = await dataset('link-targets', { 'tiles/c.png': image, 'captions.csv': 'filename,caption\na.png,a farm\nb.png,a lake\ntiles/c.png,a road\n' });
