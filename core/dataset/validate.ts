@@ -226,7 +226,7 @@ export async function validateCaptions(store: ObjectStore, dataset: string, plan
     }
     const labelId = row.label === null ? -1 : labelIdOf(labels, labelNames, row.label);
     if (!pair.added) rowProblem('caption', `duplicate of line ${pairs.get(pair.slot, 0)} (same filename and caption)`);
-    else if (size === NOT_LISTED) rowProblem('filename', 'image not found in the dataset folder');
+    else if (size === NOT_LISTED) rowProblem('filename', `image not found in the dataset folder${otherFormHint(images, row.filename)}`);
     else if (size === 0) rowProblem('filename', 'image file is empty (0 bytes)');
     else if (size > MAX_IMAGE_BYTES) rowProblem('filename', `image file is over the limit of ${MAX_IMAGE_BYTES} bytes`);
     else if (first <= 0) {
@@ -346,6 +346,23 @@ function rowOf(rec: CsvRecord, columns: Columns): { filename: string; caption: s
 function recordedSplit(images: KeyTable, filename: string): Split | undefined {
   const slot = images.find(filename);
   return slot >= 0 && images.get(slot, FIRST_LINE) > 0 ? SPLITS[images.get(slot, SPLIT_LABEL) & 3] : undefined;
+}
+
+/**
+ * For a name that is not listed: the Unicode form in which the folder does hold it. Keys are compared as written, and
+ * the same 'café.png' may be NFC in a CSV from one program and NFD (accents as combining marks) on a disk
+ * written by macOS, where both print alike.
+ */
+function otherFormHint(images: KeyTable, filename: string): string {
+  for (const form of ['NFC', 'NFD'] as const) {
+    const other = filename.normalize(form);
+    if (other === filename) continue;
+    const slot = images.find(other);
+    if (slot >= 0 && images.get(slot, SIZE) !== NOT_LISTED) {
+      return ` as written, but it holds the name in Unicode ${form}, which prints alike with other bytes: write the row's name as the file is named, or rename the file`;
+    }
+  }
+  return '';
 }
 
 function labelIdOf(labels: Map<string, number>, names: string[], label: string): number {

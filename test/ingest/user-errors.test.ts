@@ -94,6 +94,25 @@ describe('rsclip validate on UTF-16 text', () => {
   });
 });
 
+describe('rsclip validate on a filename in another Unicode normalization form', () => {
+  it("names the form in which the folder holds a name that is 'not found' as written", async () => {
+    const nfc = 'caf\u00e9.png';
+    const nfd = 'cafe\u0301.png';
+    const dir = await dataset('unicode-forms', {
+      [nfd]: image,
+      [`t\u00e9.png`]: image,
+      'captions.csv': `filename,caption\na.png,a farm\n${nfc},a cafe roof\nte\u0301.png,a tea field\nmissing-\u00e9.png,nothing\n`,
+    });
+    const { code, report } = await validate(dir);
+    expect(code).toBe(1);
+    expect(report.problems.map((p) => [p.line, p.reason])).toEqual([
+      [3, expect.stringMatching(/^image not found in the dataset folder as written, but it holds the name in Unicode NFD, /)],
+      [4, expect.stringMatching(/^image not found in the dataset folder as written, but it holds the name in Unicode NFC, /)],
+      [5, 'image not found in the dataset folder'],
+    ]);
+  });
+});
+
 describe('rsclip validate on a folder with symbolic links', () => {
   it('follows links to captions.csv, to images and to folders, skips a link back into its own folder, and changes none of them', async () => {
     const elsewhere = await dataset('link-targets', { 'tiles/c.png': image, 'captions.csv': 'filename,caption\na.png,a farm\nb.png,a lake\ntiles/c.png,a road\n' });
