@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { modelNameProblem } from '../../core/model-config/config.ts';
 import type { TrainOptions } from '../../core/train-options.ts';
 import {
   CAPTIONS_FILE,
@@ -329,6 +330,8 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   const outStat = await stat(out).catch(() => undefined);
   if (outStat && !outStat.isDirectory()) throw new UserError(`--out ${o.out ?? out}: not a folder`);
 
+  const modelProblem = options.model === undefined ? undefined : modelNameProblem(options.model);
+  if (modelProblem) throw new UserError(`${TRAIN_OPTIONS_FILE} model: ${modelProblem}`);
   let model: ModelChoice;
   try {
     model = chooseModel(init, options.model, 'train.json "model"');

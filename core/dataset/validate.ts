@@ -1,4 +1,4 @@
-import { loadModelConfig, modelConfigNames } from '../model-config/config.ts';
+import { loadModelConfig, modelNameProblem } from '../model-config/config.ts';
 import { CAPTIONS_FILE, datasetPrefix, MODELS, TRAIN_OPTIONS_FILE } from '../s3-layout.ts';
 import { SPLITS, type Split } from '../shard-format.ts';
 import type { ObjectStore } from '../store.ts';
@@ -389,9 +389,9 @@ async function readTrainOptions(store: ObjectStore, problems: ProblemList): Prom
 
 /** The model's input size; model config names only (train.json must not name files on the validator's disk). */
 function modelImageSize(model: string, problems: ProblemList): number {
-  const known = modelConfigNames();
-  if (!known.includes(model)) {
-    problems.add({ file: TRAIN_OPTIONS_FILE, field: 'model', reason: `unknown model '${model}' (known: ${known.join(', ')})` });
+  const problem = modelNameProblem(model);
+  if (problem) {
+    problems.add({ file: TRAIN_OPTIONS_FILE, field: 'model', reason: problem });
     return loadModelConfig(DEFAULT_MODEL).vision_cfg.image_size;
   }
   return loadModelConfig(model).vision_cfg.image_size;

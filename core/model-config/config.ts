@@ -66,13 +66,30 @@ export function loadModelConfig(nameOrPath: string): ClipModelConfig {
   const byName = join(configsDir, `${nameOrPath}.json`);
   const file = /^[A-Za-z0-9._-]+$/.test(nameOrPath) && existsSync(byName) ? byName : nameOrPath;
   if (!existsSync(file)) throw new Error(`unknown model config '${nameOrPath}' (known: ${modelConfigNames().join(', ')})`);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+    json = JSON.parse(text);
+  } catch {
+    // Not JSON.parse's message: it quotes the text around the error, and a file named by mistake (a key, a
+    // checkpoint, /etc/shadow) would have its first bytes printed.
+    throw new Error(`${file}: not an open_clip model config (not JSON)`);
   }
   return parseModelConfig(json, file);
+}
+
+/**
+ * Why train.json's `model` is refused, or undefined: config names only, so that a dataset's train.json names no
+ * file on the machine that checks it. `rsclip validate`, the Validate step and `rsclip run` apply this one rule.
+ */
+export function modelNameProblem(model: string): string | undefined {
+  const known = modelConfigNames();
+  return known.includes(model) ? undefined : `unknown model '${model}' (known: ${known.join(', ')})`;
 }
 
 export function modelConfigNames(): string[] {

@@ -49,6 +49,13 @@ describe('model configs', () => {
     expect(() => loadModelConfig(file)).toThrow(/head_width 24/);
     expect(() => loadModelConfig('No-Such-Model')).toThrow(/unknown model config 'No-Such-Model'.*ViT-B-32/);
   });
+
+  it('refuses a file that is not JSON without quoting it', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'cfg-')), 'notes.pt');
+    writeFileSync(file, 'token=hunter2\nsecond line\n');
+    expect(() => loadModelConfig(file)).toThrow(/^.*notes\.pt: not an open_clip model config \(not JSON\)$/);
+    expect(() => loadModelConfig(tmpdir())).toThrow(/: cannot read it \(EISDIR\)$/);
+  });
 });
 
 describe('initParams', () => {
