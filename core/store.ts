@@ -48,7 +48,8 @@ export interface ObjectStore {
   child(prefix: string): ObjectStore;
 }
 
-export type Body = Uint8Array | string | AsyncIterable<Uint8Array>;
+/** An object's bytes: whole, or as parts written in order (views of arrays the caller holds, or a stream). */
+export type Body = Uint8Array | string | readonly Uint8Array[] | AsyncIterable<Uint8Array>;
 
 export const TMP_SEGMENT = '_tmp';
 
@@ -306,6 +307,8 @@ export function openStore(location: string, client?: S3Client): ObjectStore {
   return new FsStore(location);
 }
 
-export function sha256Hex(bytes: Uint8Array | string): string {
-  return createHash('sha256').update(bytes).digest('hex');
+export function sha256Hex(bytes: Uint8Array | string | readonly Uint8Array[]): string {
+  const hash = createHash('sha256');
+  for (const part of typeof bytes === 'string' || bytes instanceof Uint8Array ? [bytes] : bytes) hash.update(part);
+  return hash.digest('hex');
 }

@@ -7,6 +7,7 @@ import { shardName } from '../../core/s3-layout.ts';
 import { encodeShard, type Shard } from '../../core/shard-format.ts';
 import { FsStore } from '../../core/store.ts';
 import { writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
+import { type SaveValue, torchSave } from '../../worker/checkpoint/torch-writer.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import type { StateDict } from '../../worker/engine/tensor.ts';
 import { initParams } from '../../worker/models/init.ts';
@@ -14,18 +15,16 @@ import type { MemoryRequest } from '../bench-worker-memory-runner.ts';
 import { forkModule } from '../child-process.ts';
 import { defineCommand, integer, option, UserError } from '../command.ts';
 
-/** A random-weight checkpoint of the config, as torch.save (test/checkpoint/torch-writer.ts) or safetensors writes it. */
+/** A random-weight checkpoint of the config, as torch.save or safetensors writes it. */
 async function writeCheckpoint(path: string, dict: StateDict, format: 'pt' | 'safetensors'): Promise<void> {
   if (format === 'safetensors') return writeFile(path, writeSafetensors(dict));
-  // The only torch.save writer in the project is the tests' (the product never writes .pt); imported on demand.
-  const w = (await import('../../test/checkpoint/torch-writer.ts')) as typeof import('../../test/checkpoint/torch-writer.ts');
-  const value = new Map<string, import('../../test/checkpoint/torch-writer.ts').SaveValue>();
+  const value = new Map<string, SaveValue>();
   const storages: Record<string, Uint8Array> = {};
   [...dict].forEach(([k, t], i) => {
     value.set(k, { storage: { key: String(i), type: 'FloatStorage', numel: t.data.length }, size: [...t.shape] });
     storages[String(i)] = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   });
-  await writeFile(path, w.torchSave(value, storages));
+  await writeFile(path, torchSave(value, storages));
 }
 
 function syntheticShard(size: number, images: number, seed: number): Shard {

@@ -11,7 +11,7 @@ import { CheckpointError } from '../../worker/checkpoint/errors.ts';
 import { loadStateDict, loadStateDictFile } from '../../worker/checkpoint/load.ts';
 import { readSafetensors, writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
 import { MAX_DIRECTORY_BYTES, MAX_INFLATE_RATIO, ZipArchive } from '../../worker/checkpoint/torch-zip.ts';
-import { bytesOf, Pickle, type SaveValue, type TensorSpec, writeValue, writeZip, type ZipInput } from './torch-writer.ts';
+import { bytesOf, Pickle, type SaveValue, type TensorSpec, writeValue, writeZip, type ZipInput } from '../../worker/checkpoint/torch-writer.ts';
 
 const f32 = (n: number): TensorSpec['storage'] => ({ key: '0', type: 'FloatStorage', numel: n });
 const pickleOf = (v: SaveValue): Uint8Array => writeValue(new Pickle(2), v).stop();

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { startLocalS3 } from '../../cli/local-s3.ts';
 import { loadStateDictFile } from '../../worker/checkpoint/load.ts';
-import { bytesOf, type SaveValue, torchSave } from './torch-writer.ts';
+import { bytesOf, type SaveValue, torchSave } from '../../worker/checkpoint/torch-writer.ts';
 
 describe('loadStateDictFile from s3://', () => {
   it('reads a checkpoint object, bounds its size by HEAD first, and names a missing object', async () => {

@@ -3,7 +3,7 @@ import { CheckpointError } from '../../worker/checkpoint/errors.ts';
 import { loadStateDict } from '../../worker/checkpoint/load.ts';
 import { MAX_PICKLE_OPS } from '../../worker/checkpoint/unpickle.ts';
 import { fixtureBytes } from './fixtures.ts';
-import { bytesOf, Pickle, type SaveValue, type TensorSpec, torchSave, writeTensor, writeZip, type ZipInput } from './torch-writer.ts';
+import { bytesOf, Pickle, type SaveValue, type TensorSpec, torchSave, writeTensor, writeZip, type ZipInput } from '../../worker/checkpoint/torch-writer.ts';
 
 /** A torch archive around a hand-written data.pkl, with an optional float storage '0' of 4 values. */
 function withPickle(pkl: Uint8Array, storages: Record<string, Uint8Array> = { '0': bytesOf(new Float32Array(4)) }): Uint8Array {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_HEADER_BYTES, readSafetensors, readSafetensorsF32, writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
+import { MAX_HEADER_BYTES, readSafetensors, readSafetensorsF32, safetensorsParts, writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
 import type { StateDict } from '../../worker/engine/tensor.ts';
 import { bitsOf, fixtureBytes, fixtureJson } from './fixtures.ts';
 import { toBf16, toF16 } from './half-encode.ts';
@@ -66,6 +66,15 @@ describe('safetensors', () => {
     expect(raw.get('visual.bn1.num_batches_tracked')!.data).toEqual(BigInt64Array.of(5n));
     expect(raw.get('visual.bn1.running_mean')!.dtype).toBe('F32');
     expect(readSafetensorsF32(bytes).get('visual.bn1.num_batches_tracked')!.data).toEqual(Float32Array.of(5));
+  });
+
+  it('streams as a header and views of the tensors themselves, in file order, which concatenate to the file', () => {
+    const sd = readSafetensorsF32(fixtureBytes('open_clip-tiny/model.safetensors'));
+    const parts = safetensorsParts(sd, { format: 'pt' });
+    expect(Buffer.concat(parts).equals(Buffer.from(writeSafetensors(sd, { format: 'pt' })))).toBe(true);
+    const float = [...sd].filter(([k]) => !k.endsWith('num_batches_tracked'));
+    // No copy of the state: every float32 part is a view of its tensor's own buffer.
+    for (const [, t] of float) expect(parts.some((p) => p.buffer === t.data.buffer && p.byteOffset === t.data.byteOffset)).toBe(true);
   });
 
   it('refuses to write a tensor whose data does not match its shape', () => {

@@ -10,7 +10,7 @@ import { initParams } from '../../worker/models/init.ts';
 import type { TrainEvent } from '../../worker/train/log.ts';
 import { chooseModel, loadBaseModel } from '../../worker/train/base-model.ts';
 import { sceneShards, tempDir, writeShards } from '../worker/helpers.ts';
-import { bytesOf, type SaveValue, type TensorSpec, torchSave } from './torch-writer.ts';
+import { bytesOf, type SaveValue, type TensorSpec, torchSave } from '../../worker/checkpoint/torch-writer.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const config = loadModelConfig('ViT-tiny');

@@ -6,7 +6,7 @@ import { ZipArchive } from '../../worker/checkpoint/torch-zip.ts';
 import type { StateDict } from '../../worker/engine/tensor.ts';
 import { fixtureBytes, fixtureJson } from './fixtures.ts';
 import { toBf16, toF16 } from './half-encode.ts';
-import { bytesOf, Pickle, type SaveValue, type TensorSpec, torchSave, writeTensor, writeZip, type ZipInput } from './torch-writer.ts';
+import { bytesOf, Pickle, type SaveValue, type TensorSpec, torchSave, writeTensor, writeZip, type ZipInput } from '../../worker/checkpoint/torch-writer.ts';
 
 const TINY_PT = 'open_clip-tiny/model.pt';
 

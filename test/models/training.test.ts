@@ -7,13 +7,15 @@ import { clipParams } from '../../worker/models/clip.ts';
 import { initParams } from '../../worker/models/init.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import { buildProbeGraph, gradName } from '../../worker/verify/probe.ts';
-import type { StateDict } from '../../worker/engine/tensor.ts';
+import { copyDict, type StateDict } from '../../worker/engine/tensor.ts';
 import { hyper, randomBatch, variantConfig as cfg } from './helpers.ts';
 
 const init = initParams(cfg, 3);
 const open: ClipTrainer[] = [];
+/** A trainer over copies of the state it is given: a trainer takes its arrays over, and the tests read them on. */
 async function trainer(o: Partial<TrainerOptions> = {}): Promise<ClipTrainer> {
-  const t = await createTrainer({ config: cfg, init, batchSize: 4, hyper, ...o });
+  const optimizer = o.optimizer && { ...o.optimizer, m: copyDict(o.optimizer.m), v: copyDict(o.optimizer.v) };
+  const t = await createTrainer({ config: cfg, batchSize: 4, hyper, ...o, init: copyDict(o.init ?? init), optimizer });
   open.push(t);
   return t;
 }

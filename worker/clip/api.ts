@@ -9,7 +9,10 @@ import type { StateDict } from '../engine/tensor.ts';
 
 export interface TrainerOptions {
   config: ClipModelConfig;
-  /** Initial parameters (and BatchNorm buffers), open_clip names. */
+  /**
+   * Initial parameters (and BatchNorm buffers), open_clip names. The trainer takes the arrays over, as it does
+   * `optimizer`'s (each run hands them to the session thread): pass copies of what you still read.
+   */
   init: StateDict;
   /** Micro-batch size: rows per forward/backward. */
   batchSize: number;
@@ -61,7 +64,10 @@ export interface ClipTrainer {
   /** L2-normalised embeddings [n, embed_dim] with the current parameters, in evaluation mode. */
   encodeImages(images: Float32Array, n: number): Promise<Float32Array>;
   encodeTexts(tokens: Int32Array, n: number): Promise<Float32Array>;
-  /** Current parameters and buffers (open_clip names) and optimizer state. */
+  /**
+   * Current parameters and buffers (open_clip names) and optimizer state: views of the trainer's own arrays, valid
+   * until the next train() (which hands them over), so a checkpoint does not copy them.
+   */
   snapshot(): Promise<{ params: StateDict; optimizer: OptimizerState }>;
   close(): Promise<void>;
 }

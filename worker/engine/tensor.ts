@@ -8,3 +8,6 @@ export interface HostTensor {
 export type StateDict = Map<string, HostTensor>;
 
 export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/** A copy with arrays of its own, for a caller that keeps reading a dict it hands over (e.g. to a trainer). */
+export const copyDict = (dict: StateDict): StateDict => new Map([...dict].map(([k, t]) => [k, { shape: [...t.shape], data: t.data.slice() }]));

@@ -1,6 +1,6 @@
 import { BEST_CHECKPOINT, CHECKPOINT_FILES, CHECKPOINTS, LATEST_CHECKPOINT, checkpointDir } from '../../core/s3-layout.ts';
 import type { ObjectStore } from '../../core/store.ts';
-import { readSafetensorsF32, writeSafetensors } from '../checkpoint/safetensors.ts';
+import { readSafetensorsF32, safetensorsParts } from '../checkpoint/safetensors.ts';
 import type { Split } from '../../core/shard-format.ts';
 import type { DataCursor } from '../data/shard-stream.ts';
 import type { RngState } from '../data/rng.ts';
@@ -79,8 +79,8 @@ function splitOptimizer(tensors: StateDict, step: number, source: string): Optim
 /** Writes the checkpoint's files, then moves latest.json (and best.json when `best` is this step) onto it. */
 export async function saveCheckpoint(out: ObjectStore, ck: Checkpoint): Promise<CheckpointPointer> {
   const dir = checkpointDir(ck.state.step);
-  await out.put(`${dir}/${MODEL_FILE}`, writeSafetensors(ck.params, { format: 'pt' }));
-  await out.put(`${dir}/${OPTIMIZER_FILE}`, writeSafetensors(optimizerTensors(ck.optimizer), { step: String(ck.optimizer.step) }));
+  await out.put(`${dir}/${MODEL_FILE}`, safetensorsParts(ck.params, { format: 'pt' }));
+  await out.put(`${dir}/${OPTIMIZER_FILE}`, safetensorsParts(optimizerTensors(ck.optimizer), { step: String(ck.optimizer.step) }));
   await out.put(`${dir}/${TRAINER_FILE}`, JSON.stringify({ ...ck.state, optimizerStep: ck.optimizer.step }));
   const pointer: CheckpointPointer = { step: ck.state.step, dir };
   if (ck.state.best?.step === ck.state.step) await out.put(BEST_CHECKPOINT, JSON.stringify(ck.state.best));

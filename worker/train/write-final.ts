@@ -1,6 +1,6 @@
 import { FINAL, FINAL_FILES } from '../../core/s3-layout.ts';
 import { sha256Hex, type ObjectStore } from '../../core/store.ts';
-import { writeSafetensors } from '../checkpoint/safetensors.ts';
+import { safetensorsParts } from '../checkpoint/safetensors.ts';
 import { exportImageEncoder, exportTextEncoder } from '../clip/export.ts';
 import type { StateDict } from '../engine/tensor.ts';
 import { modelCard } from './model-card.ts';
@@ -58,7 +58,7 @@ function plots(run: RunSummary): Record<string, string> {
 /** runs/<runId>/final/ (or <out>/final/), metrics.json last (core/s3-layout.ts FINAL_FILES). */
 export async function writeFinal(out: ObjectStore, params: StateDict, run: RunSummary): Promise<FinalWritten> {
   const dir = out.child(FINAL);
-  const model = writeSafetensors(params, { format: 'pt' });
+  const model = safetensorsParts(params, { format: 'pt' });
   const sha256 = sha256Hex(model);
   await dir.put(FINAL_FILES.model, model);
   await dir.put(FINAL_FILES.imageEncoder, exportImageEncoder(run.config, params));

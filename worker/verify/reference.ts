@@ -16,7 +16,7 @@ import { openSession } from '../engine/session.ts';
 import { createTrainer } from '../clip/trainer.ts';
 import { names } from '../clip/train-graph.ts';
 import { readSafetensors, readSafetensorsF32, type SafetensorsEntry } from '../checkpoint/safetensors.ts';
-import type { StateDict } from '../engine/tensor.ts';
+import { copyDict, type StateDict } from '../engine/tensor.ts';
 import { clipBuffers, clipParams } from '../models/clip.ts';
 import { parseModelConfig } from '../../core/model-config/config.ts';
 import { buildProbeGraph, gradName, PROBE_OUTPUTS } from './probe.ts';
@@ -285,7 +285,10 @@ export const maxAbs = (ours: ArrayLike<number>, want: number[]) =>
   Math.max(...want.map((v, i) => Math.abs(ours[i] - v)).map((d) => (Number.isNaN(d) ? Infinity : d)));
 
 export async function withTrainer<T>(ref: ReferenceFolder, extra: Partial<TrainerOptions>, fn: (t: ClipTrainer) => Promise<T>): Promise<T> {
-  const trainer = await createTrainer({ config: ref.config, init: ref.params, batchSize: ref.n, hyper: hyperOf(ref).hyper, stepsPerRun: 1, ...extra });
+  // Over copies: a trainer takes its state's arrays over, and the comparisons read the reference's (and `extra`'s) on.
+  const optimizer = extra.optimizer && { ...extra.optimizer, m: copyDict(extra.optimizer.m), v: copyDict(extra.optimizer.v) };
+  const init = copyDict(extra.init ?? ref.params);
+  const trainer = await createTrainer({ config: ref.config, batchSize: ref.n, hyper: hyperOf(ref).hyper, stepsPerRun: 1, ...extra, init, optimizer });
   try {
     return await fn(trainer);
   } finally {

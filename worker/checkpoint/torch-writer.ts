@@ -1,7 +1,8 @@
 import { deflateRawSync } from 'node:zlib';
 
 /**
- * Test-only writers for torch checkpoints without torch: a pickle assembler that emits the same opcodes
+ * Writers for torch checkpoints without torch, for the tests and the benchmarks (the product reads .pt files and
+ * never writes one): a pickle assembler that emits the same opcodes
  * torch.save does (protocol 2, or protocol 4 framing), and a ZIP writer with the knobs the loader must handle
  * (deflate, torch's 64-byte alignment padding, forced ZIP64 records).
  */
