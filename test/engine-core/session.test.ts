@@ -150,13 +150,13 @@ describe('carried state', () => {
     }
   });
 
-  it('keeps an input without an output as last fed (a frozen parameter) and leaves it out of read()', async () => {
+  it.each([[false], [true]])('keeps an input without an output as last fed (a frozen parameter) and leaves it out of read() (uploadFixed %s)', async (uploadFixed) => {
     const g = new Graph();
     const next = op.add(g.input('state', 'float32', [2]), op.mul(g.input('step', 'float32', [2]), g.input('scale', 'float32', [2])));
     g.output(next, 'next');
     g.output(op.reduceSum(next, [0]), 'total');
     const carry = [{ output: 'next', input: 'state', dims: [2] }, { input: 'scale', dims: [2] }];
-    const session = await openSession(g.toModel(), { threads: 1, carry });
+    const session = await openSession(g.toModel(), { threads: 1, carry, uploadFixed });
     try {
       await expect(session.run({ state: v(0, 0), step: v(1, 1) })).rejects.toThrow(/carried input scale has no value/);
       expect(Array.from((await session.run({ state: v(0, 0), step: v(1, 1), scale: v(2, 3) })).total.data as Float32Array)).toEqual([5]);

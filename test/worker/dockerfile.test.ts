@@ -25,6 +25,9 @@ describe('worker Dockerfiles', () => {
       const entry = ast.getENTRYPOINTs()[0]!.getRawArgumentsContent();
       expect(JSON.parse(entry!)).toEqual(['node', '--import', 'tsx', 'cli/main.ts']);
       expect(existsSync(join(ROOT, 'cli/commands/worker.ts'))).toBe(true);
+      // glibc's malloc settings that return what a training step frees (bench-worker-memory measures the difference).
+      const env = new Map(ast.getENVs().flatMap((e) => e.getProperties().map((p) => [p.getName(), p.getValue()] as const)));
+      expect([env.get('MALLOC_ARENA_MAX'), env.get('MALLOC_MMAP_THRESHOLD_'), env.get('MALLOC_TRIM_THRESHOLD_')], file).toEqual(['2', '131072', '131072']);
     });
   }
 

@@ -49,8 +49,6 @@ export class TrainerState {
   private readonly m: Arrays;
   private readonly v: Arrays;
   step: number;
-  /** Runs that moved the state; encoders re-read parameters only when this has changed. */
-  runs = 0;
   /** With resident state, the session holding the newest values, and whether the host arrays caught up with it. */
   private holder: TrainSession | undefined;
   private hostCurrent = true;
@@ -117,7 +115,6 @@ export class TrainerState {
       for (const b of graph.buffers) this.buffers.set(b.name, out[names.newBuffer(b.name)].data as Float32Array);
     }
     this.step += k;
-    this.runs++;
   }
 
   /** A parameter or buffer as the host holds it (call syncHost first). */

@@ -132,6 +132,7 @@ class EngineTrainer implements ClipTrainer {
   async train(steps: StepInput[]): Promise<StepResult[]> {
     this.usable();
     steps.forEach((s, i) => this.checkStep(s, i));
+    await this.encoders.release();
     const results: StepResult[] = [];
     let i = 0;
     // Full Loop runs first; a remainder shorter than K runs one step at a time (one more model, not one per length).
@@ -156,6 +157,8 @@ class EngineTrainer implements ClipTrainer {
 
   async snapshot() {
     this.usable();
+    // What reads a snapshot (a checkpoint, the final export) is not an evaluation: the encoders' copies can go.
+    await this.encoders.release();
     await this.state.syncHost();
     return this.state.views();
   }
@@ -163,8 +166,7 @@ class EngineTrainer implements ClipTrainer {
   async close(): Promise<void> {
     // A session that failed to open has already reported its error to the call that needed it.
     const train = await Promise.allSettled(this.trainSessions.values());
-    const sessions = [...train.flatMap((r) => (r.status === 'fulfilled' ? [r.value.session] : [])), ...(await this.encoders.opened())];
-    await Promise.all(sessions.map((s) => s.close()));
+    await Promise.all([...train.flatMap((r) => (r.status === 'fulfilled' ? [r.value.session.close()] : [])), this.encoders.release()]);
   }
 }
 

@@ -89,7 +89,8 @@ const reply = (r: ThreadReply, transfer: ArrayBuffer[] = []) => port.postMessage
 
 /**
  * A run: carried inputs the request does not feed take their held values, fed ones replace them; carried outputs
- * are held, not returned. Fixed inputs go through the upload model once: with WebGPU they then stay on the GPU.
+ * are held, not returned. Fixed inputs are held as fed, or through the upload model: with WebGPU they then stay
+ * on the GPU.
  */
 async function run(
   session: ort.InferenceSession,
@@ -101,7 +102,7 @@ async function run(
   const fed = fixedInputs.filter((i) => feeds[i]);
   if (fed.length) {
     if (fed.length !== fixedInputs.length) throw new Error(`fixed inputs are fed all together: got ${fed.length} of ${fixedInputs.length}`);
-    const up = await passThrough(init.uploadModel!, Object.fromEntries(fed.map((i) => [i, feeds[i]!])), true);
+    const up = init.uploadModel ? await passThrough(init.uploadModel, Object.fromEntries(fed.map((i) => [i, feeds[i]!])), true) : feeds;
     for (const i of fed) hold(i, up[i]!);
   }
   const held = (input: string): ort.Tensor => {
