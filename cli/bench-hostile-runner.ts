@@ -23,7 +23,7 @@ async function attempt(m: HostileRequest): Promise<string> {
       throw e;
     }
   }
-  const [{ CheckpointError }, { loadStateDictFile }] = await Promise.all([import('../worker/checkpoint/errors.ts'), import('../worker/checkpoint/load.ts')]);
+  const [{ CheckpointError }, { loadStateDictFile }] = await Promise.all([import('../core/tensors/errors.ts'), import('../worker/checkpoint/load.ts')]);
   try {
     return `loaded: ${(await loadStateDictFile(m.path)).size} tensors`;
   } catch (e) {

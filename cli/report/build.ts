@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import type { ObjectStore } from '../../core/store.ts';
 import { exportImageEncoder, exportTextEncoder } from '../../worker/clip/export.ts';
 import type { ClipModelConfig } from '../../core/model-config/config.ts';
-import type { StateDict } from '../../worker/engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 import { FINAL_FILES } from '../../core/s3-layout.ts';
 import type { MetricsFile } from '../../worker/train/run-summary.ts';
 import { chooseQueries, loadPool, onnxEncoders, rankPool, type Encoders, type Hit } from './gallery.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bf16ToF32, f16ToF32 } from '../../worker/checkpoint/half.ts';
+import { bf16ToF32, f16ToF32 } from '../../core/tensors/half.ts';
 import { bitsOf } from './fixtures.ts';
 import { toBf16, toF16 } from './half-encode.ts';
 

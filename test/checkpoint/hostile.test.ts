@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { constants as zlib, deflateRawSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bytesSource, type ByteSource, openFileSource } from '../../worker/checkpoint/byte-source.ts';
-import { CheckpointError } from '../../worker/checkpoint/errors.ts';
+import { bytesSource, type ByteSource, openFileSource } from '../../core/tensors/byte-source.ts';
+import { CheckpointError } from '../../core/tensors/errors.ts';
 import { loadStateDict, loadStateDictFile } from '../../worker/checkpoint/load.ts';
-import { readSafetensors, writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
+import { readSafetensors, writeSafetensors } from '../../core/tensors/safetensors.ts';
 import { MAX_DIRECTORY_BYTES, MAX_INFLATE_RATIO, ZipArchive } from '../../worker/checkpoint/torch-zip.ts';
 import { bytesOf, Pickle, type SaveValue, type TensorSpec, writeValue, writeZip, type ZipInput } from '../../worker/checkpoint/torch-writer.ts';
 

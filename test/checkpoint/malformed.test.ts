@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CheckpointError } from '../../worker/checkpoint/errors.ts';
+import { CheckpointError } from '../../core/tensors/errors.ts';
 import { loadStateDict } from '../../worker/checkpoint/load.ts';
 import { MAX_PICKLE_OPS } from '../../worker/checkpoint/unpickle.ts';
 import { fixtureBytes } from './fixtures.ts';

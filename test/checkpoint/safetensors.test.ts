@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_HEADER_BYTES, readSafetensors, readSafetensorsF32, safetensorsParts, writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
-import type { StateDict } from '../../worker/engine/tensor.ts';
+import { MAX_HEADER_BYTES, readSafetensors, readSafetensorsF32, safetensorsParts, writeSafetensors } from '../../core/tensors/safetensors.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 import { bitsOf, fixtureBytes, fixtureJson } from './fixtures.ts';
 import { toBf16, toF16 } from './half-encode.ts';
 

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadModelConfig } from '../../core/model-config/config.ts';
 import { CheckpointMismatchError, TrainInputError } from '../../core/run-errors.ts';
 import { FsStore } from '../../core/store.ts';
-import type { HostTensor, StateDict } from '../../worker/engine/tensor.ts';
+import type { HostTensor, StateDict } from '../../core/tensors/tensor.ts';
 import { initParams } from '../../worker/models/init.ts';
 import type { TrainEvent } from '../../worker/train/log.ts';
 import { chooseModel, loadBaseModel } from '../../worker/train/base-model.ts';

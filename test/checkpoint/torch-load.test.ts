@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { bytesSource } from '../../worker/checkpoint/byte-source.ts';
+import { bytesSource } from '../../core/tensors/byte-source.ts';
 import { loadStateDict, loadStateDictFile } from '../../worker/checkpoint/load.ts';
-import { readSafetensorsF32, writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
+import { readSafetensorsF32, writeSafetensors } from '../../core/tensors/safetensors.ts';
 import { ZipArchive } from '../../worker/checkpoint/torch-zip.ts';
-import type { StateDict } from '../../worker/engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 import { fixtureBytes, fixtureJson } from './fixtures.ts';
 import { toBf16, toF16 } from './half-encode.ts';
 import { bytesOf, Pickle, type SaveValue, type TensorSpec, torchSave, writeTensor, writeZip, type ZipInput } from '../../worker/checkpoint/torch-writer.ts';

@@ -3,11 +3,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
+import { readSafetensorsF32 } from '../../core/tensors/safetensors.ts';
 import { loadModelConfig, modelConfigNames } from '../../core/model-config/config.ts';
 import { initParams } from '../../worker/models/init.ts';
 import { clipParams } from '../../worker/models/clip.ts';
-import { numel } from '../../worker/engine/tensor.ts';
+import { numel } from '../../core/tensors/tensor.ts';
 
 const fixture = 'test/fixtures/open_clip-tiny';
 

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
+import { readSafetensorsF32 } from '../../core/tensors/safetensors.ts';
 import { exportImageEncoder, exportTextEncoder } from '../../worker/clip/export.ts';
 import { runOnce } from '../../worker/engine/session.ts';
 import { loadModelConfig } from '../../core/model-config/config.ts';

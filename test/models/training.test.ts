@@ -7,7 +7,7 @@ import { clipParams } from '../../worker/models/clip.ts';
 import { initParams } from '../../worker/models/init.ts';
 import { Rng } from '../../worker/data/rng.ts';
 import { buildProbeGraph, gradName } from '../../worker/verify/probe.ts';
-import { copyDict, type StateDict } from '../../worker/engine/tensor.ts';
+import { copyDict, type StateDict } from '../../core/tensors/tensor.ts';
 import { hyper, randomBatch, variantConfig as cfg } from './helpers.ts';
 
 const init = initParams(cfg, 3);

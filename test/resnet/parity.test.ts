@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadStateDict } from '../../worker/checkpoint/load.ts';
-import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
+import { readSafetensorsF32 } from '../../core/tensors/safetensors.ts';
 import { exportImageEncoder } from '../../worker/clip/export.ts';
 import { runOnce } from '../../worker/engine/session.ts';
 import { clipBuffers, clipParams } from '../../worker/models/clip.ts';

@@ -12,7 +12,7 @@ import { clipBuffers } from '../../worker/models/clip.ts';
 import { parseModelConfig } from '../../core/model-config/config.ts';
 import { initParams } from '../../worker/models/init.ts';
 import { Rng } from '../../worker/data/rng.ts';
-import type { StateDict } from '../../worker/engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 import { concatBatches, hyper, randomBatch } from '../models/helpers.ts';
 import { simpleShards, tempDir, writeShards } from '../worker/helpers.ts';
 

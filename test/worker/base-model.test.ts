@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { FsStore } from '../../core/store.ts';
-import { writeSafetensors } from '../../worker/checkpoint/safetensors.ts';
+import { writeSafetensors } from '../../core/tensors/safetensors.ts';
 import { loadModelConfig } from '../../core/model-config/config.ts';
 import { chooseModel, latestModel, loadBaseModel } from '../../worker/train/base-model.ts';
 import { TrainInputError } from '../../core/run-errors.ts';

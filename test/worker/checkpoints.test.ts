@@ -7,7 +7,7 @@ import { FsStore, type ObjectStore } from '../../core/store.ts';
 import { BEST_CHECKPOINT } from '../../core/s3-layout.ts';
 import { loadLatestCheckpoint, saveCheckpoint, type TrainerState } from '../../worker/train/checkpoints.ts';
 import { lineChart } from '../../worker/train/plots.ts';
-import type { StateDict } from '../../worker/engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 import { tempDir } from './helpers.ts';
 
 const tensors = (v: number): StateDict =>

@@ -4,13 +4,13 @@ import { startLocalS3, type LocalS3 } from '../../cli/local-s3.ts';
 import { LATEST_CHECKPOINT, runPrefix, shardsPrefix } from '../../core/s3-layout.ts';
 import { sha256Hex } from '../../core/store.ts';
 import { tokenizeAll } from '../../core/tokenizer/index.ts';
-import { readSafetensorsF32 } from '../../worker/checkpoint/safetensors.ts';
+import { readSafetensorsF32 } from '../../core/tensors/safetensors.ts';
 import type { ClipTrainer, TrainerOptions } from '../../worker/clip/api.ts';
 import { createTrainer } from '../../worker/clip/trainer.ts';
 import { silentLogger } from '../../worker/train/log.ts';
 import { FINAL_FILES } from '../../core/s3-layout.ts';
 import { runTraining, type TrainOutput } from '../../worker/train/run.ts';
-import type { StateDict } from '../../worker/engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 import { sceneShards, writeShards } from './helpers.ts';
 
 const SIZE = 32;

@@ -1,5 +1,5 @@
 import { CheckpointMismatchError } from '../../core/run-errors.ts';
-import { numel, type StateDict } from '../engine/tensor.ts';
+import { numel, type StateDict } from '../../core/tensors/tensor.ts';
 
 /** A state-dict entry the model declares (worker/models ParamSpec: open_clip's names and shapes). */
 export interface ExpectedEntry {

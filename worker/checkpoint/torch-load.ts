@@ -1,7 +1,7 @@
-import type { HostTensor } from '../engine/tensor.ts';
-import { CheckpointError } from './errors.ts';
-import type { ByteSource } from './byte-source.ts';
-import { bf16ToF32, f16ToF32 } from './half.ts';
+import type { HostTensor } from '../../core/tensors/tensor.ts';
+import { CheckpointError } from '../../core/tensors/errors.ts';
+import type { ByteSource } from '../../core/tensors/byte-source.ts';
+import { bf16ToF32, f16ToF32 } from '../../core/tensors/half.ts';
 import { ZipArchive } from './torch-zip.ts';
 import { PyDict, PyGlobal, PyList, PyObject, PyTuple, type PyValue, typeName, unpickle } from './unpickle.ts';
 

@@ -1,6 +1,6 @@
 import { constants as zlib, inflateRawSync } from 'node:zlib';
-import type { ByteSource } from './byte-source.ts';
-import { CheckpointError } from './errors.ts';
+import type { ByteSource } from '../../core/tensors/byte-source.ts';
+import { CheckpointError } from '../../core/tensors/errors.ts';
 
 /**
  * A bounded ZIP reader for torch checkpoints: central directory (ZIP64 when a field overflows), stored and

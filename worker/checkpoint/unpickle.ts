@@ -1,4 +1,4 @@
-import { CheckpointError } from './errors.ts';
+import { CheckpointError } from '../../core/tensors/errors.ts';
 
 /**
  * A restricted pickle reader: a stack machine over the opcodes a torch state dict (or an open_clip training

@@ -5,7 +5,7 @@
 import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import type { ExecutionProvider, OptimizerHyper } from '../engine/options.ts';
 import type { Batch } from '../data/batch.ts';
-import type { StateDict } from '../engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 
 export interface TrainerOptions {
   config: ClipModelConfig;

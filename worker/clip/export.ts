@@ -10,7 +10,7 @@ import { clipBuffers, clipParams, visionTower } from '../models/clip.ts';
 import { textDims } from '../../core/model-config/config.ts';
 import { l2normalize } from '../models/loss.ts';
 import { encodeText } from '../models/text.ts';
-import type { StateDict } from '../engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 
 export type Tower = 'image' | 'text';
 

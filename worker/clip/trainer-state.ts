@@ -5,7 +5,7 @@
  */
 import type { OptimizerState } from './api.ts';
 import type { CarriedState, EngineSession, HostArray } from '../engine/session.ts';
-import { numel, type StateDict } from '../engine/tensor.ts';
+import { numel, type StateDict } from '../../core/tensors/tensor.ts';
 import type { ParamSpec } from '../models/spec.ts';
 import { names, type TrainGraph } from './train-graph.ts';
 

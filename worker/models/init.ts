@@ -1,5 +1,5 @@
 import type { ClipModelConfig } from '../../core/model-config/config.ts';
-import { numel, type StateDict } from '../engine/tensor.ts';
+import { numel, type StateDict } from '../../core/tensors/tensor.ts';
 import { clipBuffers, clipParams } from './clip.ts';
 import type { Init } from './spec.ts';
 import { Rng } from '../data/rng.ts';

@@ -1,14 +1,14 @@
 import { basename } from 'node:path';
 import { modelLatestKey } from '../../core/s3-layout.ts';
 import type { ObjectStore } from '../../core/store.ts';
-import { CheckpointError } from '../checkpoint/errors.ts';
+import { CheckpointError } from '../../core/tensors/errors.ts';
 import { loadStateDictFile } from '../checkpoint/load.ts';
 import { matchStateDict } from '../checkpoint/match.ts';
 import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import { loadModelConfig, modelConfigNames } from '../../core/model-config/config.ts';
 import { clipBuffers, clipParams } from '../models/clip.ts';
 import { initParams } from '../models/init.ts';
-import type { StateDict } from '../engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 import { TrainInputError } from '../../core/run-errors.ts';
 import { jsonLinesTo, type Logger } from './log.ts';
 

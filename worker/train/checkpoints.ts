@@ -1,11 +1,11 @@
 import { BEST_CHECKPOINT, CHECKPOINT_FILES, CHECKPOINTS, LATEST_CHECKPOINT, checkpointDir } from '../../core/s3-layout.ts';
 import type { ObjectStore } from '../../core/store.ts';
-import { readSafetensorsF32, safetensorsParts } from '../checkpoint/safetensors.ts';
+import { readSafetensorsF32, safetensorsParts } from '../../core/tensors/safetensors.ts';
 import type { Split } from '../../core/shard-format.ts';
 import type { DataCursor } from '../data/shard-stream.ts';
 import type { RngState } from '../data/rng.ts';
 import type { OptimizerState } from '../clip/api.ts';
-import type { StateDict } from '../engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 import type { RetrievalMetrics } from './metrics.ts';
 
 /**

@@ -8,7 +8,7 @@ import type { ClipTrainer, StepInput, TrainerOptions } from '../clip/api.ts';
 import type { Batch } from '../data/batch.ts';
 import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import type { ExecutionProvider } from '../engine/options.ts';
-import type { StateDict } from '../engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 import { loadLatestCheckpoint, saveCheckpoint, type Checkpoint, type EvalRecord, type TrainerState } from './checkpoints.ts';
 import { evaluateSplit } from './evaluate.ts';
 import { AttemptDeadline, TrainInputError } from '../../core/run-errors.ts';

@@ -3,7 +3,7 @@ import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import type { ExecutionProvider } from '../engine/options.ts';
 import { exportImageEncoder, exportTextEncoder } from '../clip/export.ts';
 import { openSession, type EngineSession } from '../engine/session.ts';
-import type { StateDict } from '../engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 
 /**
  * Encoders for evaluating a saved model without building a training graph: the exported ONNX towers (static

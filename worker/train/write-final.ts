@@ -1,8 +1,8 @@
 import { FINAL, FINAL_FILES } from '../../core/s3-layout.ts';
 import { sha256Hex, type ObjectStore } from '../../core/store.ts';
-import { safetensorsParts } from '../checkpoint/safetensors.ts';
+import { safetensorsParts } from '../../core/tensors/safetensors.ts';
 import { exportImageEncoder, exportTextEncoder } from '../clip/export.ts';
-import type { StateDict } from '../engine/tensor.ts';
+import type { StateDict } from '../../core/tensors/tensor.ts';
 import { modelCard } from './model-card.ts';
 import { lineChart } from './plots.ts';
 import type { MetricsFile, RunSummary } from './run-summary.ts';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
-import { readSafetensors } from '../checkpoint/safetensors.ts';
+import { readSafetensors } from '../../core/tensors/safetensors.ts';
 import { preprocessImage } from '../../core/preprocess/index.ts';
 
 export interface ParityResult {

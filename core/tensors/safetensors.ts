@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import type { StateDict } from '../engine/tensor.ts';
+import type { StateDict } from './tensor.ts';
 import { asSource, type ByteSource } from './byte-source.ts';
 import { CheckpointError } from './errors.ts';
 import { f16ToF32, bf16ToF32 } from './half.ts';
