@@ -26,6 +26,11 @@ export interface GpuComputeProps {
   onDemandMaxvCpus?: number;
   /** Per job; must fit the smallest instance type after the ECS agent's share. */
   vcpus?: number;
+  /**
+   * Host memory per job (default 14 GiB). Measured by bench-worker-memory (CPU worker, batch 8, where activations
+   * are host memory too; docs/DEPLOY.md): ViT-B-32 3.7 GiB, RN50 3.0 GiB, ViT-L-14, RemoteCLIP's largest, 9.9 GiB.
+   * 14 GiB keeps 4 GiB above that and fits a 16 GiB g5/g6.xlarge beside the ECS agent and the OS.
+   */
   memory?: Size;
   /** Job attempts in total (default 5); spot reclaims and attempts that stopped before their timeout are retried. */
   attempts?: number;

@@ -13,7 +13,8 @@ import type { StateDict } from '../../core/tensors/tensor.ts';
 import { initParams } from '../../worker/models/init.ts';
 import type { MemoryRequest } from '../bench-worker-memory-runner.ts';
 import { forkModule } from '../child-process.ts';
-import { defineCommand, integer, option, UserError } from '../command.ts';
+import { defineCommand, integer, option, toggle, UserError } from '../command.ts';
+import { TRAINER_MALLOC_ENV } from '../../worker/train/malloc-env.ts';
 
 /** A random-weight checkpoint of the config, as torch.save or safetensors writes it. */
 async function writeCheckpoint(path: string, dict: StateDict, format: 'pt' | 'safetensors'): Promise<void> {
@@ -53,9 +54,9 @@ function syntheticShard(size: number, images: number, seed: number): Shard {
   };
 }
 
-/** One measurement in a fresh process. */
-async function measure<T>(request: MemoryRequest): Promise<T> {
-  const runner = forkModule(new URL('../bench-worker-memory-runner.ts', import.meta.url));
+/** One measurement in a fresh process, with `env` added to this one's. */
+async function measure<T>(request: MemoryRequest, env: Readonly<Record<string, string>> = {}): Promise<T> {
+  const runner = forkModule(new URL('../bench-worker-memory-runner.ts', import.meta.url), { ...process.env, ...env });
   try {
     await runner.next();
     return await runner.request<T>(request);
@@ -65,7 +66,9 @@ async function measure<T>(request: MemoryRequest): Promise<T> {
 }
 
 /** --arch: the training worker's peak per config and batch size, each in a fresh process. */
-async function trainBench(archs: string[], batches: number[], steps: number, format: 'pt' | 'safetensors'): Promise<void> {
+async function trainBench(archs: string[], batches: number[], steps: number, format: 'pt' | 'safetensors', glibcDefaults: boolean): Promise<void> {
+  // What the worker images run with, unless the baseline without it is asked for.
+  const env = glibcDefaults ? {} : TRAINER_MALLOC_ENV;
   const root = await mkdtemp(join(tmpdir(), 'rsclip-bench-train-mem-'));
   try {
     // Enough train rows for `steps` steps of the largest batch (2 captions per image, 9 in 10 images train).
@@ -84,14 +87,14 @@ async function trainBench(archs: string[], batches: number[], steps: number, for
       await writeCheckpoint(checkpoint, initParams(config, 0), format);
       for (const batch of batches) {
         const out = join(root, `out-${arch}-${batch}`);
-        const r = await measure<Record<string, unknown>>({ kind: 'train', checkpoint, arch, batch, steps, shards: shardDir, out });
+        const r = await measure<Record<string, unknown>>({ kind: 'train', checkpoint, arch, batch, steps, shards: shardDir, out }, env);
         results.push(r);
         console.error(`${arch} batch ${batch}: peak RSS ${r.peakRssMiB} MiB`);
         await rm(out, { recursive: true, force: true });
       }
       await rm(checkpoint, { force: true });
     }
-    console.log(JSON.stringify({ format, steps, results }));
+    console.log(JSON.stringify({ format, steps, mallocEnv: env, results }));
   } finally {
     await rm(root, { recursive: true, force: true });
   }
@@ -108,7 +111,8 @@ const list = z
  * With --arch, peak memory of the whole training worker instead (trainAndPublish, as `rsclip train` and the Batch
  * job run it): a random-weight, real-size checkpoint of each config is written (.pt by default), then a fresh
  * process per config and batch size loads it, trains --steps steps on synthetic 224-px shards, evaluates, and
- * writes final/ (safetensors, ONNX encoders); it reports VmHWM and VmRSS at each of the worker's log events.
+ * writes final/ (safetensors, ONNX encoders), with the worker images' malloc settings; it reports VmHWM and VmRSS
+ * at each of the worker's log events.
  */
 export default defineCommand({
   name: 'bench-worker-memory',
@@ -121,10 +125,11 @@ export default defineCommand({
     'batch-size': option('N[,N...]', 'rows per batch, each measured (default: 32 for the data path, 8 with --arch)', list.optional()),
     steps: option('N', 'with --arch: training steps', integer(1).default(2)),
     format: option('<pt|safetensors>', 'with --arch: the base checkpoint format', z.enum(['pt', 'safetensors']).default('pt')),
+    'glibc-defaults': toggle("with --arch: glibc's default malloc settings instead of the worker images' (worker/train/malloc-env.ts)"),
   },
   async run(f) {
     if (f.arch) {
-      await trainBench(f.arch, f['batch-size'] ?? [8], f.steps, f.format);
+      await trainBench(f.arch, f['batch-size'] ?? [8], f.steps, f.format, f['glibc-defaults']);
       return 0;
     }
     const { size, 'images-per-shard': perShard, counts } = f;
