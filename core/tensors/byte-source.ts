@@ -34,13 +34,15 @@ export function openFileSource(path: string, source = path): FileSource {
   let fd: number;
   try {
     fd = openSync(path, 'r');
-  } catch {
-    throw new CheckpointError(source, 'no such checkpoint file', 'missing');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new CheckpointError(source, 'no such checkpoint file', 'missing');
+    throw new CheckpointError(source, `cannot be read (${code ?? (e as Error).message})`);
   }
   const st = fstatSync(fd);
   if (!st.isFile()) {
     closeSync(fd);
-    throw new CheckpointError(source, 'no such checkpoint file', 'missing');
+    throw new CheckpointError(source, st.isDirectory() ? 'is a folder, not a checkpoint file: name the .pt or .safetensors file in it' : 'not a regular file');
   }
   return {
     size: st.size,

@@ -69,6 +69,9 @@ describe('torch zip checkpoints: the open_clip fixtures', () => {
     expectBitEqual(await loadStateDictFile(path), tinyReference());
     await expect(loadStateDictFile(path, 1000)).rejects.toThrow(/6909308 bytes exceeds the 1000-byte checkpoint limit/);
     await expect(loadStateDictFile(`${path}.missing`)).rejects.toThrow(/model\.safetensors\.missing: no such checkpoint file/);
+    // A folder (a checkpoint's directory named instead of its file) is said to be one, not "not found".
+    const folder = new URL('../fixtures/open_clip-tiny', import.meta.url).pathname;
+    await expect(loadStateDictFile(folder)).rejects.toThrow(/open_clip-tiny: is a folder, not a checkpoint file: name the \.pt or \.safetensors file in it$/);
   });
 });
 
