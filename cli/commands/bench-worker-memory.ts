@@ -66,7 +66,7 @@ async function measure<T>(request: MemoryRequest, env: Readonly<Record<string, s
 }
 
 /** --arch: the training worker's peak per config and batch size, each in a fresh process. */
-async function trainBench(archs: string[], batches: number[], steps: number, format: 'pt' | 'safetensors', glibcDefaults: boolean): Promise<void> {
+async function trainBench(archs: string[], batches: number[], steps: number, format: 'pt' | 'safetensors', glibcDefaults: boolean, resume: boolean): Promise<void> {
   // What the worker images run with, unless the baseline without it is asked for.
   const env = glibcDefaults ? {} : TRAINER_MALLOC_ENV;
   const root = await mkdtemp(join(tmpdir(), 'rsclip-bench-train-mem-'));
@@ -87,9 +87,16 @@ async function trainBench(archs: string[], batches: number[], steps: number, for
       await writeCheckpoint(checkpoint, initParams(config, 0), format);
       for (const batch of batches) {
         const out = join(root, `out-${arch}-${batch}`);
-        const r = await measure<Record<string, unknown>>({ kind: 'train', checkpoint, arch, batch, steps, shards: shardDir, out }, env);
+        const request: MemoryRequest = { kind: 'train', checkpoint, arch, batch, steps, shards: shardDir, out };
+        const r = await measure<Record<string, unknown>>(request, env);
         results.push(r);
         console.error(`${arch} batch ${batch}: peak RSS ${r.peakRssMiB} MiB`);
+        if (resume) {
+          // The same job again over the same output: it loads the last checkpoint (parameters and moments) instead.
+          const again = await measure<Record<string, unknown>>(request, env);
+          results.push({ ...again, resumed: true });
+          console.error(`${arch} batch ${batch}, resumed from its checkpoint: peak RSS ${again.peakRssMiB} MiB`);
+        }
         await rm(out, { recursive: true, force: true });
       }
       await rm(checkpoint, { force: true });
@@ -125,11 +132,12 @@ export default defineCommand({
     'batch-size': option('N[,N...]', 'rows per batch, each measured (default: 32 for the data path, 8 with --arch)', list.optional()),
     steps: option('N', 'with --arch: training steps', integer(1).default(2)),
     format: option('<pt|safetensors>', 'with --arch: the base checkpoint format', z.enum(['pt', 'safetensors']).default('pt')),
+    resume: toggle('with --arch: then run each job again over its output, which resumes from its last checkpoint, and measure that too'),
     'glibc-defaults': toggle("with --arch: glibc's default malloc settings instead of the worker images' (worker/train/malloc-env.ts)"),
   },
   async run(f) {
     if (f.arch) {
-      await trainBench(f.arch, f['batch-size'] ?? [8], f.steps, f.format, f['glibc-defaults']);
+      await trainBench(f.arch, f['batch-size'] ?? [8], f.steps, f.format, f['glibc-defaults'], f.resume);
       return 0;
     }
     const { size, 'images-per-shard': perShard, counts } = f;

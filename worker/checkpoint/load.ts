@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { openStore } from '../../core/store.ts';
+import { openStore, type ObjectStore } from '../../core/store.ts';
 import type { HostTensor, StateDict } from '../../core/tensors/tensor.ts';
 import { asSource, type ByteSource, openFileSource } from '../../core/tensors/byte-source.ts';
 import { CheckpointError } from '../../core/tensors/errors.ts';
@@ -79,7 +79,38 @@ function loadLocal(path: string, source: string, maxBytes: number): StateDict {
   }
 }
 
-/** An S3 object is streamed to a temporary file first, so it is read by position like a local one. */
+/**
+ * Reads a store object by position: it is streamed to a temporary file first (held to `maxBytes` as it arrives),
+ * so that only a header or directory and the tensors' own bytes are ever in memory, never the whole object.
+ */
+export async function readStoreObject<T>(store: ObjectStore, key: string, source: string, maxBytes: number, read: (file: ByteSource) => T): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'rsclip-checkpoint-'));
+  try {
+    const path = join(dir, 'object');
+    await pipeline(
+      store.stream(key),
+      // The object may have been replaced since a HEAD: the limit holds for what actually arrives.
+      async function* (chunks: AsyncIterable<Uint8Array>) {
+        let n = 0;
+        for await (const chunk of chunks) {
+          n += chunk.length;
+          if (n > maxBytes) throw new CheckpointError(source, `more than the ${maxBytes}-byte limit arrived`);
+          yield chunk;
+        }
+      },
+      createWriteStream(path),
+    );
+    const file = openFileSource(path, source);
+    try {
+      return read(file);
+    } finally {
+      file.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function loadS3(uri: string, maxBytes: number): Promise<StateDict> {
   const m = /^(s3:\/\/[^/]+)\/(.+)$/.exec(uri);
   if (!m) throw new CheckpointError(uri, 'an s3:// checkpoint URI needs a bucket and a key');
@@ -87,26 +118,7 @@ async function loadS3(uri: string, maxBytes: number): Promise<StateDict> {
   const info = await store.head(m[2]!);
   if (!info) throw new CheckpointError(uri, 'no such checkpoint object', 'missing');
   if (info.size > maxBytes) throw new CheckpointError(uri, `${info.size} bytes exceeds the ${maxBytes}-byte checkpoint limit`);
-  const dir = await mkdtemp(join(tmpdir(), 'rsclip-checkpoint-'));
-  try {
-    const file = join(dir, 'checkpoint');
-    await pipeline(
-      store.stream(m[2]!),
-      // The object may have been replaced since HEAD: the limit holds for what actually arrives.
-      async function* (chunks: AsyncIterable<Uint8Array>) {
-        let n = 0;
-        for await (const chunk of chunks) {
-          n += chunk.length;
-          if (n > maxBytes) throw new CheckpointError(uri, `more than the ${maxBytes}-byte checkpoint limit arrived`);
-          yield chunk;
-        }
-      },
-      createWriteStream(file),
-    );
-    return loadLocal(file, uri, maxBytes);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  return readStoreObject(store, m[2]!, uri, maxBytes, (file) => loadStateDict(file, uri, maxBytes));
 }
 
 /** loadStateDict for a local path or an s3://bucket/key URI; a missing file or object is a CheckpointError of kind 'missing'. */

@@ -1,6 +1,7 @@
 import { BEST_CHECKPOINT, CHECKPOINT_FILES, CHECKPOINTS, LATEST_CHECKPOINT, checkpointDir } from '../../core/s3-layout.ts';
 import type { ObjectStore } from '../../core/store.ts';
 import { readSafetensorsF32, safetensorsParts } from '../../core/tensors/safetensors.ts';
+import { readStoreObject } from '../checkpoint/load.ts';
 import type { Split } from '../../core/shard-format.ts';
 import type { DataCursor } from '../data/shard-stream.ts';
 import type { RngState } from '../data/rng.ts';
@@ -112,12 +113,10 @@ export async function loadCheckpoint(out: ObjectStore, pointer: CheckpointPointe
     optimizerStep: number;
   };
   if (state.step !== pointer.step) throw new Error(`${where}/${TRAINER_FILE}: step ${state.step} but the pointer says ${pointer.step}`);
-  const params = readSafetensorsF32(await out.get(`${pointer.dir}/${MODEL_FILE}`), `${where}/${MODEL_FILE}`);
-  const optimizer = splitOptimizer(
-    readSafetensorsF32(await out.get(`${pointer.dir}/${OPTIMIZER_FILE}`), `${where}/${OPTIMIZER_FILE}`),
-    state.optimizerStep,
-    `${where}/${OPTIMIZER_FILE}`,
-  );
+  // Read by position, never whole: a ViT-B-32's optimizer file is 1.2 GB, which a whole read would hold twice.
+  const read = (file: string) => readStoreObject(out, `${pointer.dir}/${file}`, `${where}/${file}`, Number.MAX_SAFE_INTEGER, (src) => readSafetensorsF32(src, `${where}/${file}`));
+  const params = await read(MODEL_FILE);
+  const optimizer = splitOptimizer(await read(OPTIMIZER_FILE), state.optimizerStep, `${where}/${OPTIMIZER_FILE}`);
   const { optimizerStep: _, ...rest } = state;
   return { params, optimizer, state: rest };
 }
