@@ -121,6 +121,23 @@ describe('trainer on a QuickGELU variant config', () => {
     expectBitIdentical(a.optimizer.v, b.optimizer.v, all);
   });
 
+  it('takes over the arrays it is given and snapshots without copying them, until the next step hands them over', async () => {
+    const own = copyDict(init);
+    const t = await createTrainer({ config: cfg, init: own, batchSize: 4, hyper });
+    open.push(t);
+    const proj = own.get('visual.proj')!.data;
+    const [a, b] = [await t.snapshot(), await t.snapshot()];
+    // No copy at creation or at a snapshot: a checkpoint writes the trainer's own arrays.
+    expect(a.params.get('visual.proj')!.data).toBe(proj);
+    expect(b.optimizer.m.get('visual.proj')!.data).toBe(a.optimizer.m.get('visual.proj')!.data);
+    await t.train([steps[0]]);
+    // The step took the buffer to the session thread and back: the old views are detached, a new snapshot has it.
+    expect(proj.length).toBe(0);
+    const after = (await t.snapshot()).params.get('visual.proj')!.data;
+    expect(after.length).toBe(init.get('visual.proj')!.data.length);
+    expect(after).not.toEqual(init.get('visual.proj')!.data);
+  });
+
   it('accumulates 2 micro-batches of 3 into the sum of their gradients', async () => {
     const micro = [randomBatch(rng, cfg, 3), randomBatch(rng, cfg, 3)];
     const t = await trainer({ batchSize: 3, accumulate: 2, hyper: { ...hyper, gradClip: 0 } });
