@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import type { StateDict } from './tensor.ts';
+import { numel, type StateDict } from './tensor.ts';
 import { asSource, type ByteSource } from './byte-source.ts';
 import { CheckpointError } from './errors.ts';
 import { f16ToF32, bf16ToF32 } from './half.ts';
@@ -138,11 +138,11 @@ export function readSafetensorsF32(input: Uint8Array | ByteSource, source = 'saf
 
 const byteOrder = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
-/** F32 safetensors, tensors sorted by name, header padded to 8 bytes (byte-identical to the Python writer's output). */
 /** torch keeps BatchNorm's batch counter as int64; writing it as such keeps dtype-strict loaders of our output happy. */
 const INT64_ENTRY = /(^|\.)num_batches_tracked$/;
 
 /**
+ * F32 safetensors, tensors sorted by name, header padded to 8 bytes (byte-identical to the Python writer's output).
  * The file as its header followed by each tensor's bytes in order, as views of the tensors' own arrays (int64
  * entries converted): a checkpoint is streamed to its store without a second copy of 1.8 GB of state.
  */
@@ -154,7 +154,7 @@ export function safetensorsParts(tensors: StateDict, metadata?: Record<string, s
   for (const name of names) {
     if (name === METADATA_KEY) throw new Error(`tensor name ${METADATA_KEY} is reserved by the safetensors format`);
     const t = tensors.get(name)!;
-    const expected = t.shape.reduce((a, b) => a * b, 1);
+    const expected = numel(t.shape);
     if (t.data.length !== expected) {
       throw new Error(`tensor "${name}" has ${t.data.length} values but shape ${JSON.stringify(t.shape)} needs ${expected}`);
     }

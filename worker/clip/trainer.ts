@@ -7,13 +7,14 @@ import { availableParallelism } from 'node:os';
 import type { ClipTrainer, StepInput, StepResult, TrainerOptions } from './api.ts';
 import type { Batch } from '../data/batch.ts';
 import { Encoders } from './encoders.ts';
+import type { Tower } from './export.ts';
 import { frozenMatcher } from '../engine/optimizer.ts';
 import { RUNS_LOOP } from '../engine/options.ts';
 import { openSession, type HostArray } from '../engine/session.ts';
 import { buildTrainGraph, type TrainGraphOptions } from './train-graph.ts';
 import { carriedState, TrainerState, type TrainSession } from './trainer-state.ts';
 import { clipBuffers, clipParams } from '../models/clip.ts';
-import { textDims, type ClipModelConfig } from '../../core/model-config/config.ts';
+import { textDims } from '../../core/model-config/config.ts';
 import type { ParamSpec } from '../models/spec.ts';
 
 class EngineTrainer implements ClipTrainer {
@@ -29,14 +30,21 @@ class EngineTrainer implements ClipTrainer {
   /** A failed run has handed its state buffers to the session thread; nothing after it can be trusted. */
   private broken: Error | undefined;
 
-  private readonly config: ClipModelConfig;
   private readonly batchSize: number;
+  /** One micro-batch's shapes: image side, token context, and the values each feed row holds. */
+  private readonly size: number;
+  private readonly context: number;
+  private readonly imageLen: number;
+  private readonly tokenLen: number;
 
   /** Takes over the arrays of opts.init and opts.optimizer (trainer-state.ts). */
   constructor(opts: TrainerOptions) {
     const { config } = opts;
-    this.config = config;
     this.batchSize = opts.batchSize;
+    this.size = config.vision_cfg.image_size;
+    this.context = textDims(config).context;
+    this.imageLen = this.batchSize * 3 * this.size * this.size;
+    this.tokenLen = this.batchSize * this.context;
     const ep = opts.ep ?? 'cpu';
     this.accumulate = opts.accumulate ?? 1;
     this.stepsPerRun = Math.max(1, opts.stepsPerRun ?? 1);
@@ -74,27 +82,19 @@ class EngineTrainer implements ClipTrainer {
   }
 
   private checkStep(s: StepInput, i: number): void {
-    const { batchSize } = this;
-    const size = this.config.vision_cfg.image_size;
-    const context = textDims(this.config).context;
+    const { batchSize, size, context, imageLen, tokenLen } = this;
     if (s.micro.length !== this.accumulate) throw new Error(`step ${i}: ${s.micro.length} micro-batches, the trainer accumulates ${this.accumulate}`);
     if (!(Number.isFinite(s.lr) && s.lr >= 0)) throw new Error(`step ${i}: learning rate ${s.lr} is not a finite number >= 0`);
     s.micro.forEach((b: Batch, j) => {
-      if (b.images.length !== batchSize * 3 * size * size) {
-        throw new Error(`step ${i} micro-batch ${j}: ${b.images.length} pixel values, expected ${batchSize * 3 * size * size} ([${batchSize},3,${size},${size}])`);
-      }
-      if (b.tokens.length !== batchSize * context) throw new Error(`step ${i} micro-batch ${j}: ${b.tokens.length} tokens, expected ${batchSize * context} ([${batchSize},${context}])`);
+      if (b.images.length !== imageLen) throw new Error(`step ${i} micro-batch ${j}: ${b.images.length} pixel values, expected ${imageLen} ([${batchSize},3,${size},${size}])`);
+      if (b.tokens.length !== tokenLen) throw new Error(`step ${i} micro-batch ${j}: ${b.tokens.length} tokens, expected ${tokenLen} ([${batchSize},${context}])`);
     });
   }
 
   /** The batches of `chunk` as one [K, accumulate, batch, ...] feed each. */
   private batchFeeds(chunk: StepInput[]): Record<string, HostArray> {
-    const { accumulate, batchSize } = this;
-    const size = this.config.vision_cfg.image_size;
-    const context = textDims(this.config).context;
+    const { accumulate, batchSize, size, context, imageLen, tokenLen } = this;
     const k = chunk.length;
-    const imageLen = batchSize * 3 * size * size;
-    const tokenLen = batchSize * context;
     const images = new Float32Array(k * accumulate * imageLen);
     const tokens = new BigInt64Array(k * accumulate * tokenLen);
     chunk.forEach((s, i) =>
@@ -141,7 +141,7 @@ class EngineTrainer implements ClipTrainer {
     return results;
   }
 
-  private async encode(tower: 'image' | 'text', input: Float32Array | Int32Array, n: number): Promise<Float32Array> {
+  private async encode(tower: Tower, input: Float32Array | Int32Array, n: number): Promise<Float32Array> {
     this.usable();
     await this.state.syncHost();
     return this.encoders.encode(tower, input, n, this.state);
