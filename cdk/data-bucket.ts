@@ -2,6 +2,7 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, type IConstruct } from 'constructs';
+import { keyAccessGrants, type KeyAccess, type KeyGrant } from '../core/s3-access.ts';
 import { TMP_SEGMENT } from '../core/store.ts';
 
 export interface DataBucketProps {
@@ -56,58 +57,25 @@ export class DataBucket extends Construct {
   readonly wildcardGrants: WildcardGrant[] = [];
 
   /**
-   * Least-privilege object access: exact actions on key patterns, and s3:ListBucket only for the s3:prefix
-   * patterns given (never the whole bucket). Patterns come from core/s3-layout.ts with `*` for what is chosen at
-   * run time (a run id, a dataset name). Writers go through ObjectStore.put, which stages under `_tmp/<uuid>/`
-   * and copies into place, so each writer also puts, reads, aborts and deletes there; no role may list `_tmp/`,
-   * so a writer can only reach the temporaries whose random key it made itself.
+   * Least-privilege object access (core/s3-access.ts keyAccessGrants): exact actions on key patterns from
+   * core/s3-layout.ts, with `*` for what is chosen at run time (a run id, a dataset name), and s3:ListBucket only
+   * for the s3:prefix patterns given.
    */
-  grantKeys(grantee: iam.IGrantable & IConstruct, access: KeyAccess): void {
-    const objects = (actions: string[], patterns: readonly string[] | undefined, what: string) => {
-      if (!patterns?.length) return;
-      grantee.grantPrincipal.addToPrincipalPolicy(
-        new iam.PolicyStatement({ actions, resources: patterns.map((p) => this.bucket.arnForObjects(p)) }),
-      );
-      for (const p of patterns) if (p.includes('*')) this.wildcardGrants.push({ scope: grantee, pattern: p, reason: `${what}: ${access.why}` });
-    };
-    objects(['s3:GetObject'], access.read, 'reads these objects');
-    // A run reads the captions.csv version that started it (S3Store pins), which is GetObjectVersion.
-    objects(['s3:GetObject', 's3:GetObjectVersion'], access.readVersions, 'reads these objects, at a given version');
-    // PutObjectTagging: CopyObject copies the source's (empty) tag set; granted where the role may write anyway.
-    objects(['s3:PutObject', 's3:PutObjectTagging'], access.write, 'writes these objects (staged under _tmp/)');
-    objects(['s3:PutObject'], access.putDirect, 'writes these objects with conditional PutObject');
-    objects(['s3:DeleteObject'], access.delete, 'deletes these objects (a delete marker: the bucket is versioned)');
-    if (access.write?.length) {
-      objects(['s3:PutObject', 's3:GetObject', 's3:GetObjectTagging', 's3:DeleteObject', 's3:AbortMultipartUpload'], [`${TMP_SEGMENT}/*`], 'stages each write under _tmp/<random uuid>/ (ObjectStore.put), unlistable');
+  grantKeys(grantee: iam.IGrantable & IConstruct, access: GrantedKeys): void {
+    for (const grant of keyAccessGrants(this.bucket.bucketArn, access)) {
+      grantee.grantPrincipal.addToPrincipalPolicy(iam.PolicyStatement.fromJson(grant.statement));
+      this.noteWildcards(grantee, grant, access.why);
     }
-    if (access.list?.length) {
-      grantee.grantPrincipal.addToPrincipalPolicy(
-        new iam.PolicyStatement({
-          actions: ['s3:ListBucket'],
-          resources: [this.bucket.bucketArn],
-          // Also what makes S3 answer 404 rather than 403 for a missing key under these prefixes.
-          conditions: { StringLike: { 's3:prefix': [...access.list] } },
-        }),
-      );
-    }
+  }
+
+  /** Records the grant's patterns with a `*` for cdk/nag.ts, on the construct that holds them. */
+  noteWildcards(scope: IConstruct, grant: KeyGrant, why: string): void {
+    for (const p of grant.patterns) if (p.includes('*')) this.wildcardGrants.push({ scope, pattern: p, reason: `${grant.does}: ${why}` });
   }
 }
 
-/** Key patterns (relative to the bucket, `*` for names chosen at run time) a role may use, by action. */
-export interface KeyAccess {
-  /** GetObject (and HeadObject, ranged and streamed reads). */
-  read?: readonly string[];
-  /** GetObject and GetObjectVersion. */
-  readVersions?: readonly string[];
-  /** PutObject through ObjectStore.put (staged under _tmp/). */
-  write?: readonly string[];
-  /** PutObject straight to the key (Publish's conditional write of latest.json). */
-  putDirect?: readonly string[];
-  /** DeleteObject. */
-  delete?: readonly string[];
-  /** s3:prefix patterns ListObjectsV2 may be asked for. */
-  list?: readonly string[];
-  /** What the role is for, in the cdk-nag acknowledgement of each wildcard pattern. */
+/** A KeyAccess with what the role is for, in the cdk-nag acknowledgement of each wildcard pattern. */
+export interface GrantedKeys extends KeyAccess {
   why: string;
 }
 

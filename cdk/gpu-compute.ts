@@ -3,14 +3,9 @@ import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { INIT_CHECKPOINT_SUFFIXES } from '../core/dataset/validate.ts';
 import { ATTEMPT_DEADLINE_EXIT_CODE, ATTEMPT_TIMEOUT_ENV } from '../core/run-spec.ts';
-import { CHECKPOINTS, datasetPrefix, FINAL, FINAL_FILES, finalKey, MODELS, runPrefix, shardsPrefix } from '../core/s3-layout.ts';
-import type { DataBucket } from './data-bucket.ts';
-import { sourceBucketArn, sourceObjectArn, type InitSource } from './init-sources.ts';
 import { REPO_ROOT } from './node-function.ts';
 
 export interface GpuComputeProps {
@@ -39,12 +34,6 @@ export interface GpuComputeProps {
 }
 
 export interface GpuWorkerProps extends GpuComputeProps {
-  data: DataBucket;
-  /**
-   * Checkpoints outside the data bucket's built-in init sources that the worker may read: the deployment's
-   * `initSources` and its `baseModelUri`.
-   */
-  extraSources: readonly InitSource[];
   logRetentionDays: logs.RetentionDays;
   /** Batch kills the job after this; the state machine's Train timeout is a little longer. */
   jobTimeout: Duration;
@@ -52,17 +41,15 @@ export interface GpuWorkerProps extends GpuComputeProps {
 
 /**
  * A Batch job queue on managed EC2 GPU compute environments that scale to zero (spot, with an optional on-demand
- * one behind it), and the worker's job definition.
+ * one behind it), and the worker's job definition, which each run copies with a role of its own (cdk/run-access.ts).
  */
 export class GpuWorker extends Construct {
   /** Job attempts in total: spot reclaims and attempts that stopped at their deadline are retried. */
   readonly attempts: number;
   readonly vpc: ec2.Vpc;
   readonly queue: batch.JobQueue;
+  /** The worker's job definition without a job role: the template of every run's own (cdk/run-access.ts). */
   readonly jobDefinition: batch.EcsJobDefinition;
-  readonly jobRole: iam.Role;
-  /** The extra sources that are prefixes (their grant ends in `*`), for cdk/nag.ts. */
-  readonly extraSourcePrefixes: InitSource[] = [];
 
   constructor(scope: Construct, id: string, props: GpuWorkerProps) {
     super(scope, id);
@@ -107,39 +94,6 @@ export class GpuWorker extends Construct {
     }
     this.queue = new batch.JobQueue(this, 'Queue', { computeEnvironments });
 
-    this.jobRole = new iam.Role(this, 'JobRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
-    // One role for every run's job: Batch takes the job role from the job definition (SubmitJob cannot override
-    // it), and an ECS task's role session carries nothing of the job (no run id) that a policy could match. So
-    // this role is scoped to the kinds of keys a run uses, under any run id: IAM keeps the worker off datasets'
-    // images and captions, off validation.json, the plan and shards' inputs, off models/ for writing and off
-    // every delete but checkpoints; which run's keys it touches is the worker's own choice (RUN_SPEC from Step
-    // Functions), not enforced (docs/DEPLOY.md, IAM scoping).
-    const ANY = '*';
-    const shards = `${shardsPrefix(ANY)}/*`;
-    const checkpoints = `${runPrefix(ANY)}/${CHECKPOINTS}/*`;
-    const final = `${runPrefix(ANY)}/${FINAL}/*`;
-    const models = `${MODELS}/*`;
-    props.data.grantKeys(this.jobRole, {
-      why: "the Batch worker reads a run's shards, resumes from and prunes the run's checkpoints, writes its final/ files, and reads the base checkpoint train.json's init may name (core/dataset/validate.ts initProblem: models/, a checkpoint file in the dataset's folder, or a run's published final/model.safetensors for init: latest)",
-      list: [shards, checkpoints, models],
-      // init: latest reads the model latest.json names (a run's final/model.safetensors), no other final/ file.
-      read: [shards, checkpoints, models, finalKey(ANY, FINAL_FILES.model), ...INIT_CHECKPOINT_SUFFIXES.map((suffix) => `${datasetPrefix(ANY)}/*${suffix}`)],
-      write: [checkpoints, final],
-      delete: [checkpoints],
-    });
-    for (const source of props.extraSources) {
-      const object = sourceObjectArn(source);
-      this.jobRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [object] }));
-      this.jobRole.addToPolicy(
-        new iam.PolicyStatement({
-          actions: ['s3:ListBucket'],
-          resources: [sourceBucketArn(source)],
-          conditions: { StringLike: { 's3:prefix': [`${source.key}${source.prefix ? '*' : ''}`] } },
-        }),
-      );
-      if (source.prefix) this.extraSourcePrefixes.push(source);
-    }
-
     this.jobDefinition = new batch.EcsJobDefinition(this, 'TrainJob', {
       container: new batch.EcsEc2ContainerDefinition(this, 'Worker', {
         // Build context is the repository root (the worker imports core/); /.dockerignore trims it.
@@ -152,7 +106,6 @@ export class GpuWorker extends Construct {
         cpu: props.vcpus ?? 4,
         memory: props.memory ?? Size.gibibytes(14),
         gpu: 1,
-        jobRole: this.jobRole,
         environment: { [ATTEMPT_TIMEOUT_ENV]: String(props.jobTimeout.toSeconds()) },
         logging: ecs.LogDrivers.awsLogs({
           streamPrefix: 'train',

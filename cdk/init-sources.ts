@@ -1,5 +1,3 @@
-import { Aws } from 'aws-cdk-lib';
-
 /** One of the deployment's extra `init` sources: an s3:// object, or a prefix when it ends in `/`. */
 export interface InitSource {
   uri: string;
@@ -23,7 +21,3 @@ export function parseInitSource(uri: string): InitSource {
   }
   return { uri, bucket: m[1]!, key, prefix: key.endsWith('/') };
 }
-
-/** The object ARN (pattern) a source grants reading. */
-export const sourceObjectArn = (s: InitSource): string => `arn:${Aws.PARTITION}:s3:::${s.bucket}/${s.key}${s.prefix ? '*' : ''}`;
-export const sourceBucketArn = (s: InitSource): string => `arn:${Aws.PARTITION}:s3:::${s.bucket}`;

@@ -1,5 +1,6 @@
 import { Stack, Token, Validations, type CfnElement } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
+import { RUN_ROLE_PATH } from '../core/run-access.ts';
 import { shardPlanKey, shardResultsPrefix } from '../core/s3-layout.ts';
 import type { Pipeline } from './pipeline.ts';
 
@@ -87,17 +88,33 @@ export function acknowledgeNagFindings(stack: Stack, pipeline: Pipeline): void {
       'IAM5[Resource::*]',
       'ecr:GetAuthorizationToken (the Batch execution role pulling the worker image) has no resource-level permissions.',
     );
-    for (const source of pipeline.gpu.extraSourcePrefixes) {
-      acknowledge(
-        pipeline.gpu.jobRole,
-        `IAM5[Resource::arn:<AWS::Partition>:s3:::${source.bucket}/${source.key}*]`,
-        `${source.uri} is one of the deployment's initSources: the worker reads the checkpoint a train.json init names under it.`,
-      );
-    }
     acknowledge(
       pipeline.gpu,
       'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]',
       'The standard ECS container-instance role Batch needs to register GPU hosts with its ECS cluster.',
     );
+  }
+  const access = pipeline.runAccess;
+  if (access) {
+    for (const source of access.extraSourcePrefixes) {
+      acknowledge(
+        access.boundary,
+        `IAM5[Resource::arn:<AWS::Partition>:s3:::${source.bucket}/${source.key}*]`,
+        `${source.uri} is one of the deployment's initSources: a run's worker may read the checkpoint its train.json init names under it (its own role names that one object).`,
+      );
+    }
+    const roles = `IAM5[Resource::arn:<AWS::Partition>:iam::${account}:role${RUN_ROLE_PATH}${access.namePrefix}*]`;
+    const definitions = `IAM5[Resource::arn:<AWS::Partition>:batch:${region}:${account}:job-definition/${access.namePrefix}*]`;
+    const runNamed = 'named after the run id at run time (core/run-access.ts runAccessName), under this deployment\'s prefix';
+    acknowledge(access.grant, roles, `The run roles, ${runNamed}: created only with the run boundary attached (iam:PermissionsBoundary condition), tagged with the run id, passed to Batch.`);
+    acknowledge(access.revoke, roles, `The run roles, ${runNamed}: their policy and the role are deleted when the run ends.`);
+    acknowledge(access.grant, definitions, `The run job definitions, ${runNamed}: registered with the run's role.`);
+    acknowledge(access.revoke, definitions, `The run job definitions, ${runNamed}: deregistered when the run ends.`);
+    acknowledge(workflow, definitions, `Train submits the run's own job definition, ${runNamed}; only the grant function registers those, each with a run role under the boundary.`);
+    for (const fn of [access.grant, access.revoke]) {
+      acknowledge(fn, 'IAM5[Resource::*]', 'No resource-level permissions: X-Ray trace writes and batch:DescribeJobDefinitions.');
+      acknowledge(workflow, `IAM5[Resource::<${ref(fn)}.Arn>:*]`, 'LambdaInvoke grants every version and alias of this one function.');
+    }
+    acknowledge(access.failedRevokes, 'SQS3', "This queue is the ended-runs rule's dead-letter queue (EventBridge target DLQ), which the rule cannot express as a redrive policy.");
   }
 }

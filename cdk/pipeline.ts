@@ -7,6 +7,7 @@ import { DataBucket } from './data-bucket.ts';
 import { GpuWorker, type GpuComputeProps } from './gpu-compute.ts';
 import { IngestFunctions } from './ingest-functions.ts';
 import { parseInitSource } from './init-sources.ts';
+import { RunAccess } from './run-access.ts';
 import { Trigger, type RetrainSchedule } from './trigger.ts';
 import { Workflow, type TrainTarget } from './workflow.ts';
 
@@ -25,7 +26,7 @@ export interface PipelineProps {
   /**
    * s3:// URIs (objects, or prefixes ending in `/`) a dataset's train.json `init` may name besides the built-in
    * sources (random:, latest, models/, a checkpoint file in the dataset's own folder): Validate refuses any other,
-   * and the Batch job role may read exactly these.
+   * and a run's role may read the one its init names (the run roles' boundary: these).
    */
   initSources?: string[];
   notificationEmail?: string;
@@ -56,6 +57,7 @@ export class Pipeline extends Construct {
   readonly workflow: Workflow;
   readonly trigger: Trigger;
   readonly gpu?: GpuWorker;
+  readonly runAccess?: RunAccess;
   readonly trainActivity?: sfn.Activity;
 
   constructor(scope: Construct, id: string, props: PipelineProps) {
@@ -80,15 +82,15 @@ export class Pipeline extends Construct {
       train = { kind: 'activity', activity: this.trainActivity };
     } else {
       if (!props.gpu) throw new Error('Pipeline: stage "aws" needs gpu props (instance types, spot, max vCPUs)');
-      this.gpu = new GpuWorker(this, 'Gpu', {
-        ...props.gpu,
+      this.gpu = new GpuWorker(this, 'Gpu', { ...props.gpu, logRetentionDays: props.logRetentionDays, jobTimeout: trainTimeout });
+      this.runAccess = new RunAccess(this, 'RunAccess', {
         data: this.data,
         // The deployment's base model is the operator's choice, not a dataset's: readable, not an init source.
         extraSources: [...initSources, ...(props.baseModelUri?.startsWith('s3://') ? [parseInitSource(props.baseModelUri)] : [])],
-        logRetentionDays: props.logRetentionDays,
-        jobTimeout: trainTimeout,
+        jobTemplate: this.gpu.jobDefinition,
+        ...common,
       });
-      train = { kind: 'batch', queue: this.gpu.queue, jobDefinition: this.gpu.jobDefinition };
+      train = { kind: 'batch', queue: this.gpu.queue, access: this.runAccess };
     }
 
     this.workflow = new Workflow(this, 'Workflow', {
@@ -103,6 +105,7 @@ export class Pipeline extends Construct {
       trainAttempts: this.gpu?.attempts,
       logRetentionDays: props.logRetentionDays,
     });
+    this.runAccess?.revokeWhenEnded(this.workflow.stateMachine);
     this.trigger = new Trigger(this, 'Trigger', {
       data: this.data,
       stateMachine: this.workflow.stateMachine,

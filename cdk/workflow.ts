@@ -13,10 +13,14 @@ import { Construct } from 'constructs';
 import { shardPlanKey, shardResultsPrefix } from '../core/s3-layout.ts';
 import type { DataBucket } from './data-bucket.ts';
 import type { IngestFunctions } from './ingest-functions.ts';
+import type { RunAccess } from './run-access.ts';
 
-/** Where Train runs: a Batch GPU job (AWS), or an Activity polled by `rsclip worker` (LocalStack). */
+/**
+ * Where Train runs: a Batch GPU job (AWS) under a role and job definition of the run's own (`access`), or an
+ * Activity polled by `rsclip worker` (LocalStack).
+ */
 export type TrainTarget =
-  | { kind: 'batch'; queue: batch.IJobQueue; jobDefinition: batch.IJobDefinition }
+  | { kind: 'batch'; queue: batch.IJobQueue; access: RunAccess }
   | { kind: 'activity'; activity: sfn.IActivity };
 
 export interface WorkflowProps {
@@ -45,7 +49,11 @@ export const STATE = {
   shardOne: 'ShardOne',
   collect: 'Collect',
   runSpec: 'BuildRunSpec',
+  grantRunAccess: 'GrantRunAccess',
+  awaitRunRole: 'AwaitRunRole',
   train: 'Train',
+  revokeRunAccess: 'RevokeRunAccess',
+  revokeAfterFailure: 'RevokeAfterFailure',
   publish: 'Publish',
   notifySuccess: 'NotifySuccess',
   notifyFailure: 'NotifyFailure',
@@ -54,6 +62,13 @@ export const STATE = {
 } as const;
 
 const LAMBDA_TIMEOUT = sfn.Timeout.duration(Duration.minutes(15));
+/**
+ * IAM is eventually consistent: a role just created may not yet be assumable by ECS (IAM User Guide,
+ * troubleshooting "Changes that I make are not always immediately visible"; seconds, typically).
+ */
+export const RUN_ROLE_PROPAGATION = Duration.seconds(10);
+/** What IAM and Batch answer when busy, as the grant and revoke functions throw it (the SDK's own retries spent). */
+const CONTROL_PLANE_BUSY = ['ThrottlingException', 'ServiceFailureException', 'ConcurrentModificationException', 'ServerException', 'TooManyRequestsException'];
 
 export class Workflow extends Construct {
   readonly stateMachine: sfn.StateMachine;
@@ -82,7 +97,21 @@ export class Workflow extends Construct {
     });
     notifyFailure.addRetry({ maxAttempts: 3 });
     const failed = new sfn.Fail(this, STATE.failed, { errorPath: '$.error.Error', causePath: '$.error.Cause' });
-    const onFailure = notifyFailure.next(failed);
+    notifyFailure.next(failed);
+    const access = props.train.kind === 'batch' ? props.train.access : undefined;
+    const revokeStep = (id: string) => {
+      const step = lambdaStep(this, id, access!.revoke, sfn.TaskInput.fromObject({ runId: sfn.JsonPath.stringAt('$.runId') }), sfn.JsonPath.DISCARD);
+      step.addRetry({ errors: CONTROL_PLANE_BUSY, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 5, jitterStrategy: sfn.JitterType.FULL });
+      return step;
+    };
+    // Whatever failed, the run's role goes first (a revoke of what was never granted finds nothing); a failed revoke
+    // still notifies, with the run's own error (the ended-runs rule of cdk/run-access.ts tries it again).
+    let onFailure: sfn.IChainable = notifyFailure;
+    if (access) {
+      const revokeAfterFailure = revokeStep(STATE.revokeAfterFailure);
+      revokeAfterFailure.addCatch(notifyFailure, { resultPath: '$.revokeError' });
+      onFailure = revokeAfterFailure.next(notifyFailure);
+    }
     const catchAll = { resultPath: '$.error' };
 
     const validate = lambdaStep(this, STATE.validate, props.functions.validate);
@@ -137,6 +166,18 @@ export class Workflow extends Construct {
 
     const train = this.trainStep(props);
     train.addCatch(onFailure, catchAll);
+    let training: sfn.IChainable = train;
+    if (access) {
+      const grant = lambdaStep(this, STATE.grantRunAccess, access.grant, sfn.TaskInput.fromObject({ runSpec: sfn.JsonPath.objectAt('$.runSpec') }), '$.access');
+      grant.addRetry({ errors: CONTROL_PLANE_BUSY, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 5, jitterStrategy: sfn.JitterType.FULL });
+      grant.addCatch(onFailure, catchAll);
+      const revoke = revokeStep(STATE.revokeRunAccess);
+      revoke.addCatch(onFailure, catchAll);
+      training = grant
+        .next(new sfn.Wait(this, STATE.awaitRunRole, { time: sfn.WaitTime.duration(RUN_ROLE_PROPAGATION) }))
+        .next(train)
+        .next(revoke);
+    }
 
     const publish = lambdaStep(
       this,
@@ -171,7 +212,7 @@ export class Workflow extends Construct {
       .next(shard)
       .next(collect)
       .next(runSpec)
-      .next(train)
+      .next(training)
       .next(publish)
       .next(notifySuccess)
       .next(new sfn.Succeed(this, STATE.succeeded, { outputPath: '$.published' }));
@@ -200,10 +241,10 @@ export class Workflow extends Construct {
         heartbeatTimeout: sfn.Timeout.duration(Duration.minutes(10)),
       });
     }
-    const job = new ExactBatchSubmitJob(this, STATE.train, props.train.queue, props.train.jobDefinition, {
+    const job = new ExactBatchSubmitJob(this, STATE.train, props.train.queue, props.train.access.namePrefix, {
       jobName: sfn.JsonPath.stringAt('$.runId'),
       jobQueueArn: props.train.queue.jobQueueArn,
-      jobDefinitionArn: props.train.jobDefinition.jobDefinitionArn,
+      jobDefinitionArn: sfn.JsonPath.stringAt('$.access.jobDefinitionArn'),
       containerOverrides: {
         environment: { RUN_SPEC: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.runSpec')) },
       },
@@ -258,9 +299,9 @@ class ShardResultsWriter extends sfn.ResultWriterV2 {
 
 /**
  * BatchSubmitJob with the state machine's Batch grants exact. CDK's grants batch:SubmitJob on every job definition
- * in the account (`job-definition/*`); this one names the job definition's ARN, which is its current revision
- * (CloudFormation registers a new revision, and changes this ARN and the grant with it, when the definition
- * changes), and the queue. `.sync` also needs, as Step Functions documents: the managed EventBridge rule
+ * in the account (`job-definition/*`); this one names the queue and the job definitions of this deployment's runs
+ * (`<namePrefix>*`, which only its grant function may register, each with a run role under the boundary; not the
+ * role-less template). `.sync` also needs, as Step Functions documents: the managed EventBridge rule
  * (StepFunctionsGetEventsForBatchJobsRule, one per account and region, shared by every state machine there) to
  * learn of the job's end, batch:DescribeJobs (no resource-level permissions) to poll it, and batch:TerminateJob on
  * `job/*` to stop the job when the execution is stopped or times out (job ids exist only once submitted).
@@ -268,11 +309,12 @@ class ShardResultsWriter extends sfn.ResultWriterV2 {
 class ExactBatchSubmitJob extends tasks.BatchSubmitJob {
   protected override readonly taskPolicies: iam.PolicyStatement[];
 
-  constructor(scope: Construct, id: string, queue: batch.IJobQueue, jobDefinition: batch.IJobDefinition, props: tasks.BatchSubmitJobProps) {
+  constructor(scope: Construct, id: string, queue: batch.IJobQueue, jobDefinitionPrefix: string, props: tasks.BatchSubmitJobProps) {
     super(scope, id, props);
     const stack = Stack.of(this);
+    const runJobDefinitions = stack.formatArn({ service: 'batch', resource: 'job-definition', resourceName: `${jobDefinitionPrefix}*` });
     this.taskPolicies = [
-      new iam.PolicyStatement({ actions: ['batch:SubmitJob'], resources: [jobDefinition.jobDefinitionArn, queue.jobQueueArn] }),
+      new iam.PolicyStatement({ actions: ['batch:SubmitJob'], resources: [runJobDefinitions, queue.jobQueueArn] }),
       new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }),
       new iam.PolicyStatement({ actions: ['batch:TerminateJob'], resources: [stack.formatArn({ service: 'batch', resource: 'job', resourceName: '*' })] }),
       new iam.PolicyStatement({

@@ -18,6 +18,10 @@ function fakeArn(type: string, logicalId: string): string {
       return `arn:aws:batch:${at}:job-queue/${logicalId}`;
     case 'AWS::StepFunctions::Activity':
       return `arn:aws:states:${at}:activity:${logicalId}`;
+    case 'AWS::IAM::ManagedPolicy':
+      return `arn:aws:iam::${LOCAL_ACCOUNT}:policy/${logicalId}`;
+    case 'AWS::IAM::Role':
+      return `arn:aws:iam::${LOCAL_ACCOUNT}:role/${logicalId}`;
     default:
       throw new Error(`no local stand-in for a reference to ${logicalId} (${type})`);
   }
@@ -31,19 +35,19 @@ const PSEUDO: Record<string, string> = {
 };
 
 /**
- * The state machine's DefinitionString as plain ASL: `Fn::Join` of strings, `Ref` and `Fn::GetAtt` resolved,
- * the data bucket to `bucket` (the one the run reads) and every other resource to a fake ARN.
+ * A template value as plain JSON: `Fn::Join` of strings, `Ref` and `Fn::GetAtt` resolved, the data bucket to
+ * `bucket` (the one the run reads) and every other resource to a fake ARN.
  */
-export function resolveDefinition(template: Template, bucket: string): StateMachineDefinition {
-  const machine = onlyResource(template, 'AWS::StepFunctions::StateMachine');
+export function resolveValue(template: Template, bucket: string, value: unknown): unknown {
   const dataBucket = dataBucketLogicalId(template);
   const typeOf = (id: string): string => {
     const r = template.Resources[id];
-    if (!r) throw new Error(`definition references ${id}, which is not in the template`);
+    if (!r) throw new Error(`the template references ${id}, which is not in it`);
     return r.Type;
   };
-  const resolve = (value: unknown): string => {
-    if (typeof value === 'string') return value;
+  const resolve = (value: unknown): unknown => {
+    if (typeof value !== 'object' || value === null) return value;
+    if (Array.isArray(value)) return value.map(resolve);
     const v = value as Record<string, unknown>;
     if ('Fn::Join' in v) {
       const [sep, parts] = v['Fn::Join'] as [string, unknown[]];
@@ -55,10 +59,18 @@ export function resolveDefinition(template: Template, bucket: string): StateMach
       return id === dataBucket ? bucket : fakeArn(typeOf(id), id);
     }
     if ('Fn::GetAtt' in v) {
-      const [id] = v['Fn::GetAtt'] as [string, string];
+      const [id, attribute] = v['Fn::GetAtt'] as [string, string];
+      if (id === dataBucket && attribute === 'Arn') return `arn:aws:s3:::${bucket}`;
       return fakeArn(typeOf(id), id);
     }
-    throw new Error(`cannot resolve ${JSON.stringify(value)} in the state machine definition`);
+    if (Object.keys(v).some((k) => k.startsWith('Fn::'))) throw new Error(`cannot resolve ${JSON.stringify(value)} in the template`);
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, resolve(x)]));
   };
-  return JSON.parse(resolve(machine.properties.DefinitionString)) as StateMachineDefinition;
+  return resolve(value);
+}
+
+/** The state machine's DefinitionString as plain ASL (resolveValue). */
+export function resolveDefinition(template: Template, bucket: string): StateMachineDefinition {
+  const machine = onlyResource(template, 'AWS::StepFunctions::StateMachine');
+  return JSON.parse(resolveValue(template, bucket, machine.properties.DefinitionString) as string) as StateMachineDefinition;
 }

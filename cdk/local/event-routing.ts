@@ -102,8 +102,9 @@ export function matchesEventPattern(pattern: Pattern, event: Record<string, unkn
  * (`$or` of theirs), with the data bucket's name filled in.
  */
 export function uploadRulePattern(template: Template, bucket: string): Pattern {
-  const rules = Object.values(template.Resources).filter((r) => r.Type === 'AWS::Events::Rule' && r.Properties?.EventPattern !== undefined);
-  if (rules.length === 0) throw new Error('the template has no AWS::Events::Rule with an EventPattern');
+  const fromS3 = (pattern: unknown) => ((pattern as { source?: unknown } | undefined)?.source as unknown[] | undefined)?.includes('aws.s3');
+  const rules = Object.values(template.Resources).filter((r) => r.Type === 'AWS::Events::Rule' && fromS3(r.Properties?.EventPattern));
+  if (rules.length === 0) throw new Error('the template has no AWS::Events::Rule on S3 events');
   const dataBucket = dataBucketLogicalId(template);
   const patterns = rules.map(
     (rule) =>

@@ -1,5 +1,5 @@
 import './promise-with-resolvers.ts';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ExecutionAbortedError, ExecutionError, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
 import { makeS3Client } from '../../core/s3-client.ts';
@@ -7,14 +7,21 @@ import { trigger } from '../../lambdas/trigger/handler.ts';
 import { INIT_SOURCES_ENV } from '../../lambdas/validate/init-sources.ts';
 import { ANY_INIT_SOURCE } from '../../core/dataset/validate.ts';
 import { runFor } from '../../lambdas/trigger/run-id.ts';
+import { grantHandler } from '../../lambdas/run-access/grant.ts';
+import { revokeHandler } from '../../lambdas/run-access/revoke.ts';
+import { runAccessConfig } from '../../core/run-access.ts';
+import type { IamPolicy } from '../../core/s3-access.ts';
+import { S3Store, type ObjectStore } from '../../core/store.ts';
 import type { StartResult } from '../../lambdas/trigger/start-run.ts';
 import { STATE } from '../workflow.ts';
-import { LOCAL_ACCOUNT, LOCAL_REGION, resolveDefinition } from './asl.ts';
+import { LocalAccount } from './account.ts';
+import { LOCAL_ACCOUNT, LOCAL_REGION, resolveDefinition, resolveValue } from './asl.ts';
+import { enforceOn, type Principal } from './iam-policy.ts';
 import { matchesEventPattern, objectCreatedEvent, uploadRulePattern, type S3Put } from './event-routing.ts';
 import { checkExecutionName, payloadWatch, serviceGuards, type ServiceGuard } from './aws-rules.ts';
 import { mapRun, type Json, type MapRunEnv, type WorkflowEvent } from './map-run.ts';
 import { READ_ITEMS, rewriteForLocal } from './rewrite.ts';
-import { synthesizeTemplate } from './synth.ts';
+import { synthesizeTemplate, type Template } from './synth.ts';
 
 export type { WorkflowEvent } from './map-run.ts';
 
@@ -27,8 +34,11 @@ export type Intercept = (state: string, input: unknown, next: (input: unknown) =
 export interface LocalWorkflowOptions<T> {
   /** S3 API the handlers, the item reader and the result writer use (sets AWS_ENDPOINT_URL_S3 for this process). */
   s3Endpoint?: string;
-  /** The Train task: receives the RunSpec the Batch job would get in RUN_SPEC. */
-  train: (spec: RunSpec) => Promise<T>;
+  /**
+   * The Train task: receives the RunSpec the Batch job would get in RUN_SPEC, and the S3 access of the job's role
+   * (the run's own, as GrantRunAccess made it): a worker given `access.store` is refused what AWS would refuse it.
+   */
+  train: (spec: RunSpec, access: JobAccess) => Promise<T>;
   intercept?: Intercept;
   /** Milliseconds between retries per state; 0 for every state by default (retries still happen). */
   retryIntervalOverrides?: Record<string, number | number[]>;
@@ -43,6 +53,14 @@ export interface LocalRunInput {
   key: string;
   /** Defaults to what the trigger derives from the object's current version. */
   runId?: string;
+}
+
+/** S3 as the Batch job's role reaches it. */
+export interface JobAccess {
+  principal: Principal;
+  client: S3Client;
+  /** The run's bucket, through `client`. */
+  store: ObjectStore;
 }
 
 export interface Notification {
@@ -61,6 +79,8 @@ export interface WorkflowResult<T> {
   /** What `train` returned, when it ran. */
   train?: T;
   notifications: Notification[];
+  /** The run roles and run job definitions that still exist when the execution has ended: none, unless revoking failed. */
+  runAccessLeft: string[];
 }
 
 type Handler = (input: unknown) => Promise<unknown>;
@@ -106,6 +126,31 @@ async function defaultRunId(bucket: string, key: string): Promise<string | undef
   return runFor(bucket, key, versionId ?? etag)?.input.runId;
 }
 
+/**
+ * The account GrantRunAccess and RevokeRunAccess change, seeded with the template's managed policies (the run
+ * boundary) and job definitions, and the grant function's configuration as the template sets its environment.
+ */
+function localAccount(template: Template, bucket: string) {
+  const policies = new Map<string, IamPolicy>();
+  const templates = [];
+  let config: ReturnType<typeof runAccessConfig> | undefined;
+  for (const [id, r] of Object.entries(template.Resources)) {
+    const props = (r.Properties ?? {}) as Record<string, any>;
+    const arn = () => resolveValue(template, bucket, { Ref: id }) as string;
+    if (r.Type === 'AWS::IAM::ManagedPolicy') policies.set(arn(), resolveValue(template, bucket, props.PolicyDocument) as IamPolicy);
+    if (r.Type === 'AWS::Batch::JobDefinition') {
+      templates.push({ jobDefinitionName: id, jobDefinitionArn: arn(), revision: 1, status: 'ACTIVE', type: String(props.Type), containerProperties: { image: 'local' } });
+    }
+    const env = props.Environment?.Variables as Record<string, unknown> | undefined;
+    if (r.Type === 'AWS::Lambda::Function' && env?.POWERTOOLS_SERVICE_NAME === 'rsclip-grant-run') {
+      config = runAccessConfig(resolveValue(template, bucket, env) as Record<string, string>);
+    }
+  }
+  const account = new LocalAccount(policies, templates);
+  const templateArns = new Set(templates.map((t) => t.jobDefinitionArn));
+  return { account, config, left: () => [...account.roleNames, ...account.activeJobDefinitionArns.filter((a) => !templateArns.has(a))] };
+}
+
 /** The RunSpec out of the Batch SubmitJob parameters, validated as the worker validates RUN_SPEC. */
 function runSpecOfSubmitJob(params: unknown): RunSpec {
   const env = (params as { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] } }).ContainerOverrides
@@ -133,6 +178,15 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   const { definition, maps } = rewriteForLocal(deployed);
   const notifications: Notification[] = [];
   let trained: { value: T } | undefined;
+  const access = localAccount(template, run.bucket);
+  const config = access.config;
+  const runAccessHandlers: Record<string, Handler> = config
+    ? {
+        [STATE.grantRunAccess]: grantHandler(access.account, () => config),
+        [STATE.revokeRunAccess]: revokeHandler(access.account, () => config),
+        [STATE.revokeAfterFailure]: revokeHandler(access.account, () => config),
+      }
+    : {};
   const [validate, shard, collect, publish] = await Promise.all(
     [lambdaHandler('validate'), lambdaHandler('shard'), lambdaHandler('collect'), lambdaHandler('publish')],
   );
@@ -145,8 +199,12 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
     [STATE.validate]: validate,
     [STATE.shardOne]: shard,
     [STATE.collect]: collect,
+    ...runAccessHandlers,
     [STATE.train]: async (params) => {
-      const value = await run.train(runSpecOfSubmitJob(params));
+      const spec = runSpecOfSubmitJob(params);
+      const principal = access.account.jobPrincipal(String((params as { JobDefinition?: unknown }).JobDefinition));
+      const client = enforceOn(makeS3Client(), principal);
+      const value = await run.train(spec, { principal, client, store: new S3Store(spec.bucket, '', client) });
       trained = { value };
       return { JobId: `local-${runId}`, JobName: runId, Status: 'SUCCEEDED' };
     },
@@ -201,7 +259,8 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   };
   function start(machine: StateMachine, input: Json, execution: { Id: string; Name: string }) {
     const started = machine.run(input, {
-      overrides: { taskResourceLocalHandlers: handlersFor(execution.Id), retryIntervalOverrides },
+      // The wait for a new role to propagate through IAM is AWS's; the local account has none.
+      overrides: { taskResourceLocalHandlers: handlersFor(execution.Id), retryIntervalOverrides, waitTimeOverrides: { [STATE.awaitRunRole]: 0 } },
       context: { Execution: execution },
     });
     running.add(started.abort);
@@ -222,11 +281,12 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
     error: { name: 'States.DataLimitExceeded', cause },
     train: trained?.value,
     notifications,
+    runAccessLeft: access.left(),
   });
   try {
     const output = await execution.result;
     if (limitHit) return failedOnLimit(limitHit);
-    return { runId, status: 'SUCCEEDED', output, train: trained?.value, notifications };
+    return { runId, status: 'SUCCEEDED', output, train: trained?.value, notifications, runAccessLeft: access.left() };
   } catch (e) {
     if (limitHit && (e instanceof ExecutionAbortedError || e instanceof ExecutionError)) return failedOnLimit(limitHit);
     if (!(e instanceof ExecutionError)) throw e;
@@ -237,6 +297,7 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
       error: { name: cause?.name ?? 'ExecutionError', cause: cause?.message ?? e.message },
       train: trained?.value,
       notifications,
+      runAccessLeft: access.left(),
     };
   } finally {
     await forwarding;

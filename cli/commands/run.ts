@@ -358,11 +358,12 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     const training = trainingLog(log, () => checkpoints);
     const pipeline = new LocalPipeline({
       s3Endpoint: s3.endpoint,
-      train: async (spec) => {
+      // The worker reaches the bucket as the run's role would (its own keys only); checkpoints live on this disk.
+      train: async (spec, access) => {
         const dir = incomingDir(out, spec.runId);
         await prepareIncoming(dir, digest, log);
         checkpoints = join(dir, CHECKPOINTS);
-        const bucket = new CheckpointsOnDisk(s3.store, `${runPrefix(spec.runId)}/${CHECKPOINTS}`, new FsStore(checkpoints));
+        const bucket = new CheckpointsOnDisk(access.store, `${runPrefix(spec.runId)}/${CHECKPOINTS}`, new FsStore(checkpoints));
         return runTraining(spec, { bucket, log: training.event });
       },
       onEvent: stageLog(log),

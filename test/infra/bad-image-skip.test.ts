@@ -47,7 +47,7 @@ describe("a corrupt large image under policy 'skip'", () => {
     const result = await runWorkflowLocally({
       bucket: s3.bucket,
       key: captionsKey('harbour'),
-      train: (spec: RunSpec) => runTraining(spec, { bucket: s3.store, log: silentLogger }),
+      train: (spec: RunSpec, access) => runTraining(spec, { bucket: access.store, log: silentLogger }),
     });
     expect(result.error).toBeUndefined();
     expect(result.status).toBe('SUCCEEDED');

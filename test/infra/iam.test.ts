@@ -43,13 +43,14 @@ function render(value: unknown, bucket: string): string {
 function statements(t: Template): Statement[] {
   const bucket = dataBucketLogicalId(t);
   const out: Statement[] = [];
-  for (const r of Object.values(t.Resources)) {
-    if (r.Type !== 'AWS::IAM::Policy') continue;
-    const p = r.Properties as { Roles: { Ref: string }[]; PolicyDocument: { Statement: Record<string, unknown>[] } };
+  for (const [id, r] of Object.entries(t.Resources)) {
+    if (r.Type !== 'AWS::IAM::Policy' && r.Type !== 'AWS::IAM::ManagedPolicy') continue;
+    const p = r.Properties as { Roles?: { Ref: string }[]; PolicyDocument: { Statement: Record<string, unknown>[] } };
     for (const s of p.PolicyDocument.Statement) {
       expect(s.Effect).toBe('Allow');
       out.push({
-        role: p.Roles.map((x) => x.Ref).join(','),
+        // A managed policy attached to no role (the run boundary) stands for itself.
+        role: p.Roles?.map((x) => x.Ref).join(',') ?? id,
         actions: [s.Action as string | string[]].flat(),
         resources: [s.Resource].flat().map((x) => render(x, bucket)),
         condition: s.Condition as Statement['condition'],
@@ -76,14 +77,19 @@ beforeAll(() => {
 });
 
 describe('IAM: least privilege', () => {
-  it('lets the state machine submit only its own job definition to its own queue, with exact .sync grants', () => {
+  it("lets the state machine submit only its runs' job definitions to its own queue, with exact .sync grants", () => {
     expect(JSON.stringify(template)).not.toContain('job-definition/*');
     const sfn = roleOf(all, /StateMachineRole/);
     const submit = sfn.filter((s) => s.actions.includes('batch:SubmitJob'));
     expect(submit).toHaveLength(1);
-    const jobDefinition = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::Batch::JobDefinition')![0];
     const queue = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::Batch::JobQueue')![0];
-    expect(submit[0]!.resources.sort()).toEqual([`<${jobDefinition}>`, `<${queue}.JobQueueArn>`].sort());
+    const runDefinitions = /^arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition\/(rsclip-[0-9a-f]{8}-)\*$/;
+    expect(submit[0]!.resources.sort()).toEqual([expect.stringMatching(runDefinitions), `<${queue}.JobQueueArn>`].sort());
+    // Not the role-less template: only what the grant function registers under the prefix, which it alone may.
+    const prefix = runDefinitions.exec(submit[0]!.resources.find((r) => r.includes('job-definition'))!)![1]!;
+    const registers = all.filter((s) => s.actions.includes('batch:RegisterJobDefinition'));
+    expect(registers.map((s) => s.role)).toEqual([expect.stringMatching(/RunAccessGrant/)]);
+    expect(registers[0]!.resources).toEqual([`arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/${prefix}*`]);
     expect(sfn.find((s) => s.actions.includes('batch:TerminateJob'))!.resources).toEqual([
       'arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*',
     ]);
@@ -91,9 +97,49 @@ describe('IAM: least privilege', () => {
       'arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:rule/StepFunctionsGetEventsForBatchJobsRule',
     ]);
     // Nothing else of Batch, and nowhere else.
-    const batchActions = all.flatMap((s) => s.actions).filter((a) => a.startsWith('batch:'));
-    expect([...new Set(batchActions)].sort()).toEqual(['batch:DescribeJobs', 'batch:SubmitJob', 'batch:TerminateJob']);
-    expect(all.filter((s) => s.actions.some((a) => a.startsWith('batch:'))).every((s) => /StateMachineRole/.test(s.role))).toBe(true);
+    const batchOf = (role: RegExp) => [...new Set(roleOf(all, role).flatMap((s) => s.actions).filter((a) => a.startsWith('batch:')))].sort();
+    expect(batchOf(/StateMachineRole/)).toEqual(['batch:DescribeJobs', 'batch:SubmitJob', 'batch:TerminateJob']);
+    expect(batchOf(/RunAccessGrant/)).toEqual(['batch:DescribeJobDefinitions', 'batch:RegisterJobDefinition']);
+    expect(batchOf(/RunAccessRevoke/)).toEqual(['batch:DeregisterJobDefinition', 'batch:DescribeJobDefinitions']);
+    const batchRoles = all.filter((s) => s.actions.some((a) => a.startsWith('batch:'))).map((s) => s.role);
+    expect(batchRoles.every((r) => /StateMachineRole|RunAccessGrant|RunAccessRevoke/.test(r))).toBe(true);
+  });
+
+  it('lets only the grant function create roles: under the run path and prefix, with the run boundary, tagged with the run id', () => {
+    const boundary = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::IAM::ManagedPolicy')![0];
+    const iamStatements = all.filter((s) => s.actions.some((a) => a.startsWith('iam:')));
+    const roles = /^arn:<AWS::Partition>:iam::<AWS::AccountId>:role\/rsclip\/runs\/rsclip-[0-9a-f]{8}-\*$/;
+    const grant = roleOf(all, /RunAccessGrant/);
+    const create = grant.find((s) => s.actions.includes('iam:CreateRole'))!;
+    expect(create.actions.sort()).toEqual(['iam:CreateRole', 'iam:PutRolePolicy']);
+    expect(create.resources).toEqual([expect.stringMatching(roles)]);
+    expect(create.condition).toEqual({ StringEquals: { 'iam:PermissionsBoundary': { Ref: boundary } } });
+    expect(grant.find((s) => s.actions.includes('iam:TagRole'))!.condition).toEqual({ 'ForAllValues:StringEquals': { 'aws:TagKeys': ['rsclip:runId'] } });
+    const pass = grant.find((s) => s.actions.includes('iam:PassRole'))!;
+    expect(pass.resources[0]).toMatch(roles);
+    expect(pass.resources[1]).toMatch(/^<PipelineGpuWorkerExecutionRole[0-9A-F]+\.Arn>$/);
+    const revoke = roleOf(all, /RunAccessRevoke/);
+    expect(revoke.find((s) => s.actions.includes('iam:DeleteRolePolicy'))!.condition).toEqual({ StringEquals: { 'iam:PermissionsBoundary': { Ref: boundary } } });
+    expect(revoke.find((s) => s.actions.includes('iam:DeleteRole'))!.resources).toEqual([expect.stringMatching(roles)]);
+    // No other role touches IAM, and nothing attaches managed policies or changes a boundary.
+    expect([...new Set(iamStatements.map((s) => s.role))].every((r) => /RunAccessGrant|RunAccessRevoke/.test(r))).toBe(true);
+    const actions = iamStatements.flatMap((s) => s.actions);
+    for (const a of ['iam:AttachRolePolicy', 'iam:PutRolePermissionsBoundary', 'iam:DeleteRolePermissionsBoundary', 'iam:UpdateAssumeRolePolicy']) expect(actions).not.toContain(a);
+    // The template job definition has no job role: what a job may do comes only from its run's role.
+    const job = Object.values(template.Resources).find((r) => r.Type === 'AWS::Batch::JobDefinition')!;
+    expect((job.Properties as any).ContainerProperties.JobRoleArn).toBeUndefined();
+  });
+
+  it('revokes the runs of executions that end without their revoke step (aborted, timed out, failed)', () => {
+    const rule = Object.values(template.Resources).find((r) => r.Type === 'AWS::Events::Rule' && (r.Properties as any).EventPattern?.source?.[0] === 'aws.states')!;
+    const p = rule.Properties as any;
+    expect(p.EventPattern['detail-type']).toEqual(['Step Functions Execution Status Change']);
+    expect(p.EventPattern.detail.status.sort()).toEqual(['ABORTED', 'FAILED', 'TIMED_OUT']);
+    expect(p.EventPattern.detail.stateMachineArn).toEqual([{ Ref: expect.stringMatching(/StateMachine/) }]);
+    expect(p.Targets[0].Arn['Fn::GetAtt'][0]).toMatch(/RunAccessRevoke/);
+    expect(JSON.parse(p.Targets[0].InputTransformer.InputTemplate.replace('<detail-name>', '"x"'))).toEqual({ runId: 'x' });
+    expect(p.Targets[0].InputTransformer.InputPathsMap).toEqual({ 'detail-name': '$.detail.name' });
+    expect(p.Targets[0].DeadLetterConfig.Arn['Fn::GetAtt'][0]).toMatch(/FailedRevokes/);
   });
 
   it("scopes the state machine's own S3 access to the shard plan and the Map's results", () => {
@@ -130,11 +176,11 @@ describe('IAM: least privilege', () => {
     expect(modelWriters[0]!.resources).toEqual(['<Bucket>/models/*/latest.json']);
   });
 
-  it('scopes the Batch job role to the keys a run uses: shards, checkpoints, final/, and the init sources', () => {
-    const job = roleOf(all, /JobRole/);
+  it('caps every run role with a boundary of the keys a run uses: shards, checkpoints, final/, and the init sources', () => {
+    const job = roleOf(all, /RunBoundary/);
     const checkpointFiles = INIT_CHECKPOINT_SUFFIXES.map((s) => `datasets/*/*${s}`);
     expect(objectsFor(job, 's3:GetObject')).toEqual(
-      ['_tmp/*', 'models/*', 'runs/*/checkpoints/*', 'runs/*/final/model.safetensors', 'runs/*/shards/*', ...checkpointFiles].sort(),
+      ['_tmp/*', 'models/*', 'models/*/latest.json', 'runs/*/checkpoints/*', 'runs/*/final/model.safetensors', 'runs/*/shards/*', ...checkpointFiles].sort(),
     );
     expect(objectsFor(job, 's3:PutObject')).toEqual(['_tmp/*', 'runs/*/checkpoints/*', 'runs/*/final/*']);
     expect(objectsFor(job, 's3:DeleteObject')).toEqual(['_tmp/*', 'runs/*/checkpoints/*']);
@@ -142,6 +188,8 @@ describe('IAM: least privilege', () => {
       'runs/*/shards/*',
       'runs/*/checkpoints/*',
       'models/*',
+      ...checkpointFiles,
+      'models/*/latest.json',
     ]);
     // Not a dataset's images or captions, not a run's report, plan or the Map's results, and no version reads.
     expect(job.flatMap((s) => s.actions)).not.toContain('s3:GetObjectVersion');
@@ -189,10 +237,10 @@ describe('IAM: least privilege', () => {
     }
   });
 
-  it('reads the deployment init sources and base model in the job role, and hands the same list to Validate', () => {
+  it('reads the deployment init sources and base model in the run boundary, and hands the same list to Validate', () => {
     const sources = ['s3://shared-models/base/', 's3://other-bucket/ckpt/RemoteCLIP-ViT-B-32.pt'];
     const t = synth({ initSources: sources.join(','), baseModelUri: 's3://base-bucket/models/base/RemoteCLIP-ViT-B-32.pt' }, true);
-    const job = roleOf(statements(t), /JobRole/);
+    const job = roleOf(statements(t), /RunBoundary/);
     const reads = job.filter((s) => s.actions.includes('s3:GetObject')).flatMap((s) => s.resources);
     expect(reads).toEqual(
       expect.arrayContaining([

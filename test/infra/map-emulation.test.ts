@@ -221,7 +221,7 @@ describe('service quotas the local runner enforces', () => {
         trained = true;
         return 'trained';
       },
-      intercept: fakeIngest({ options: { note: 'x'.repeat(9000) } }),
+      intercept: fakeIngest({ options: { freeze: Array.from({ length: 220 }, () => 'x'.repeat(38)) } }),
     });
     expect(result.status).toBe('FAILED');
     expect(result.error?.name).toBe('States.TaskFailed');

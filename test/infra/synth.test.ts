@@ -100,7 +100,7 @@ describe('CDK app', () => {
   });
 
   it('routes captions.csv uploads to the trigger with retries and a dead-letter queue', () => {
-    const rule = resources(templates.aws, 'AWS::Events::Rule').find((r) => r.Properties.EventPattern)!;
+    const rule = resources(templates.aws, 'AWS::Events::Rule').find((r) => r.Properties.EventPattern?.source?.includes('aws.s3'))!;
     expect(rule.Properties.EventPattern).toMatchObject({
       source: ['aws.s3'],
       'detail-type': ['Object Created'],
@@ -113,7 +113,8 @@ describe('CDK app', () => {
 
   it('runs the Lambda steps on Node 24 with X-Ray tracing', () => {
     const fns = resources(templates.aws, 'AWS::Lambda::Function').filter((f) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
-    expect(fns.length).toBe(5);
+    // Validate, Shard, Collect, Publish, the trigger, and the run-access grant and revoke.
+    expect(fns.length).toBe(7);
     for (const f of fns) {
       expect(f.Properties.Runtime).toBe('nodejs24.x');
       expect(f.Properties.TracingConfig.Mode).toBe('Active');
@@ -147,10 +148,22 @@ describe('CDK app', () => {
     expect(s.Train.Resource).toBe('arn:aws:states:::batch:submitJob.sync');
     expect(s.Train.Parameters.ContainerOverrides.Environment).toEqual([{ Name: 'RUN_SPEC', 'Value.$': 'States.JsonToString($.runSpec)' }]);
     expect(s.BuildRunSpec.Parameters).toMatchObject({ 'runId.$': '$.runId', 'bucket.$': '$.bucket', 'dataset.$': '$.dataset', 'options.$': '$.options' });
+    // Train runs under a role of the run's own: granted before, waited on (IAM propagation), revoked after.
+    expect(s.BuildRunSpec.Next).toBe('GrantRunAccess');
+    expect(s.GrantRunAccess.Parameters).toEqual({ 'runSpec.$': '$.runSpec' });
+    expect(s.GrantRunAccess.ResultPath).toBe('$.access');
+    expect(s.GrantRunAccess.Next).toBe('AwaitRunRole');
+    expect(s.AwaitRunRole).toMatchObject({ Type: 'Wait', Seconds: 10, Next: 'Train' });
+    expect(s.Train.Parameters['JobDefinition.$']).toBe('$.access.jobDefinitionArn');
+    expect(s.Train.Next).toBe('RevokeRunAccess');
+    expect(s.RevokeRunAccess).toMatchObject({ Parameters: { 'runId.$': '$.runId' }, ResultPath: null, Next: 'Publish' });
 
-    for (const name of ['Validate', 'Shard', 'Collect', 'Train', 'Publish']) {
-      expect(s[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'NotifyFailure' }]);
+    for (const name of ['Validate', 'Shard', 'Collect', 'GrantRunAccess', 'Train', 'RevokeRunAccess', 'Publish']) {
+      expect(s[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'RevokeAfterFailure' }]);
     }
+    // A failure revokes first, and notifies with the run's own error even when the revoke fails too.
+    expect(s.RevokeAfterFailure).toMatchObject({ Parameters: { 'runId.$': '$.runId' }, ResultPath: null, Next: 'NotifyFailure' });
+    expect(s.RevokeAfterFailure.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.revokeError', Next: 'NotifyFailure' }]);
     expect(s.NotifyFailure.Resource).toBe('arn:aws:states:::sns:publish');
     expect(s.NotifyFailure.Next).toBe('Failed');
     expect(s.Failed).toEqual({ Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' });

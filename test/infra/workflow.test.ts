@@ -6,7 +6,7 @@ import { generateDemoDataset } from '../../cli/demo-data/generate.ts';
 import { drainCreatedObjects, startLocalS3, uploadFolder, type InProcessS3 } from '../../cli/local-s3.ts';
 import { resolveDefinition } from '../../cdk/local/asl.ts';
 import { READ_ITEMS } from '../../cdk/local/rewrite.ts';
-import { LocalPipeline, runWorkflowLocally, type Intercept } from '../../cdk/local/run-workflow.ts';
+import { LocalPipeline, runWorkflowLocally, type Intercept, type JobAccess } from '../../cdk/local/run-workflow.ts';
 import { synthesizeTemplate } from '../../cdk/local/synth.ts';
 import { STATE } from '../../cdk/workflow.ts';
 import type { RunSpec } from '../../core/run-spec.ts';
@@ -42,7 +42,8 @@ async function upload(dataset: string, options: TrainOptions, csv?: string) {
   return drainCreatedObjects(s3);
 }
 
-const realWorker = (spec: RunSpec): Promise<TrainOutput> => runTraining(spec, { bucket: s3.store, log: silentLogger });
+/** The worker as the Batch job runs it: reaching S3 as the run's own role. */
+const realWorker = (spec: RunSpec, access: JobAccess): Promise<TrainOutput> => runTraining(spec, { bucket: access.store, log: silentLogger });
 
 describe('the synthesized state machine, run locally with the real handlers', () => {
   it('publishes a model from an upload, retrying a failed shard, and starts one run for a duplicate event', async () => {
@@ -144,6 +145,52 @@ describe('the synthesized state machine, run locally with the real handlers', ()
     expect(result.status).toBe('FAILED');
     expect(result.error!.cause).toMatch(/No-Such-Model/);
     expect(await s3.store.head(modelLatestKey('nobase'))).toBeUndefined();
+  });
+
+  it("trains as the run's own role: its keys only, a missing key it may not list is AccessDenied, and the role is gone after", async () => {
+    await upload('scoped', TINY);
+    const outcome = (p: Promise<unknown>) => p.then(() => 'allowed', (e: Error) => e.name);
+    const result = await runWorkflowLocally({
+      bucket: s3.bucket,
+      key: captionsKey('scoped'),
+      train: async (spec, access) => ({
+        otherFinal: await outcome(access.store.put('runs/someone-else/final/model.safetensors', 'x')),
+        otherCheckpoint: await outcome(access.store.delete('runs/someone-else/checkpoints/latest.json')),
+        captions: await outcome(access.store.get(captionsKey('scoped'))),
+        latest: await outcome(access.store.put(modelLatestKey('scoped'), '{}')),
+        // S3 answers 403, not 404, for a missing key the role may not list.
+        missingOther: await outcome(access.store.tryGet('runs/someone-else/checkpoints/latest.json')),
+        missingOwn: await access.store.tryGet(`runs/${spec.runId}/checkpoints/latest.json`),
+        trained: await realWorker(spec, access),
+      }),
+    });
+    expect(result.status).toBe('SUCCEEDED');
+    expect(result.train).toMatchObject({
+      otherFinal: 'AccessDenied',
+      otherCheckpoint: 'AccessDenied',
+      captions: 'AccessDenied',
+      latest: 'AccessDenied',
+      missingOther: 'AccessDenied',
+      missingOwn: undefined,
+      trained: { steps: 2 },
+    });
+    expect(result.runAccessLeft).toEqual([]);
+  });
+
+  it('revokes the run role when Train fails', async () => {
+    await upload('trainfails', TINY);
+    let roleArn = '';
+    const result = await runWorkflowLocally({
+      bucket: s3.bucket,
+      key: captionsKey('trainfails'),
+      train: async (_spec, access) => {
+        roleArn = access.principal.name;
+        throw Object.assign(new Error('CUDA error: out of memory'), { name: 'WorkerFailed' });
+      },
+    });
+    expect(result).toMatchObject({ status: 'FAILED', error: { name: 'WorkerFailed' }, runAccessLeft: [] });
+    expect(roleArn).toMatch(/^arn:aws:iam::000000000000:role\/rsclip\/runs\/rsclip-[0-9a-f]{8}-[0-9a-f]{32}$/);
+    expect(result.notifications.map((n) => n.state)).toEqual([STATE.notifyFailure]);
   });
 
   it('enforces the 256 KiB payload quota: 2,000 shard results fail a Map without a ResultWriter, not the deployed one', async () => {
