@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { INIT_CHECKPOINT_SUFFIXES, INIT_LATEST } from './dataset/validate.ts';
+import { INIT_CHECKPOINT_SUFFIXES, INIT_LATEST } from './train-options.ts';
 import type { RunSpec } from './run-spec.ts';
 import { iamLiteral, iamPolicy, keyAccessGrants, objectReadStatements, type IamPolicy, type KeyAccess } from './s3-access.ts';
 import { CHECKPOINTS, datasetPrefix, FINAL, FINAL_FILES, finalKey, MODELS, modelLatestKey, runPrefix, shardsPrefix } from './s3-layout.ts';

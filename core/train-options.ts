@@ -11,6 +11,12 @@ function regexProblem(pattern: string, ctx: z.RefinementCtx): void {
   }
 }
 
+/** Checkpoint files a dataset may keep in its own folder and start from (torch zip, safetensors). */
+export const INIT_CHECKPOINT_SUFFIXES = ['.pt', '.pth', '.bin', '.safetensors'] as const;
+/** worker/train/base-model.ts RANDOM_PREFIX and LATEST (core does not import the worker; a test keeps them equal). */
+export const INIT_RANDOM_PREFIX = 'random:';
+export const INIT_LATEST = 'latest';
+
 /**
  * `datasets/<name>/train.json`: what a dataset owner may override. Unset hyper-parameters take the recipe of
  * the model's family (worker/train/recipe.ts), so one file holds each default.

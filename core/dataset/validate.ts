@@ -2,7 +2,7 @@ import { loadModelConfig, modelNameProblem } from '../model-config/config.ts';
 import { CAPTIONS_FILE, datasetPrefix, MODELS, TRAIN_OPTIONS_FILE } from '../s3-layout.ts';
 import { SPLITS, type Split } from '../shard-format.ts';
 import type { ObjectStore } from '../store.ts';
-import { parseTrainOptions, type TrainOptions } from '../train-options.ts';
+import { INIT_CHECKPOINT_SUFFIXES, INIT_LATEST, INIT_RANDOM_PREFIX, parseTrainOptions, type TrainOptions } from '../train-options.ts';
 import { csvRecords, type CsvRecord } from './csv.ts';
 import { KeyTable } from './key-table.ts';
 import { bucketOf, BucketCounts, cutShards, PlanSpill } from './plan.ts';
@@ -80,11 +80,6 @@ export interface InitRule {
 
 /** InitRule.sources entry that allows every init: only the local runner sets it. */
 export const ANY_INIT_SOURCE = '*';
-/** Checkpoint files a dataset may keep in its own folder and start from (torch zip, safetensors). */
-export const INIT_CHECKPOINT_SUFFIXES = ['.pt', '.pth', '.bin', '.safetensors'] as const;
-/** worker/train/base-model.ts RANDOM_PREFIX and LATEST (core does not import the worker; a test keeps them equal). */
-export const INIT_RANDOM_PREFIX = 'random:';
-export const INIT_LATEST = 'latest';
 
 /** Why `init` is outside what `dataset` may read under `rule`, in one line; undefined when it is allowed. */
 export function initProblem(init: string, dataset: string, rule: InitRule): string | undefined {

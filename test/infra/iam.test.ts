@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, STACK_NAME } from '../../cdk/app.ts';
 import { dataBucketLogicalId, type Template } from '../../cdk/local/synth.ts';
-import { INIT_CHECKPOINT_SUFFIXES, INIT_LATEST, INIT_RANDOM_PREFIX } from '../../core/dataset/validate.ts';
+import { INIT_CHECKPOINT_SUFFIXES, INIT_LATEST, INIT_RANDOM_PREFIX } from '../../core/train-options.ts';
 import { INIT_SOURCES_ENV } from '../../lambdas/validate/init-sources.ts';
 import { LATEST, RANDOM_PREFIX } from '../../worker/train/base-model.ts';
 
