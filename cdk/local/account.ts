@@ -1,9 +1,10 @@
 import type { RegisterJobDefinitionRequest } from '@aws-sdk/client-batch';
-import { MAX_ROLE_POLICY_CHARS } from '../../core/run-access.ts';
+import { MAX_ROLE_POLICY_CHARS, RUN_ACCESS_ENV, runAccessConfig, type RunAccessConfig } from '../../core/run-access.ts';
 import type { IamPolicy } from '../../core/s3-access.ts';
 import type { JobDefinition, NewRole, RunAccount } from '../../lambdas/run-access/account.ts';
-import { LOCAL_ACCOUNT, LOCAL_REGION } from './asl.ts';
+import { LOCAL_ACCOUNT, LOCAL_REGION, resolveValue } from './asl.ts';
 import type { Principal } from './iam-policy.ts';
+import type { Template } from './synth.ts';
 
 /** IAM's rules for CreateRole (RoleName, Path) and Batch's for a job definition name. */
 const ROLE_NAME = /^[\w+=,.@-]{1,64}$/;
@@ -27,17 +28,24 @@ export class LocalAccount implements RunAccount {
   private readonly roles = new Map<string, Role>();
   private readonly definitions = new Map<string, { definition: JobDefinition; active: boolean }>();
   private readonly revisions = new Map<string, number>();
+  private readonly templates: ReadonlySet<string>;
 
   constructor(
     private readonly managedPolicies: ReadonlyMap<string, IamPolicy>,
     templates: readonly JobDefinition[],
   ) {
     for (const t of templates) this.definitions.set(t.jobDefinitionArn!, { definition: t, active: true });
+    this.templates = new Set(templates.map((t) => t.jobDefinitionArn!));
   }
 
-  /** Roles that exist, by name: after a run, what its revoke left behind. */
+  /** Roles that exist, by name. */
   get roleNames(): string[] {
     return [...this.roles.keys()];
+  }
+
+  /** The roles and the active job definitions other than the templates: after a run, what its revoke left behind. */
+  runAccessLeft(): string[] {
+    return [...this.roleNames, ...this.activeJobDefinitionArns.filter((arn) => !this.templates.has(arn))];
   }
 
   get activeJobDefinitionArns(): string[] {
@@ -126,4 +134,30 @@ export class LocalAccount implements RunAccount {
       boundary: this.managedPolicies.get(role.boundaryArn),
     };
   }
+}
+
+/**
+ * The account a deployment of `template` starts with: its managed policies (the run boundary) and job definitions
+ * (the template), and the run-access functions' configuration as their environment sets it; no config when the
+ * template has none (a stage without Batch).
+ */
+export function accountOfTemplate(template: Template, bucket: string): { account: LocalAccount; config?: RunAccessConfig } {
+  const policies = new Map<string, IamPolicy>();
+  const definitions: JobDefinition[] = [];
+  let config: RunAccessConfig | undefined;
+  for (const [id, r] of Object.entries(template.Resources)) {
+    const props = (r.Properties ?? {}) as { PolicyDocument?: unknown; Type?: string; Environment?: { Variables?: Record<string, unknown> } };
+    const arn = () => resolveValue(template, bucket, { Ref: id }) as string;
+    if (r.Type === 'AWS::IAM::ManagedPolicy') policies.set(arn(), resolveValue(template, bucket, props.PolicyDocument) as IamPolicy);
+    // What a run's copy needs of it locally is that it exists and has a type; the worker is this process.
+    if (r.Type === 'AWS::Batch::JobDefinition') {
+      definitions.push({ jobDefinitionName: id, jobDefinitionArn: arn(), revision: 1, status: 'ACTIVE', type: props.Type, containerProperties: { image: 'local' } });
+    }
+    const env = props.Environment?.Variables;
+    // The grant and revoke functions share one configuration.
+    if (r.Type === 'AWS::Lambda::Function' && env?.[RUN_ACCESS_ENV.namePrefix] !== undefined) {
+      config = runAccessConfig(resolveValue(template, bucket, env) as Record<string, string>);
+    }
+  }
+  return { account: new LocalAccount(policies, definitions), config };
 }

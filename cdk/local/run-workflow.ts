@@ -9,19 +9,17 @@ import { ANY_INIT_SOURCE } from '../../core/dataset/validate.ts';
 import { runFor } from '../../lambdas/trigger/run-id.ts';
 import { grantHandler } from '../../lambdas/run-access/grant.ts';
 import { revokeHandler } from '../../lambdas/run-access/revoke.ts';
-import { runAccessConfig } from '../../core/run-access.ts';
-import type { IamPolicy } from '../../core/s3-access.ts';
 import { S3Store, type ObjectStore } from '../../core/store.ts';
 import type { StartResult } from '../../lambdas/trigger/start-run.ts';
 import { STATE } from '../workflow.ts';
-import { LocalAccount } from './account.ts';
-import { LOCAL_ACCOUNT, LOCAL_REGION, resolveDefinition, resolveValue } from './asl.ts';
+import { accountOfTemplate } from './account.ts';
+import { LOCAL_ACCOUNT, LOCAL_REGION, resolveDefinition } from './asl.ts';
 import { enforceOn, type Principal } from './iam-policy.ts';
 import { matchesEventPattern, objectCreatedEvent, uploadRulePattern, type S3Put } from './event-routing.ts';
 import { checkExecutionName, payloadWatch, serviceGuards, type ServiceGuard } from './aws-rules.ts';
 import { mapRun, type Json, type MapRunEnv, type WorkflowEvent } from './map-run.ts';
 import { READ_ITEMS, rewriteForLocal } from './rewrite.ts';
-import { synthesizeTemplate, type Template } from './synth.ts';
+import { synthesizeTemplate } from './synth.ts';
 
 export type { WorkflowEvent } from './map-run.ts';
 
@@ -126,31 +124,6 @@ async function defaultRunId(bucket: string, key: string): Promise<string | undef
   return runFor(bucket, key, versionId ?? etag)?.input.runId;
 }
 
-/**
- * The account GrantRunAccess and RevokeRunAccess change, seeded with the template's managed policies (the run
- * boundary) and job definitions, and the grant function's configuration as the template sets its environment.
- */
-function localAccount(template: Template, bucket: string) {
-  const policies = new Map<string, IamPolicy>();
-  const templates = [];
-  let config: ReturnType<typeof runAccessConfig> | undefined;
-  for (const [id, r] of Object.entries(template.Resources)) {
-    const props = (r.Properties ?? {}) as Record<string, any>;
-    const arn = () => resolveValue(template, bucket, { Ref: id }) as string;
-    if (r.Type === 'AWS::IAM::ManagedPolicy') policies.set(arn(), resolveValue(template, bucket, props.PolicyDocument) as IamPolicy);
-    if (r.Type === 'AWS::Batch::JobDefinition') {
-      templates.push({ jobDefinitionName: id, jobDefinitionArn: arn(), revision: 1, status: 'ACTIVE', type: String(props.Type), containerProperties: { image: 'local' } });
-    }
-    const env = props.Environment?.Variables as Record<string, unknown> | undefined;
-    if (r.Type === 'AWS::Lambda::Function' && env?.POWERTOOLS_SERVICE_NAME === 'rsclip-grant-run') {
-      config = runAccessConfig(resolveValue(template, bucket, env) as Record<string, string>);
-    }
-  }
-  const account = new LocalAccount(policies, templates);
-  const templateArns = new Set(templates.map((t) => t.jobDefinitionArn));
-  return { account, config, left: () => [...account.roleNames, ...account.activeJobDefinitionArns.filter((a) => !templateArns.has(a))] };
-}
-
 /** The RunSpec out of the Batch SubmitJob parameters, validated as the worker validates RUN_SPEC. */
 function runSpecOfSubmitJob(params: unknown): RunSpec {
   const env = (params as { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] } }).ContainerOverrides
@@ -178,7 +151,7 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   const { definition, maps } = rewriteForLocal(deployed);
   const notifications: Notification[] = [];
   let trained: { value: T } | undefined;
-  const access = localAccount(template, run.bucket);
+  const access = accountOfTemplate(template, run.bucket);
   const config = access.config;
   const runAccessHandlers: Record<string, Handler> = config
     ? {
@@ -281,12 +254,12 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
     error: { name: 'States.DataLimitExceeded', cause },
     train: trained?.value,
     notifications,
-    runAccessLeft: access.left(),
+    runAccessLeft: access.account.runAccessLeft(),
   });
   try {
     const output = await execution.result;
     if (limitHit) return failedOnLimit(limitHit);
-    return { runId, status: 'SUCCEEDED', output, train: trained?.value, notifications, runAccessLeft: access.left() };
+    return { runId, status: 'SUCCEEDED', output, train: trained?.value, notifications, runAccessLeft: access.account.runAccessLeft() };
   } catch (e) {
     if (limitHit && (e instanceof ExecutionAbortedError || e instanceof ExecutionError)) return failedOnLimit(limitHit);
     if (!(e instanceof ExecutionError)) throw e;
@@ -297,7 +270,7 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
       error: { name: cause?.name ?? 'ExecutionError', cause: cause?.message ?? e.message },
       train: trained?.value,
       notifications,
-      runAccessLeft: access.left(),
+      runAccessLeft: access.account.runAccessLeft(),
     };
   } finally {
     await forwarding;

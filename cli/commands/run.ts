@@ -381,6 +381,8 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     } finally {
       training.close();
     }
+    // On AWS these would be IAM roles and job definitions left in the account (a revoke step that failed).
+    if (result.runAccessLeft.length) log(`warning: the run's access was not revoked: ${result.runAccessLeft.join(', ')}`);
     const incoming = incomingDir(out, runId);
     const validation = await s3.store.tryGet(validationKey(runId));
     if (result.status !== 'SUCCEEDED') {
