@@ -38,6 +38,8 @@ export class RunAccess extends Construct {
   readonly revoke: HandlerFunction;
   /** What every run's role and job definition name starts with (unique to this construct). */
   readonly namePrefix: string;
+  /** ARN pattern of the runs' job definitions: what Train may submit. */
+  readonly jobDefinitions: string;
   /** The extra sources that are prefixes (their boundary grant ends in `*`), for cdk/nag.ts. */
   readonly extraSourcePrefixes: InitSource[];
   /** Revokes the rule of revokeWhenEnded could not deliver: roles left behind, to delete by hand. */
@@ -66,7 +68,7 @@ export class RunAccess extends Construct {
     this.extraSourcePrefixes = props.extraSources.filter((s) => s.prefix);
 
     const roles = stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: `${RUN_ROLE_PATH.slice(1)}${this.namePrefix}*` });
-    const jobDefinitions = stack.formatArn({ service: 'batch', resource: 'job-definition', resourceName: `${this.namePrefix}*` });
+    this.jobDefinitions = stack.formatArn({ service: 'batch', resource: 'job-definition', resourceName: `${this.namePrefix}*` });
     const environment = {
       [RUN_ACCESS_ENV.account]: Aws.ACCOUNT_ID,
       [RUN_ACCESS_ENV.partition]: Aws.PARTITION,
@@ -92,12 +94,12 @@ export class RunAccess extends Construct {
     // RegisterJobDefinition passes the run's role as the job role and the template's execution role (image pulls, logs).
     const executionRole = props.jobTemplate.container.executionRole;
     this.grant.addToRolePolicy(new iam.PolicyStatement({ actions: ['iam:PassRole'], resources: [roles, executionRole.roleArn] }));
-    this.grant.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:RegisterJobDefinition'], resources: [jobDefinitions] }));
+    this.grant.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:RegisterJobDefinition'], resources: [this.jobDefinitions] }));
     this.grant.addToRolePolicy(describe);
 
     this.revoke.addToRolePolicy(new iam.PolicyStatement({ actions: ['iam:DeleteRolePolicy'], resources: [roles], conditions: withBoundary }));
     this.revoke.addToRolePolicy(new iam.PolicyStatement({ actions: ['iam:DeleteRole'], resources: [roles] }));
-    this.revoke.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:DeregisterJobDefinition'], resources: [jobDefinitions] }));
+    this.revoke.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:DeregisterJobDefinition'], resources: [this.jobDefinitions] }));
     this.revoke.addToRolePolicy(describe);
 
     this.failedRevokes = new sqs.Queue(this, 'FailedRevokes', { enforceSSL: true, retentionPeriod: Duration.days(14) });

@@ -68,7 +68,13 @@ const LAMBDA_TIMEOUT = sfn.Timeout.duration(Duration.minutes(15));
  */
 export const RUN_ROLE_PROPAGATION = Duration.seconds(10);
 /** What IAM and Batch answer when busy, as the grant and revoke functions throw it (the SDK's own retries spent). */
-const CONTROL_PLANE_BUSY = ['ThrottlingException', 'ServiceFailureException', 'ConcurrentModificationException', 'ServerException', 'TooManyRequestsException'];
+const CONTROL_PLANE_RETRY: sfn.RetryProps = {
+  errors: ['ThrottlingException', 'ServiceFailureException', 'ConcurrentModificationException', 'ServerException', 'TooManyRequestsException'],
+  interval: Duration.seconds(5),
+  backoffRate: 2,
+  maxAttempts: 5,
+  jitterStrategy: sfn.JitterType.FULL,
+};
 
 export class Workflow extends Construct {
   readonly stateMachine: sfn.StateMachine;
@@ -99,11 +105,10 @@ export class Workflow extends Construct {
     const failed = new sfn.Fail(this, STATE.failed, { errorPath: '$.error.Error', causePath: '$.error.Cause' });
     notifyFailure.next(failed);
     const access = props.train.kind === 'batch' ? props.train.access : undefined;
-    const revokeStep = (id: string) => {
-      const step = lambdaStep(this, id, access!.revoke, sfn.TaskInput.fromObject({ runId: sfn.JsonPath.stringAt('$.runId') }), sfn.JsonPath.DISCARD);
-      step.addRetry({ errors: CONTROL_PLANE_BUSY, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 5, jitterStrategy: sfn.JitterType.FULL });
-      return step;
-    };
+    const revokeStep = (id: string) =>
+      lambdaStep(this, id, access!.revoke, sfn.TaskInput.fromObject({ runId: sfn.JsonPath.stringAt('$.runId') }), sfn.JsonPath.DISCARD).addRetry(
+        CONTROL_PLANE_RETRY,
+      );
     // Whatever failed, the run's role goes first (a revoke of what was never granted finds nothing); a failed revoke
     // still notifies, with the run's own error (the ended-runs rule of cdk/run-access.ts tries it again).
     let onFailure: sfn.IChainable = notifyFailure;
@@ -169,8 +174,7 @@ export class Workflow extends Construct {
     let training: sfn.IChainable = train;
     if (access) {
       const grant = lambdaStep(this, STATE.grantRunAccess, access.grant, sfn.TaskInput.fromObject({ runSpec: sfn.JsonPath.objectAt('$.runSpec') }), '$.access');
-      grant.addRetry({ errors: CONTROL_PLANE_BUSY, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 5, jitterStrategy: sfn.JitterType.FULL });
-      grant.addCatch(onFailure, catchAll);
+      grant.addRetry(CONTROL_PLANE_RETRY).addCatch(onFailure, catchAll);
       const revoke = revokeStep(STATE.revokeRunAccess);
       revoke.addCatch(onFailure, catchAll);
       training = grant
@@ -241,7 +245,7 @@ export class Workflow extends Construct {
         heartbeatTimeout: sfn.Timeout.duration(Duration.minutes(10)),
       });
     }
-    const job = new ExactBatchSubmitJob(this, STATE.train, props.train.queue, props.train.access.namePrefix, {
+    const job = new ExactBatchSubmitJob(this, STATE.train, props.train.queue, props.train.access.jobDefinitions, {
       jobName: sfn.JsonPath.stringAt('$.runId'),
       jobQueueArn: props.train.queue.jobQueueArn,
       jobDefinitionArn: sfn.JsonPath.stringAt('$.access.jobDefinitionArn'),
@@ -309,12 +313,12 @@ class ShardResultsWriter extends sfn.ResultWriterV2 {
 class ExactBatchSubmitJob extends tasks.BatchSubmitJob {
   protected override readonly taskPolicies: iam.PolicyStatement[];
 
-  constructor(scope: Construct, id: string, queue: batch.IJobQueue, jobDefinitionPrefix: string, props: tasks.BatchSubmitJobProps) {
+  /** `jobDefinitions`: the ARN pattern of what Train may submit (RunAccess.jobDefinitions). */
+  constructor(scope: Construct, id: string, queue: batch.IJobQueue, jobDefinitions: string, props: tasks.BatchSubmitJobProps) {
     super(scope, id, props);
     const stack = Stack.of(this);
-    const runJobDefinitions = stack.formatArn({ service: 'batch', resource: 'job-definition', resourceName: `${jobDefinitionPrefix}*` });
     this.taskPolicies = [
-      new iam.PolicyStatement({ actions: ['batch:SubmitJob'], resources: [runJobDefinitions, queue.jobQueueArn] }),
+      new iam.PolicyStatement({ actions: ['batch:SubmitJob'], resources: [jobDefinitions, queue.jobQueueArn] }),
       new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }),
       new iam.PolicyStatement({ actions: ['batch:TerminateJob'], resources: [stack.formatArn({ service: 'batch', resource: 'job', resourceName: '*' })] }),
       new iam.PolicyStatement({
