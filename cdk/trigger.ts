@@ -8,6 +8,7 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { CAPTIONS_FILE, captionsKey, DATASETS, trainOptionsKey } from '../core/s3-layout.ts';
 import { RERUN_FILE } from '../lambdas/trigger/run-id.ts';
+import { STATE_MACHINE_ARN_ENV } from '../lambdas/trigger/start-run.ts';
 import type { DataBucket } from './data-bucket.ts';
 import { HandlerFunction } from './node-function.ts';
 
@@ -44,7 +45,7 @@ export class Trigger extends Construct {
       logRetentionDays: props.logRetentionDays,
       memorySize: 256,
       timeout: Duration.seconds(30),
-      environment: { STATE_MACHINE_ARN: props.stateMachine.stateMachineArn },
+      environment: { [STATE_MACHINE_ARN_ENV]: props.stateMachine.stateMachineArn },
     });
     props.stateMachine.grantStartExecution(this.function);
     // Every event looks up captions.csv and train.json (their versions name the run; a dataset without train.json

@@ -3,7 +3,7 @@ import { MAX_ROLE_POLICY_CHARS, RUN_ACCESS_ENV, runAccessConfig, type RunAccessC
 import type { IamPolicy } from '../../core/s3-access.ts';
 import type { JobDefinition, NewRole, RunAccount } from '../../lambdas/run-access/account.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION, resolveValue } from './asl.ts';
-import type { Principal } from './iam-policy.ts';
+import type { PolicyDocument, Principal } from './iam-policy.ts';
 import type { Template } from './synth.ts';
 
 /** IAM's rules for CreateRole (RoleName, Path) and Batch's for a job definition name. */
@@ -160,4 +160,27 @@ export function accountOfTemplate(template: Template, bucket: string): { account
     }
   }
   return { account: new LocalAccount(policies, definitions), config };
+}
+
+/**
+ * Who each Lambda function and the state machine of `template` act as, by logical ID: the policies the template
+ * attaches to their roles (AWS::IAM::Policy resources naming the role), resolved for `bucket`.
+ */
+export function templatePrincipals(template: Template, bucket: string): Map<string, Principal> {
+  type PolicyResource = { Roles?: { Ref?: string }[]; PolicyDocument: unknown };
+  const policies = Object.values(template.Resources)
+    .filter((r) => r.Type === 'AWS::IAM::Policy')
+    .map((r) => r.Properties as unknown as PolicyResource);
+  const principals = new Map<string, Principal>();
+  for (const [id, r] of Object.entries(template.Resources)) {
+    const field = ({ 'AWS::Lambda::Function': 'Role', 'AWS::StepFunctions::StateMachine': 'RoleArn' } as Record<string, string>)[r.Type];
+    const roleRef = field ? (r.Properties?.[field] as { 'Fn::GetAtt'?: [string, string] } | undefined) : undefined;
+    const role = roleRef?.['Fn::GetAtt']?.[0];
+    if (!role) continue;
+    const documents = policies
+      .filter((p) => p.Roles?.some((x) => x.Ref === role))
+      .map((p) => resolveValue(template, bucket, p.PolicyDocument) as PolicyDocument);
+    principals.set(id, { name: `arn:aws:iam::${LOCAL_ACCOUNT}:role/${role}`, policies: documents });
+  }
+  return principals;
 }

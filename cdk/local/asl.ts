@@ -22,6 +22,12 @@ function fakeArn(type: string, logicalId: string): string {
       return `arn:aws:iam::${LOCAL_ACCOUNT}:policy/${logicalId}`;
     case 'AWS::IAM::Role':
       return `arn:aws:iam::${LOCAL_ACCOUNT}:role/${logicalId}`;
+    case 'AWS::StepFunctions::StateMachine':
+      return `arn:aws:states:${at}:stateMachine:${logicalId}`;
+    case 'AWS::Logs::LogGroup':
+      return `arn:aws:logs:${at}:log-group:${logicalId}:*`;
+    case 'AWS::SQS::Queue':
+      return `arn:aws:sqs:${at}:${logicalId}`;
     default:
       throw new Error(`no local stand-in for a reference to ${logicalId} (${type})`);
   }
@@ -52,6 +58,14 @@ export function resolveValue(template: Template, bucket: string, value: unknown)
     if ('Fn::Join' in v) {
       const [sep, parts] = v['Fn::Join'] as [string, unknown[]];
       return parts.map(resolve).join(sep);
+    }
+    if ('Fn::Split' in v) {
+      const [sep, source] = v['Fn::Split'] as [string, unknown];
+      return (resolve(source) as string).split(sep);
+    }
+    if ('Fn::Select' in v) {
+      const [index, list] = v['Fn::Select'] as [number | string, unknown];
+      return (resolve(list) as unknown[])[Number(index)];
     }
     if ('Ref' in v) {
       const id = v.Ref as string;

@@ -2,6 +2,7 @@
  * AWS rules that aws-local-stepfunctions does not apply (names, payload sizes, service quotas): the local runner
  * checks them where AWS would, so a run that AWS refuses fails here too, with the rule named.
  */
+import { actingAs, type Principal } from './iam-policy.ts';
 import type { Template } from './synth.ts';
 
 /** SubmitJob's jobName: 1-128 letters, digits, hyphens and underscores, the first a letter or digit. */
@@ -201,9 +202,10 @@ const BATCH_SUBMIT_JOB = 'arn:aws:states:::batch:submitJob';
  * The service rules of each Task of a definition (Map processors included), by state name: Lambda's response
  * payload, Timeout and MemorySize (the function's, from `template`) for Lambda Tasks, in either form (the
  * function's ARN as the Resource; lambda:invoke, which names it in FunctionName and answers with the response in
- * Payload); Batch's job name and container overrides for SubmitJob.
+ * Payload), each invocation acting as its function's role from `roles` (by logical ID; iam-policy.ts
+ * enforceActing); Batch's job name and container overrides for SubmitJob.
  */
-export function serviceGuards(definition: unknown, template: Template): Map<string, ServiceGuard> {
+export function serviceGuards(definition: unknown, template: Template, roles: ReadonlyMap<string, Principal> = new Map()): Map<string, ServiceGuard> {
   const limitsOf = (state: string, nameOrArn: string) => {
     const limits = lambdaLimits(template, functionId(nameOrArn));
     if (!limits) throw new Error(`state ${state} invokes ${nameOrArn}, which is not a Lambda function of the template`);
@@ -216,14 +218,14 @@ export function serviceGuards(definition: unknown, template: Template): Map<stri
     if (resource.startsWith('arn:aws:lambda:')) {
       const limits = limitsOf(name, resource);
       guards.set(name, async (input, call) => {
-        const output = await withinLambdaLimits(limits, () => call(input));
+        const output = await withinLambdaLimits(limits, () => actingAs(roles.get(limits.functionName), () => call(input)));
         checkLambdaResponse(limits.functionName, output);
         return output;
       });
     } else if (resource.startsWith(LAMBDA_INVOKE)) {
       guards.set(name, async (input, call) => {
         const limits = limitsOf(name, (input as { FunctionName: string }).FunctionName);
-        const output = await withinLambdaLimits(limits, () => call(input));
+        const output = await withinLambdaLimits(limits, () => actingAs(roles.get(limits.functionName), () => call(input)));
         checkLambdaResponse(limits.functionName, (output as { Payload?: unknown } | null)?.Payload ?? null);
         return output;
       });

@@ -1,15 +1,26 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { IamPolicy } from '../../core/s3-access.ts';
+
+/** An identity policy or boundary as a template holds it (ours write only Allow; CDK's may hold more). */
+export interface PolicyDocument {
+  Statement: {
+    Effect: string;
+    Action: string | readonly string[];
+    Resource: string | readonly string[];
+    Condition?: Record<string, Record<string, string | readonly string[]>>;
+  }[];
+}
 
 /**
- * IAM's decision on S3 requests for the principal the local runner trains as (a run's role): allowed when one of
- * its policies allows the action on the resource and its permissions boundary does too, else AccessDenied, as AWS
- * decides for Allow-only policies. Written here because the policy simulators on npm are AGPL-licensed.
+ * IAM's decision on S3 requests for the principals of the template as the local runner runs them (each Lambda's
+ * role, the state machine's, a run's role for the worker): allowed when one of its policies allows the action on
+ * the resource, none denies it, and its permissions boundary allows it too, else AccessDenied. Written here because
+ * the policy simulators on npm are AGPL-licensed.
  */
 export interface Principal {
   name: string;
-  policies: readonly IamPolicy[];
-  boundary?: IamPolicy;
+  policies: readonly PolicyDocument[];
+  boundary?: PolicyDocument;
 }
 
 export interface S3Request {
@@ -36,9 +47,9 @@ function patternRegex(pattern: string): RegExp {
 
 const matches = (patterns: string | readonly string[], value: string) => [patterns].flat().some((p) => patternRegex(p).test(value));
 
-function allows(policy: IamPolicy, request: S3Request): boolean {
+function applies(policy: PolicyDocument, effect: 'Allow' | 'Deny', request: S3Request): boolean {
   return policy.Statement.some((s) => {
-    if (s.Effect !== 'Allow' || !matches(s.Action, request.action) || !matches(s.Resource, request.resource)) return false;
+    if (s.Effect !== effect || !matches(s.Action, request.action) || !matches(s.Resource, request.resource)) return false;
     const conditions = Object.entries(s.Condition ?? {});
     return conditions.every(([operator, keys]) => {
       if (operator !== 'StringLike') throw new Error(`iam-policy: condition operator ${operator} is not emulated`);
@@ -50,8 +61,11 @@ function allows(policy: IamPolicy, request: S3Request): boolean {
   });
 }
 
+const allows = (policy: PolicyDocument, request: S3Request) => applies(policy, 'Allow', request) && !applies(policy, 'Deny', request);
+
 export function isAllowed(principal: Principal, request: S3Request): boolean {
-  return principal.policies.some((p) => allows(p, request)) && (!principal.boundary || allows(principal.boundary, request));
+  if (principal.policies.some((p) => applies(p, 'Deny', request))) return false;
+  return principal.policies.some((p) => applies(p, 'Allow', request)) && (!principal.boundary || allows(principal.boundary, request));
 }
 
 const objectArn = (bucket: string, key: string) => `arn:aws:s3:::${bucket}/${key}`;
@@ -104,13 +118,15 @@ const accessDenied = (principal: Principal, r: S3Request) =>
 const missing = (e: unknown) => ['NoSuchKey', 'NotFound'].includes((e as { name?: string }).name ?? '');
 
 /**
- * Makes `client` send only what `principal` may: each call is checked before it leaves, and, as S3 does, a
- * missing key reads as AccessDenied, not NoSuchKey, for a principal that may not list it (s3:ListBucket with the
- * key as prefix).
+ * Makes `client` send only what the principal `who()` names may (none: unchecked): each call is checked before it
+ * leaves, and, as S3 does, a missing key reads as AccessDenied, not NoSuchKey, for a principal that may not list it
+ * (s3:ListBucket with the key as prefix).
  */
-export function enforceOn(client: S3Client, principal: Principal): S3Client {
+function check(client: S3Client, who: () => Principal | undefined): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
+      const principal = who();
+      if (!principal) return next(args);
       const command = context.commandName ?? '';
       const input = args.input as Record<string, unknown>;
       for (const r of s3Requests(command, input)) if (!isAllowed(principal, r)) throw accessDenied(principal, r);
@@ -126,5 +142,23 @@ export function enforceOn(client: S3Client, principal: Principal): S3Client {
     },
     { step: 'initialize', name: 'localIamEmulation' },
   );
+}
+
+/** `client`, sending only what `principal` may. */
+export function enforceOn(client: S3Client, principal: Principal): S3Client {
+  check(client, () => principal);
   return client;
+}
+
+const acting = new AsyncLocalStorage<Principal>();
+const actingChecked = new WeakSet<S3Client>();
+
+/** Runs `call` as `principal`: a client given to enforceActing sends only what it may (a Lambda invocation's role). */
+export const actingAs = <T>(principal: Principal | undefined, call: () => Promise<T>): Promise<T> => (principal ? acting.run(principal, call) : call());
+
+/** Checks `client`'s calls against the principal each runs as (actingAs); idempotent per client. */
+export function enforceActing(client: S3Client): void {
+  if (actingChecked.has(client)) return;
+  actingChecked.add(client);
+  check(client, () => acting.getStore());
 }

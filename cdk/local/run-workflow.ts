@@ -2,24 +2,25 @@ import './promise-with-resolvers.ts';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ExecutionAbortedError, ExecutionError, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { RunSpecSchema, type RunSpec } from '../../core/run-spec.ts';
-import { makeS3Client } from '../../core/s3-client.ts';
+import { handlerS3Client, makeS3Client } from '../../core/s3-client.ts';
 import { trigger } from '../../lambdas/trigger/handler.ts';
 import { INIT_SOURCES_ENV } from '../../lambdas/validate/init-sources.ts';
 import { ANY_INIT_SOURCE } from '../../core/dataset/validate.ts';
 import { runFor } from '../../lambdas/trigger/run-id.ts';
+import { STATE_MACHINE_ARN_ENV as TRIGGER_ENV } from '../../lambdas/trigger/start-run.ts';
 import { grantHandler } from '../../lambdas/run-access/grant.ts';
 import { revokeHandler } from '../../lambdas/run-access/revoke.ts';
 import { S3Store, type ObjectStore } from '../../core/store.ts';
 import type { StartResult } from '../../lambdas/trigger/start-run.ts';
 import { STATE } from '../workflow.ts';
-import { accountOfTemplate } from './account.ts';
+import { accountOfTemplate, templatePrincipals } from './account.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION, resolveDefinition } from './asl.ts';
-import { enforceOn, type Principal } from './iam-policy.ts';
+import { enforceActing, enforceOn, type Principal } from './iam-policy.ts';
 import { matchesEventPattern, objectCreatedEvent, uploadRulePattern, type S3Put } from './event-routing.ts';
 import { checkExecutionName, payloadWatch, serviceGuards, type ServiceGuard } from './aws-rules.ts';
 import { mapRun, type Json, type MapRunEnv, type WorkflowEvent } from './map-run.ts';
 import { READ_ITEMS, rewriteForLocal } from './rewrite.ts';
-import { synthesizeTemplate } from './synth.ts';
+import { synthesizeTemplate, type Template } from './synth.ts';
 
 export type { WorkflowEvent } from './map-run.ts';
 
@@ -109,14 +110,28 @@ async function currentVersion(bucket: string, key: string): Promise<{ versionId?
   return { versionId: head.VersionId, etag: head.ETag.replace(/"/g, '') };
 }
 
-async function readJsonObject(params: unknown): Promise<unknown> {
-  const { Bucket, Key } = params as { Bucket: string; Key: string };
-  const res = await makeS3Client().send(new GetObjectCommand({ Bucket, Key }));
-  return JSON.parse(await res.Body!.transformToString()) as unknown;
+/** The Distributed Map's ItemReader and ResultWriter, which use the state machine's role. */
+function mapObjects(s3: S3Client) {
+  return {
+    async readJson(params: unknown): Promise<unknown> {
+      const { Bucket, Key } = params as { Bucket: string; Key: string };
+      const res = await s3.send(new GetObjectCommand({ Bucket, Key }));
+      return JSON.parse(await res.Body!.transformToString()) as unknown;
+    },
+    async putJson(Bucket: string, Key: string, Body: string): Promise<void> {
+      await s3.send(new PutObjectCommand({ Bucket, Key, Body, ContentType: 'application/json' }));
+    },
+  };
 }
 
-async function putJsonObject(Bucket: string, Key: string, Body: string): Promise<void> {
-  await makeS3Client().send(new PutObjectCommand({ Bucket, Key, Body, ContentType: 'application/json' }));
+type Resource = Template['Resources'][string];
+
+/** A client of the role of the one resource of `template` that `which` picks, checked as IAM would check it. */
+function clientOf(template: Template, bucket: string, which: (r: Resource) => boolean): S3Client {
+  const found = Object.entries(template.Resources).find(([, r]) => which(r));
+  const principal = found && templatePrincipals(template, bucket).get(found[0]);
+  if (!principal) throw new Error('the template has no such function or state machine with a role');
+  return enforceOn(makeS3Client(), principal);
 }
 
 async function defaultRunId(bucket: string, key: string): Promise<string | undefined> {
@@ -187,7 +202,11 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   };
   const intercept = run.intercept;
   const intercepted = (state: string, h: Handler): Handler => (input) => (intercept ? intercept(state, input, h) : h(input));
-  const guards = serviceGuards(deployed, template);
+  // Every S3 call a handler makes is checked against its function's role, and the Map's against the state machine's.
+  enforceActing(handlerS3Client());
+  const guards = serviceGuards(deployed, template, templatePrincipals(template, run.bucket));
+  // A definition of another shape (run.definition, for tests) has no role of its own in the template.
+  const mapS3 = mapObjects(run.definition ? makeS3Client() : clientOf(template, run.bucket, (r) => r.Type === 'AWS::StepFunctions::StateMachine'));
   const unguarded: ServiceGuard = (input, call) => call(input);
   const mapRuns = [...maps.values()].map((map) => [map.name, mapRun(map)] as const);
 
@@ -222,8 +241,8 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
     const env = (map: string): MapRunEnv => ({
       executionArn,
       start,
-      readItems: intercepted(`${map}${READ_ITEMS}`, readJsonObject),
-      putObject: putJsonObject,
+      readItems: intercepted(`${map}${READ_ITEMS}`, mapS3.readJson),
+      putObject: mapS3.putJson,
       dataLimit,
       emit: run.onEvent,
     });
@@ -296,7 +315,9 @@ export class LocalPipeline<T> {
   /** Routes one put; [] when the upload rule does not match it (an image, another prefix). */
   async objectCreated(put: S3Put): Promise<StartResult[]> {
     const event = objectCreatedEvent(put.versionId || put.etag ? put : { ...put, ...(await currentVersion(put.bucket, put.key)) });
-    if (!matchesEventPattern(uploadRulePattern(synthesizeTemplate('aws'), put.bucket), event)) return [];
+    const template = synthesizeTemplate('aws');
+    if (!matchesEventPattern(uploadRulePattern(template, put.bucket), event)) return [];
+    const triggerRole = clientOf(template, put.bucket, (r) => r.Type === 'AWS::Lambda::Function' && TRIGGER_ENV in ((r.Properties?.Environment as { Variables?: object } | undefined)?.Variables ?? {}));
     return trigger(event, async (name, input) => {
       if (this.runs.has(name)) {
         throw Object.assign(new Error(`Execution Already Exists: '${name}'`), { name: 'ExecutionAlreadyExists' });
@@ -304,7 +325,7 @@ export class LocalPipeline<T> {
       const run = runWorkflowLocally({ ...this.options, ...(JSON.parse(input) as LocalRunInput) });
       run.catch(() => undefined); // awaited through result(); not an unhandled rejection meanwhile
       this.runs.set(name, run);
-    });
+    }, triggerRole);
   }
 
   /** The started runs' ids, in start order. */

@@ -6,7 +6,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { handlerS3Client } from '../../core/s3-client.ts';
 import { captionsKey, datasetOfCaptionsKey, trainOptionsKey } from '../../core/s3-layout.ts';
 import { datasetOfRerunKey, runContent } from './run-id.ts';
-import { startRun, type StartExecution, type StartResult } from './start-run.ts';
+import { STATE_MACHINE_ARN_ENV, startRun, type StartExecution, type StartResult } from './start-run.ts';
 
 const logger = new Logger();
 const metrics = new Metrics();
@@ -110,8 +110,8 @@ export async function trigger(event: TriggerEvent, start: StartExecution, s3: S3
 const sfn = new SFNClient({});
 
 const startExecution: StartExecution = async (name, input) => {
-  const stateMachineArn = process.env.STATE_MACHINE_ARN;
-  if (!stateMachineArn) throw new Error('STATE_MACHINE_ARN is not set');
+  const stateMachineArn = process.env[STATE_MACHINE_ARN_ENV];
+  if (!stateMachineArn) throw new Error(`${STATE_MACHINE_ARN_ENV} is not set`);
   await sfn.send(new StartExecutionCommand({ stateMachineArn, name, input }));
 };
 

@@ -1,5 +1,8 @@
 import { runFor } from './run-id.ts';
 
+/** The variable that names the state machine the trigger starts (cdk/trigger.ts sets it). */
+export const STATE_MACHINE_ARN_ENV = 'STATE_MACHINE_ARN';
+
 /** StartExecution; rejects with an error named `ExecutionAlreadyExists` when the name was used before. */
 export type StartExecution = (name: string, input: string) => Promise<void>;
 

@@ -12,6 +12,8 @@ import { STATE } from '../../cdk/workflow.ts';
 import type { RunSpec } from '../../core/run-spec.ts';
 import { captionsKey, datasetPrefix, modelLatestKey, shardPlanKey, shardsPrefix, validationKey } from '../../core/s3-layout.ts';
 import type { TrainOptions } from '../../core/train-options.ts';
+import { handlerS3Client } from '../../core/s3-client.ts';
+import { S3Store } from '../../core/store.ts';
 import { silentLogger } from '../../worker/train/log.ts';
 import { runTraining, type TrainOutput } from '../../worker/train/run.ts';
 
@@ -175,6 +177,30 @@ describe('the synthesized state machine, run locally with the real handlers', ()
       trained: { steps: 2 },
     });
     expect(result.runAccessLeft).toEqual([]);
+  });
+
+  it("runs each Lambda as its function's role: Validate may not write models/ or read a run's final/", async () => {
+    await upload('lambdarole', TINY);
+    const outcome = (p: Promise<unknown>) => p.then(() => 'allowed', (e: Error) => e.name);
+    let validateMay: Record<string, string> = {};
+    const result = await runWorkflowLocally({
+      bucket: s3.bucket,
+      key: captionsKey('lambdarole'),
+      train: realWorker,
+      intercept: async (state, input, next) => {
+        if (state === STATE.validate) {
+          const asValidate = new S3Store(s3.bucket, '', handlerS3Client());
+          validateMay = {
+            latest: await outcome(asValidate.put(modelLatestKey('lambdarole'), '{}')),
+            final: await outcome(asValidate.get('runs/other/final/model.safetensors')),
+            captions: await outcome(asValidate.get(captionsKey('lambdarole'))),
+          };
+        }
+        return next(input);
+      },
+    });
+    expect(validateMay).toEqual({ latest: 'AccessDenied', final: 'AccessDenied', captions: 'allowed' });
+    expect(result.status).toBe('SUCCEEDED');
   });
 
   it('revokes the run role when Train fails', async () => {
