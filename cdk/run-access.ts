@@ -94,7 +94,8 @@ export class RunAccess extends Construct {
     // RegisterJobDefinition passes the run's role as the job role and the template's execution role (image pulls, logs).
     const executionRole = props.jobTemplate.container.executionRole;
     this.grant.addToRolePolicy(new iam.PolicyStatement({ actions: ['iam:PassRole'], resources: [roles, executionRole.roleArn] }));
-    this.grant.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:RegisterJobDefinition'], resources: [this.jobDefinitions] }));
+    // TagResource: a template with tags (stack tags propagate to it) is registered with them, which Batch authorizes as a tagging.
+    this.grant.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:RegisterJobDefinition', 'batch:TagResource'], resources: [this.jobDefinitions] }));
     this.grant.addToRolePolicy(describe);
 
     this.revoke.addToRolePolicy(new iam.PolicyStatement({ actions: ['iam:DeleteRolePolicy'], resources: [roles], conditions: withBoundary }));

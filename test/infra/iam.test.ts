@@ -99,7 +99,7 @@ describe('IAM: least privilege', () => {
     // Nothing else of Batch, and nowhere else.
     const batchOf = (role: RegExp) => [...new Set(roleOf(all, role).flatMap((s) => s.actions).filter((a) => a.startsWith('batch:')))].sort();
     expect(batchOf(/StateMachineRole/)).toEqual(['batch:DescribeJobs', 'batch:SubmitJob', 'batch:TerminateJob']);
-    expect(batchOf(/RunAccessGrant/)).toEqual(['batch:DescribeJobDefinitions', 'batch:RegisterJobDefinition']);
+    expect(batchOf(/RunAccessGrant/)).toEqual(['batch:DescribeJobDefinitions', 'batch:RegisterJobDefinition', 'batch:TagResource']);
     expect(batchOf(/RunAccessRevoke/)).toEqual(['batch:DeregisterJobDefinition', 'batch:DescribeJobDefinitions']);
     const batchRoles = all.filter((s) => s.actions.some((a) => a.startsWith('batch:'))).map((s) => s.role);
     expect(batchRoles.every((r) => /StateMachineRole|RunAccessGrant|RunAccessRevoke/.test(r))).toBe(true);
