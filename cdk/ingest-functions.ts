@@ -87,10 +87,11 @@ export class IngestFunctions extends Construct {
     const plan = `${planPartsPrefix(ANY)}/*`;
     const shards = `${shardsPrefix(ANY)}/*`;
     props.data.grantKeys(this.validate, {
-      why: "Validate lists a dataset's folder, reads its captions.csv (at the version that started the run) and train.json, and writes the run's report and shard plan",
-      list: [`${datasetPrefix(ANY)}/*`],
+      why: "Validate lists a dataset's folder, reads its captions.csv (at the version that started the run), train.json and, for init latest, the dataset's models/<dataset>/latest.json, and writes the run's report and shard plan",
+      // models/<dataset>/latest.json: init `latest` is resolved here, to the model the run then trains from.
+      list: [`${datasetPrefix(ANY)}/*`, modelLatestKey(ANY)],
       readVersions: [captionsKey(ANY)],
-      read: [trainOptionsKey(ANY), plan],
+      read: [trainOptionsKey(ANY), plan, modelLatestKey(ANY)],
       write: [validationKey(ANY), shardPlanKey(ANY), plan],
       // The plan's spills are merged into one object and deleted.
       delete: [plan],

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { INIT_CHECKPOINT_SUFFIXES, INIT_LATEST } from './train-options.ts';
 import type { RunSpec } from './run-spec.ts';
 import { iamLiteral, iamPolicy, keyAccessGrants, objectReadStatements, type IamPolicy, type KeyAccess } from './s3-access.ts';
-import { CHECKPOINTS, datasetPrefix, FINAL, FINAL_FILES, finalKey, MODELS, modelLatestKey, runPrefix, shardsPrefix } from './s3-layout.ts';
+import { CHECKPOINTS, datasetPrefix, FINAL, FINAL_FILES, finalKey, MODELS, runPrefix, shardsPrefix } from './s3-layout.ts';
 
 /**
  * What the Batch worker of one run may touch, and the names of the role and job definition that carry it. Each run
@@ -10,51 +10,44 @@ import { CHECKPOINTS, datasetPrefix, FINAL, FINAL_FILES, finalKey, MODELS, model
  * boundary that is `workerKeyAccess` for every run (cdk/run-access.ts): a worker reaches only its own run's keys.
  */
 
-/** The checkpoints a worker may start from, as key patterns of the data bucket. */
-export interface BaseReads {
-  /** Checkpoint files. */
-  checkpoints: readonly string[];
-  /** models/<dataset>/latest.json files (init `latest`): the worker reads the run's final/model.safetensors they name. */
-  latest: readonly string[];
-}
-
 /**
  * A worker's keys in the data bucket: its run's shards, checkpoints (resume, pruning) and final/ files, and the
- * base checkpoint. A `latest` base is whichever run's model latest.json names when the worker reads it, so that
- * grant is every run's final/model.safetensors (read only: published models, which models/ exposes anyway).
+ * base checkpoints it may start from (key patterns: exactly one key for one run, every allowed kind for the boundary).
  */
-export function workerKeyAccess(runId: string, base: BaseReads): KeyAccess {
+export function workerKeyAccess(runId: string, base: readonly string[]): KeyAccess {
   const shards = `${shardsPrefix(runId)}/*`;
   const checkpoints = `${runPrefix(runId)}/${CHECKPOINTS}/*`;
-  const listed = [...base.checkpoints, ...base.latest];
   return {
-    list: [shards, checkpoints, ...listed],
-    read: [shards, checkpoints, ...listed, ...(base.latest.length ? [finalKey('*', FINAL_FILES.model)] : [])],
+    list: [shards, checkpoints, ...base],
+    read: [shards, checkpoints, ...base],
     write: [checkpoints, `${runPrefix(runId)}/${FINAL}/*`],
     delete: [checkpoints],
   };
 }
 
 /**
- * What any run may start from (core/dataset/validate.ts initProblem): anything under models/, a checkpoint file in
- * a dataset's folder, a dataset's latest.json. With run id `*`, the permissions boundary of every run's role.
+ * What any run may start from: what core/dataset/validate.ts initProblem allows (anything under models/, a checkpoint
+ * file in a dataset's folder) and what `init: latest` resolves to (a run's published final/model.safetensors). With
+ * run id `*`, the permissions boundary of every run's role.
  */
-export const ANY_RUN_BASE: BaseReads = {
-  checkpoints: [`${MODELS}/*`, ...INIT_CHECKPOINT_SUFFIXES.map((suffix) => `${datasetPrefix('*')}/*${suffix}`)],
-  latest: [modelLatestKey('*')],
-};
+export const ANY_RUN_BASE: readonly string[] = [
+  `${MODELS}/*`,
+  ...INIT_CHECKPOINT_SUFFIXES.map((suffix) => `${datasetPrefix('*')}/*${suffix}`),
+  finalKey('*', FINAL_FILES.model),
+];
 
 /** The checkpoint the worker of `spec` loads (worker/train/run.ts: train.json's init over the deployment's). */
 export const baseOf = (spec: RunSpec): string | undefined => spec.options.init ?? spec.baseModel;
 
-/** One run's policy on `partition`: its own keys, and exactly the base checkpoint it starts from. */
+/** One run's policy on `partition`: its own keys, and exactly the base checkpoint it starts from (latest resolved). */
 export function runPolicy(spec: RunSpec, partition: string): IamPolicy {
   const base = baseOf(spec);
-  const reads: { checkpoints: string[]; latest: string[] } = { checkpoints: [], latest: [] };
+  // Validate resolves it (core/latest-model.ts resolveLatestInit): a run's role names one model.
+  if (base === INIT_LATEST) throw new RunAccessError(`run ${spec.runId}: init "latest" must be resolved before its policy is made`);
+  const reads: string[] = [];
   const external: { bucket: string; key: string }[] = [];
   const s3 = base === undefined ? undefined : /^s3:\/\/([^/]+)\/(.+)$/.exec(base);
-  if (base === INIT_LATEST) reads.latest.push(iamLiteral(modelLatestKey(spec.dataset)));
-  else if (s3 && s3[1] === spec.bucket) reads.checkpoints.push(iamLiteral(s3[2]!));
+  if (s3 && s3[1] === spec.bucket) reads.push(iamLiteral(s3[2]!));
   else if (s3) external.push({ bucket: s3[1]!, key: iamLiteral(s3[2]!) });
   // Otherwise random:<config>, or a path on the worker's disk (the local runner; Validate refuses it on AWS): no S3.
   const bucketArn = `arn:${partition}:s3:::${spec.bucket}`;

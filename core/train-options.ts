@@ -25,7 +25,10 @@ export const TrainOptionsSchema = z
   .object({
     /** open_clip model-config name (core/model-config/configs/<name>.json). */
     model: z.string().min(1).optional(),
-    /** Base checkpoint URI (s3://... or a local path); `latest` continues from models/<dataset>/latest.json. */
+    /**
+     * Base checkpoint URI (s3://... or a local path); `latest` continues from the model models/<dataset>/latest.json
+     * names when the run is validated (with that run's `model` unless this file sets one).
+     */
     init: z.string().min(1).optional(),
     /** Load `init` without the state-dict keys its config does not declare (logged) instead of refusing it, as open_clip's strict=False. */
     ignoreUnexpectedKeys: z.boolean().optional(),

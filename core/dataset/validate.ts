@@ -2,6 +2,8 @@ import { loadModelConfig, modelNameProblem } from '../model-config/config.ts';
 import { CAPTIONS_FILE, datasetPrefix, MODELS, TRAIN_OPTIONS_FILE } from '../s3-layout.ts';
 import { SPLITS, type Split } from '../shard-format.ts';
 import type { ObjectStore } from '../store.ts';
+import { resolveLatestInit } from '../latest-model.ts';
+import { TrainInputError } from '../run-errors.ts';
 import { INIT_CHECKPOINT_SUFFIXES, INIT_LATEST, INIT_RANDOM_PREFIX, parseTrainOptions, type TrainOptions } from '../train-options.ts';
 import { csvRecords, type CsvRecord } from './csv.ts';
 import { KeyTable } from './key-table.ts';
@@ -110,14 +112,28 @@ export function initProblem(init: string, dataset: string, rule: InitRule): stri
 export interface ValidateChecks {
   /** Check train.json's `init` against this rule (the Validate handler); unset: not checked (`rsclip validate`). */
   init?: InitRule;
+  /**
+   * The bucket whose models/<dataset>/latest.json an `init: latest` names (the Validate handler): resolved here,
+   * once per run, so that the shards are made at the size of the model the run will train, the run's role names
+   * that one model, and every attempt starts from the same weights. Unset: left as `latest`.
+   */
+  models?: ObjectStore;
 }
 
 /** Checks a dataset folder without changing it, and with a `plan` target writes the shard plan. Never throws for bad data. */
 export async function validateCaptions(store: ObjectStore, dataset: string, plan?: PlanTarget, checks: ValidateChecks = {}): Promise<ValidationResult> {
   const problems = new ProblemList();
-  const options = await readTrainOptions(store, problems);
+  let options = await readTrainOptions(store, problems);
   const initRefused = options.init !== undefined && checks.init ? initProblem(options.init, dataset, checks.init) : undefined;
   if (initRefused) problems.add({ file: TRAIN_OPTIONS_FILE, field: 'init', reason: initRefused });
+  if (options.init === INIT_LATEST && checks.models) {
+    try {
+      options = await resolveLatestInit(options, dataset, checks.models);
+    } catch (e) {
+      if (!(e instanceof TrainInputError)) throw e;
+      problems.add({ file: TRAIN_OPTIONS_FILE, field: 'init', reason: e.message });
+    }
+  }
   const model = options.model ?? DEFAULT_MODEL;
   const imageSize = modelImageSize(model, problems);
   const policy = options.validation?.policy ?? 'fail';

@@ -44,7 +44,8 @@ export interface ValidateOutput {
  * runs/<runId>/validation.json, and when the dataset passes, the shard plan: its rows spilled to runs/<runId>/plan/
  * and runs/<runId>/shard-plan.json, whose items (the Shard handler inputs) name their rows by byte range. A
  * train.json `init` outside what the dataset may read (init-sources.ts) fails the run here, with the reason in
- * validation.json.
+ * validation.json; `init: latest` becomes the model models/<dataset>/latest.json names (and its config), in the
+ * options it returns.
  */
 export async function handler(event: ValidateInput): Promise<ValidateOutput> {
   const input = InputSchema.parse(event);
@@ -58,7 +59,7 @@ export async function handler(event: ValidateInput): Promise<ValidateOutput> {
       prefix: planPartsPrefix(input.runId),
       bucket: input.bucket,
       runId: input.runId,
-    }, { init: initRuleFromEnv(input.bucket) });
+    }, { init: initRuleFromEnv(input.bucket), models: bucket });
     await bucket.put(validationKey(input.runId), `${JSON.stringify(report, null, 1)}\n`);
     metrics.addMetric('BadRows', MetricUnit.Count, report.counts.badRows);
     logger.info('validated', { runId: input.runId, valid: report.valid, summary: report.summary, counts: report.counts });

@@ -180,7 +180,7 @@ describe('IAM: least privilege', () => {
     const job = roleOf(all, /RunBoundary/);
     const checkpointFiles = INIT_CHECKPOINT_SUFFIXES.map((s) => `datasets/*/*${s}`);
     expect(objectsFor(job, 's3:GetObject')).toEqual(
-      ['_tmp/*', 'models/*', 'models/*/latest.json', 'runs/*/checkpoints/*', 'runs/*/final/model.safetensors', 'runs/*/shards/*', ...checkpointFiles].sort(),
+      ['_tmp/*', 'models/*', 'runs/*/checkpoints/*', 'runs/*/final/model.safetensors', 'runs/*/shards/*', ...checkpointFiles].sort(),
     );
     expect(objectsFor(job, 's3:PutObject')).toEqual(['_tmp/*', 'runs/*/checkpoints/*', 'runs/*/final/*']);
     expect(objectsFor(job, 's3:DeleteObject')).toEqual(['_tmp/*', 'runs/*/checkpoints/*']);
@@ -189,7 +189,7 @@ describe('IAM: least privilege', () => {
       'runs/*/checkpoints/*',
       'models/*',
       ...checkpointFiles,
-      'models/*/latest.json',
+      'runs/*/final/model.safetensors',
     ]);
     // Not a dataset's images or captions, not a run's report, plan or the Map's results, and no version reads.
     expect(job.flatMap((s) => s.actions)).not.toContain('s3:GetObjectVersion');
@@ -203,7 +203,7 @@ describe('IAM: least privilege', () => {
   it('gives every Lambda only its own key patterns', () => {
     const expected: Record<string, Record<string, string[]>> = {
       Validate: {
-        's3:GetObject': ['_tmp/*', 'datasets/*/captions.csv', 'datasets/*/train.json', 'runs/*/plan/*'],
+        's3:GetObject': ['_tmp/*', 'datasets/*/captions.csv', 'datasets/*/train.json', 'models/*/latest.json', 'runs/*/plan/*'],
         's3:GetObjectVersion': ['datasets/*/captions.csv'],
         's3:PutObject': ['_tmp/*', 'runs/*/plan/*', 'runs/*/shard-plan.json', 'runs/*/validation.json'],
         's3:DeleteObject': ['_tmp/*', 'runs/*/plan/*'],

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalS3, type LocalS3 } from '../../cli/local-s3.ts';
 import { ANY_INIT_SOURCE, initProblem, type InitRule } from '../../core/dataset/validate.ts';
-import { captionsKey, imageKey, trainOptionsKey, validationKey } from '../../core/s3-layout.ts';
+import { captionsKey, imageKey, modelLatestKey, trainOptionsKey, validationKey } from '../../core/s3-layout.ts';
 import { INIT_SOURCES_ENV, initRuleFromEnv } from '../../lambdas/validate/init-sources.ts';
 import { handler } from '../../lambdas/validate/handler.ts';
 
@@ -90,6 +90,19 @@ describe('Validate handler', () => {
         reason: expect.stringMatching(new RegExp(`^init '${init.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}' is outside what the dataset may read; a run of dataset 'thief' may start from random:<config>, latest, .*anything under s3://${s3.bucket}/models/$`)),
       },
     ]);
+  });
+
+  it('resolves init latest to the model latest.json names and its config, and fails a dataset with none published yet', async () => {
+    await dataset('first', 'latest');
+    await expect(handler({ bucket: s3.bucket, key: captionsKey('first'), runId: 'first-1' })).rejects.toMatchObject({
+      name: 'DatasetInvalid',
+      message: expect.stringContaining(`train.json init: init "latest": s3://${s3.bucket}/models/first/latest.json does not exist (no model published for first yet)`),
+    });
+    await s3.store.put(modelLatestKey('first'), JSON.stringify({ model: 'runs/first-0/final/model.safetensors', metrics: { model: 'ViT-tiny' } }));
+    const out = await handler({ bucket: s3.bucket, key: captionsKey('first'), runId: 'first-2' });
+    expect(out.options).toMatchObject({ init: `s3://${s3.bucket}/runs/first-0/final/model.safetensors`, model: 'ViT-tiny' });
+    // The shards are planned at that model's size (ViT-tiny: 32 px), not the default ViT-B-32's 224.
+    expect(out.imageSize).toBe(32);
   });
 
   it('passes a run whose init is a checkpoint in its own folder', async () => {

@@ -3,7 +3,9 @@ import { LocalAccount } from '../../cdk/local/account.ts';
 import { resolveValue } from '../../cdk/local/asl.ts';
 import { isAllowed, type Principal, type S3Request } from '../../cdk/local/iam-policy.ts';
 import { synthesizeTemplate } from '../../cdk/local/synth.ts';
+import { resolveLatestInit } from '../../core/latest-model.ts';
 import { MAX_ROLE_POLICY_CHARS, RUN_ROLE_PATH, runAccessName, runPolicy, type RunAccessConfig } from '../../core/run-access.ts';
+import type { ObjectStore } from '../../core/store.ts';
 import type { RunSpec } from '../../core/run-spec.ts';
 import type { IamPolicy } from '../../core/s3-access.ts';
 import { awsRunAccount } from '../../lambdas/run-access/account.ts';
@@ -24,6 +26,13 @@ const boundary = (() => {
 })();
 
 const as = (policy: IamPolicy): Principal => ({ name: 'run-role', policies: [policy], boundary });
+/** A data bucket holding only models/<dataset>/latest.json naming `model` (none when `model` is undefined). */
+const published = (dataset: string, model?: string): ObjectStore =>
+  ({
+    uri: `s3://${BUCKET}/`,
+    tryGet: async (key: string) =>
+      model && key === `models/${dataset}/latest.json` ? new TextEncoder().encode(JSON.stringify({ model, metrics: { model: 'ViT-B-32' } })) : undefined,
+  }) as unknown as ObjectStore;
 const get = (key: string, bucket = BUCKET): S3Request => ({ action: 's3:GetObject', resource: `arn:aws:s3:::${bucket}/${key}` });
 const put = (key: string): S3Request => ({ action: 's3:PutObject', resource: `arn:aws:s3:::${BUCKET}/${key}` });
 const del = (key: string): S3Request => ({ action: 's3:DeleteObject', resource: `arn:aws:s3:::${BUCKET}/${key}` });
@@ -72,7 +81,7 @@ describe("a run's own role", () => {
     }
   });
 
-  it('reads exactly the base checkpoint its init names, wherever Validate lets it be', () => {
+  it('reads exactly the base checkpoint its init names, wherever Validate lets it be', async () => {
     const own = as(runPolicy(spec({ init: `s3://${BUCKET}/datasets/tiles/RemoteCLIP-ViT-B-32.pt` }), 'aws'));
     expect(isAllowed(own, get('datasets/tiles/RemoteCLIP-ViT-B-32.pt'))).toBe(true);
     expect(isAllowed(own, list('datasets/tiles/RemoteCLIP-ViT-B-32.pt'))).toBe(true);
@@ -83,13 +92,15 @@ describe("a run's own role", () => {
     expect(isAllowed(models, get('models/base/RN50.pt'))).toBe(true);
     expect(isAllowed(models, get('models/base/ViT-L-14.pt'))).toBe(false);
 
-    // latest: the dataset's own latest.json, and the published model it names (which run is known only then).
-    const latest = as(runPolicy(spec({ init: 'latest' }), 'aws'));
-    expect(isAllowed(latest, get('models/tiles/latest.json'))).toBe(true);
-    expect(isAllowed(latest, list('models/tiles/latest.json'))).toBe(true);
+    // latest: resolved by Validate to the one published model latest.json names (and its config), all it may read.
+    const options = await resolveLatestInit({ init: 'latest' }, 'tiles', published('tiles', 'runs/tiles-00000000aaaa/final/model.safetensors'));
+    expect(options).toEqual({ init: `s3://${BUCKET}/runs/tiles-00000000aaaa/final/model.safetensors`, model: 'ViT-B-32' });
+    const latest = as(runPolicy({ ...spec(), options }, 'aws'));
     expect(isAllowed(latest, get('runs/tiles-00000000aaaa/final/model.safetensors'))).toBe(true);
+    expect(isAllowed(latest, get('runs/tiles-00000000bbbb/final/model.safetensors'))).toBe(false);
     expect(isAllowed(latest, get('runs/tiles-00000000aaaa/final/metrics.json'))).toBe(false);
-    expect(isAllowed(latest, get('models/other/latest.json'))).toBe(false);
+    expect(isAllowed(latest, get('models/tiles/latest.json'))).toBe(false);
+    expect(() => runPolicy(spec({ init: 'latest' }), 'aws')).toThrow(/must be resolved/);
 
     // Another bucket: only as one of the deployment's sources does the boundary let it through.
     const external = runPolicy(spec({ init: 's3://shared-models/base/RN50.pt' }), 'aws');
@@ -98,11 +109,12 @@ describe("a run's own role", () => {
   });
 
   it('names a dataset with IAM wildcard characters literally', () => {
-    const odd = as(runPolicy(spec({ dataset: 'a*b?$', init: 'latest' }), 'aws'));
-    expect(JSON.stringify(runPolicy(spec({ dataset: 'a*b?$', init: 'latest' }), 'aws'))).toContain('models/a${*}b${?}${$}/latest.json');
-    expect(isAllowed(odd, get('models/a*b?$/latest.json'))).toBe(true);
-    expect(isAllowed(odd, get('models/aXXb!$/latest.json'))).toBe(false);
-    expect(isAllowed(odd, get('models/ab?$/latest.json'))).toBe(false);
+    const init = `s3://${BUCKET}/datasets/a*b?$/x.pt`;
+    expect(JSON.stringify(runPolicy(spec({ dataset: 'a*b?$', init }), 'aws'))).toContain('datasets/a${*}b${?}${$}/x.pt');
+    const odd = as(runPolicy(spec({ dataset: 'a*b?$', init }), 'aws'));
+    expect(isAllowed(odd, get('datasets/a*b?$/x.pt'))).toBe(true);
+    expect(isAllowed(odd, get('datasets/aXXb!$/x.pt'))).toBe(false);
+    expect(isAllowed(odd, get('datasets/ab?$/x.pt'))).toBe(false);
   });
 });
 
@@ -161,10 +173,11 @@ describe('grant and revoke', () => {
     expect(await revokeRun(a, CONFIG, 'tiles-0123456789ab')).toEqual({ runId: 'tiles-0123456789ab', role: false, jobDefinitions: 0 });
   });
 
-  it("refuses a base model whose key makes the role's policy longer than IAM allows, before creating anything", async () => {
+  it("refuses a run whose role policy would be longer than IAM allows, or whose init latest is unresolved, before creating anything", async () => {
     const a = account();
     const init = `s3://${BUCKET}/datasets/tiles/${'x'.repeat(MAX_ROLE_POLICY_CHARS)}.pt`;
     await expect(grantRun(a, CONFIG, spec({ init }))).rejects.toThrow(/role policy is \d+ characters, over IAM's 10240/);
+    await expect(grantRun(a, CONFIG, spec({ init: 'latest' }))).rejects.toThrow(/init "latest" must be resolved/);
     expect(a.roleNames).toEqual([]);
   });
 

@@ -203,6 +203,29 @@ describe('the synthesized state machine, run locally with the real handlers', ()
     expect(result.status).toBe('SUCCEEDED');
   });
 
+  it("starts a run from init latest: Validate resolves it to the published model and its config, the one model the run role may read", async () => {
+    await upload('chain', TINY);
+    const first = await runWorkflowLocally({ bucket: s3.bucket, key: captionsKey('chain'), train: realWorker });
+    expect(first.status).toBe('SUCCEEDED');
+    await upload('chain', { ...TINY, init: 'latest', model: undefined, seed: 2 });
+    let spec: RunSpec | undefined;
+    const second = await runWorkflowLocally({
+      bucket: s3.bucket,
+      key: captionsKey('chain'),
+      // The trigger would name it by train.json's version too; runWorkflowLocally's default looks at captions.csv only.
+      runId: 'chain-from-latest',
+      train: async (s, access) => {
+        spec = s;
+        return realWorker(s, access);
+      },
+    });
+    expect(second.error).toBeUndefined();
+    expect(second.status).toBe("SUCCEEDED");
+    // The worker was handed the model latest.json named, with the config its run recorded, not `latest`.
+    expect(spec!.options).toMatchObject({ init: `s3://${s3.bucket}/runs/${first.runId}/final/model.safetensors`, model: 'ViT-tiny' });
+    expect(second.runAccessLeft).toEqual([]);
+  });
+
   it('revokes the run role when Train fails', async () => {
     await upload('trainfails', TINY);
     let roleArn = '';

@@ -1,6 +1,4 @@
 import { basename } from 'node:path';
-import { modelLatestKey } from '../../core/s3-layout.ts';
-import type { ObjectStore } from '../../core/store.ts';
 import { CheckpointError } from '../../core/tensors/errors.ts';
 import { loadStateDictFile } from '../checkpoint/load.ts';
 import { matchStateDict } from '../checkpoint/match.ts';
@@ -56,20 +54,6 @@ export function chooseModel(base: string, explicit?: string, explicitFrom = '--c
   } catch (e) {
     throw new TrainInputError((e as Error).message);
   }
-}
-
-/**
- * The model models/<dataset>/latest.json names, as a URI inside `bucket`, with the config name its run recorded
- * (a published model.safetensors has no config name in its file name).
- */
-export async function latestModel(bucket: ObjectStore, dataset: string): Promise<{ uri: string; modelName?: string }> {
-  const key = modelLatestKey(dataset);
-  const bytes = await bucket.tryGet(key);
-  if (!bytes) throw new TrainInputError(`init "latest": ${bucket.uri.replace(/\/$/, '')}/${key} does not exist (no model published for ${dataset} yet)`);
-  const latest = JSON.parse(Buffer.from(bytes).toString('utf8')) as { model?: unknown; metrics?: { model?: unknown } };
-  if (typeof latest.model !== 'string' || !latest.model) throw new TrainInputError(`${key}: has no "model" key`);
-  const modelName = typeof latest.metrics?.model === 'string' ? latest.metrics.model : undefined;
-  return { uri: `${bucket.uri.replace(/\/$/, '')}/${latest.model}`, modelName };
 }
 
 export interface LoadBaseOptions {
