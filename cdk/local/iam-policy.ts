@@ -1,3 +1,9 @@
+/**
+ * IAM's decision on S3 requests for the principals of the template as the local runner runs them (each Lambda's
+ * role, the state machine's, a run's role for the worker): allowed when one of its policies allows the action on
+ * the resource, none denies it, and its permissions boundary allows it too, else AccessDenied. Written here because
+ * the policy simulators on npm are AGPL-licensed.
+ */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { S3Client } from '@aws-sdk/client-s3';
 
@@ -11,12 +17,7 @@ export interface PolicyDocument {
   }[];
 }
 
-/**
- * IAM's decision on S3 requests for the principals of the template as the local runner runs them (each Lambda's
- * role, the state machine's, a run's role for the worker): allowed when one of its policies allows the action on
- * the resource, none denies it, and its permissions boundary allows it too, else AccessDenied. Written here because
- * the policy simulators on npm are AGPL-licensed.
- */
+/** Who makes a request: its identity policies, and the permissions boundary that caps them. */
 export interface Principal {
   name: string;
   policies: readonly PolicyDocument[];

@@ -38,6 +38,22 @@ const put = (key: string): S3Request => ({ action: 's3:PutObject', resource: `ar
 const del = (key: string): S3Request => ({ action: 's3:DeleteObject', resource: `arn:aws:s3:::${BUCKET}/${key}` });
 const list = (prefix: string, bucket = BUCKET): S3Request => ({ action: 's3:ListBucket', resource: `arn:aws:s3:::${bucket}`, prefix });
 
+describe('the local IAM decision', () => {
+  const allow = (resource: string, actions = ['s3:GetObject']): IamPolicy => ({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: actions, Resource: [resource] }] });
+  it('needs an Allow, lets any Deny win, and lets the boundary only narrow', () => {
+    const deny = { Statement: [{ Effect: 'Deny', Action: 's3:*', Resource: 'arn:aws:s3:::b/secret/*' }] };
+    expect(isAllowed({ name: 'p', policies: [] }, get('a', 'b'))).toBe(false);
+    expect(isAllowed({ name: 'p', policies: [allow('arn:aws:s3:::b/*')] }, get('secret/x', 'b'))).toBe(true);
+    expect(isAllowed({ name: 'p', policies: [allow('arn:aws:s3:::b/*'), deny] }, get('secret/x', 'b'))).toBe(false);
+    expect(isAllowed({ name: 'p', policies: [allow('arn:aws:s3:::b/*')], boundary: allow('arn:aws:s3:::b/public/*') }, get('x', 'b'))).toBe(false);
+    expect(isAllowed({ name: 'p', policies: [allow('arn:aws:s3:::b/public/x')], boundary: allow('arn:aws:s3:::b/*') }, get('public/x', 'b'))).toBe(true);
+    expect(isAllowed({ name: 'p', policies: [allow('arn:aws:s3:::b/*')] }, { action: 's3:PutObject', resource: 'arn:aws:s3:::b/x' })).toBe(false);
+    // `?` is one character, `*` any run of them, across `/` too.
+    expect(isAllowed({ name: 'p', policies: [allow('arn:aws:s3:::b/a?c/*')] }, get('abc/d/e', 'b'))).toBe(true);
+    expect(isAllowed({ name: 'p', policies: [allow('arn:aws:s3:::b/a?c/*')] }, get('ac/d', 'b'))).toBe(false);
+  });
+});
+
 describe("a run's own role", () => {
   const mine = as(runPolicy(spec({ init: 'random:ViT-tiny' }), 'aws'));
   const run = 'runs/tiles-0123456789ab';
