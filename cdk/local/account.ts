@@ -67,6 +67,10 @@ export class LocalAccount implements RunAccount {
     return arn;
   }
 
+  private roleByArn(arn: string | undefined): Role | undefined {
+    return [...this.roles.values()].find((r) => r.arn === arn);
+  }
+
   private role(name: string, call: string): Role {
     const role = this.roles.get(name);
     if (!role) throw refused('NoSuchEntityException', `${call}: the role with name ${name} cannot be found`);
@@ -99,7 +103,7 @@ export class LocalAccount implements RunAccount {
     const name = d.jobDefinitionName ?? '';
     if (!JOB_DEFINITION_NAME.test(name)) throw refused('ClientException', `RegisterJobDefinition: name ${JSON.stringify(name)} breaks Batch's rule (1-128 of [A-Za-z0-9_-])`);
     const roleArn = d.containerProperties?.jobRoleArn;
-    if (roleArn && ![...this.roles.values()].some((r) => r.arn === roleArn)) {
+    if (roleArn && !this.roleByArn(roleArn)) {
       throw refused('ClientException', `RegisterJobDefinition: job role ${roleArn} does not exist (iam:PassRole)`);
     }
     const revision = (this.revisions.get(name) ?? 0) + 1;
@@ -126,10 +130,10 @@ export class LocalAccount implements RunAccount {
     const d = this.definitions.get(jobDefinitionArn);
     if (!d?.active) throw refused('Batch.ClientException', `SubmitJob: job definition ${jobDefinitionArn} is not ACTIVE (or does not exist)`);
     const roleArn = d.definition.containerProperties?.jobRoleArn;
-    const role = [...this.roles.values()].find((r) => r.arn === roleArn);
+    const role = this.roleByArn(roleArn);
     if (!role) throw refused('Batch.ClientException', `SubmitJob: job definition ${jobDefinitionArn} has no job role that exists (${roleArn ?? 'none'})`);
     return {
-      name: `${roleArn}`,
+      name: role.arn,
       policies: [...role.policies.values()].map((p) => JSON.parse(p) as IamPolicy),
       boundary: this.managedPolicies.get(role.boundaryArn),
     };

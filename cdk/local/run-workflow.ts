@@ -57,8 +57,7 @@ export interface LocalRunInput {
 /** S3 as the Batch job's role reaches it. */
 export interface JobAccess {
   principal: Principal;
-  client: S3Client;
-  /** The run's bucket, through `client`. */
+  /** The run's bucket, every call checked against `principal`. */
   store: ObjectStore;
 }
 
@@ -126,10 +125,10 @@ function mapObjects(s3: S3Client) {
 
 type Resource = Template['Resources'][string];
 
-/** A client of the role of the one resource of `template` that `which` picks, checked as IAM would check it. */
-function clientOf(template: Template, bucket: string, which: (r: Resource) => boolean): S3Client {
+/** A client of the role (in `principals`) of the one resource of `template` that `which` picks, checked as IAM would check it. */
+function clientOf(template: Template, principals: ReadonlyMap<string, Principal>, which: (r: Resource) => boolean): S3Client {
   const found = Object.entries(template.Resources).find(([, r]) => which(r));
-  const principal = found && templatePrincipals(template, bucket).get(found[0]);
+  const principal = found && principals.get(found[0]);
   if (!principal) throw new Error('the template has no such function or state machine with a role');
   return enforceOn(makeS3Client(), principal);
 }
@@ -191,8 +190,7 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
     [STATE.train]: async (params) => {
       const spec = runSpecOfSubmitJob(params);
       const principal = access.account.jobPrincipal(String((params as { JobDefinition?: unknown }).JobDefinition));
-      const client = enforceOn(makeS3Client(), principal);
-      const value = await run.train(spec, { principal, client, store: new S3Store(spec.bucket, '', client) });
+      const value = await run.train(spec, { principal, store: new S3Store(spec.bucket, '', enforceOn(makeS3Client(), principal)) });
       trained = { value };
       return { JobId: `local-${runId}`, JobName: runId, Status: 'SUCCEEDED' };
     },
@@ -204,9 +202,10 @@ export async function runWorkflowLocally<T>(run: LocalRunInput & LocalWorkflowOp
   const intercepted = (state: string, h: Handler): Handler => (input) => (intercept ? intercept(state, input, h) : h(input));
   // Every S3 call a handler makes is checked against its function's role, and the Map's against the state machine's.
   enforceActing(handlerS3Client());
-  const guards = serviceGuards(deployed, template, templatePrincipals(template, run.bucket));
+  const principals = templatePrincipals(template, run.bucket);
+  const guards = serviceGuards(deployed, template, principals);
   // A definition of another shape (run.definition, for tests) has no role of its own in the template.
-  const mapS3 = mapObjects(run.definition ? makeS3Client() : clientOf(template, run.bucket, (r) => r.Type === 'AWS::StepFunctions::StateMachine'));
+  const mapS3 = mapObjects(run.definition ? makeS3Client() : clientOf(template, principals, (r) => r.Type === 'AWS::StepFunctions::StateMachine'));
   const unguarded: ServiceGuard = (input, call) => call(input);
   const mapRuns = [...maps.values()].map((map) => [map.name, mapRun(map)] as const);
 
@@ -317,7 +316,7 @@ export class LocalPipeline<T> {
     const event = objectCreatedEvent(put.versionId || put.etag ? put : { ...put, ...(await currentVersion(put.bucket, put.key)) });
     const template = synthesizeTemplate('aws');
     if (!matchesEventPattern(uploadRulePattern(template, put.bucket), event)) return [];
-    const triggerRole = clientOf(template, put.bucket, (r) => r.Type === 'AWS::Lambda::Function' && TRIGGER_ENV in ((r.Properties?.Environment as { Variables?: object } | undefined)?.Variables ?? {}));
+    const triggerRole = clientOf(template, templatePrincipals(template, put.bucket), (r) => r.Type === 'AWS::Lambda::Function' && TRIGGER_ENV in ((r.Properties?.Environment as { Variables?: object } | undefined)?.Variables ?? {}));
     return trigger(event, async (name, input) => {
       if (this.runs.has(name)) {
         throw Object.assign(new Error(`Execution Already Exists: '${name}'`), { name: 'ExecutionAlreadyExists' });
