@@ -6,6 +6,7 @@ import { tokenizeAll } from '../../core/tokenizer/index.ts';
 import { indexShards, prefetchShards } from '../../worker/data/shard-stream.ts';
 import type { ClipTrainer } from '../../worker/clip/api.ts';
 import { similarity } from '../../worker/train/metrics.ts';
+import { concatArrays } from '../../core/tensors/tensor.ts';
 
 /** Images and captions of one split, as the model sees them (uint8 HWC at the shard's image size). */
 export interface GalleryPool {
@@ -66,8 +67,7 @@ export async function loadPool(shards: ObjectStore, maxImages = MAX_POOL_IMAGES)
       if (image !== undefined) pool.captions.push({ text, image });
     });
   }
-  pool.pixels = new Uint8Array(chunks.length * per);
-  chunks.forEach((c, i) => pool.pixels.set(c, i * per));
+  pool.pixels = concatArrays(chunks, Uint8Array);
   return pool;
 }
 
@@ -95,9 +95,7 @@ async function embedImages(enc: Encoders, pool: GalleryPool): Promise<Float32Arr
     const n = Math.min(EMBED_CHUNK, pool.ids.length - i);
     parts.push(await enc.encodeImages(normalizeHwcToChw(pool.pixels.subarray(i * per, (i + n) * per), n, pool.imageSize), n));
   }
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  parts.reduce((o, p) => (out.set(p, o), o + p.length), 0);
-  return out;
+  return concatArrays(parts, Float32Array);
 }
 
 /** The top `k` pool images for each query under one model, best first. */
@@ -147,9 +145,7 @@ async function embedRows<T extends Float32Array | BigInt64Array>(
     const emb = out.embedding!.data as Float32Array;
     parts.push(emb.subarray(0, (emb.length / batch) * take));
   }
-  const result = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  parts.reduce((o, p) => (result.set(p, o), o + p.length), 0);
-  return result;
+  return concatArrays(parts, Float32Array);
 }
 
 /** The published standalone encoders (inputs `image` / `text`, output `embedding`) run with onnxruntime-node. */

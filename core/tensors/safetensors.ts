@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import { numel, type StateDict } from './tensor.ts';
+import { concatArrays, numel, type StateDict } from './tensor.ts';
 import { asSource, type ByteSource } from './byte-source.ts';
 import { CheckpointError } from './errors.ts';
 import { f16ToF32, bf16ToF32 } from './half.ts';
@@ -176,12 +176,5 @@ export function safetensorsParts(tensors: StateDict, metadata?: Record<string, s
 
 /** The whole file in one buffer (small dicts; checkpoints stream safetensorsParts). */
 export function writeSafetensors(tensors: StateDict, metadata?: Record<string, string>): Uint8Array {
-  const parts = safetensorsParts(tensors, metadata);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
+  return concatArrays(safetensorsParts(tensors, metadata), Uint8Array);
 }

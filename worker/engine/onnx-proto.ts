@@ -3,6 +3,8 @@
  * (proto2, so repeated scalars are written unpacked). Encoding only: the engine never reads ONNX back.
  */
 
+import { concatArrays } from '../../core/tensors/tensor.ts';
+
 export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
 export type DataType = (typeof DataType)[keyof typeof DataType];
 
@@ -163,13 +165,7 @@ class Writer {
     this.seal();
     const only = this.parts[0];
     if (this.parts.length === 1 && only.byteLength === only.buffer.byteLength) return only;
-    const out = new Uint8Array(this.sealed);
-    let at = 0;
-    for (const c of this.parts) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return concatArrays(this.parts, Uint8Array);
   }
 }
 

@@ -5,6 +5,7 @@ import { tokenizeAll } from '../../core/tokenizer/index.ts';
 import { prefetchShards, type ShardIndex } from '../data/shard-stream.ts';
 import type { ClipTrainer } from '../clip/api.ts';
 import { retrievalFromEmbeddings, similarity, zeroShotTop1, type RetrievalMetrics } from './metrics.ts';
+import { concatArrays } from '../../core/tensors/tensor.ts';
 
 export const ZERO_SHOT_PROMPT = (label: string): string => `a satellite photo of ${label}.`;
 /** Rows per encode call: bounds the memory of one evaluation chunk. */
@@ -21,13 +22,7 @@ class Rows {
     this.n += n;
   }
   concat(): Float32Array {
-    const out = new Float32Array(this.parts.reduce((a, p) => a + p.length, 0));
-    let o = 0;
-    for (const p of this.parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return concatArrays(this.parts, Float32Array);
   }
 }
 

@@ -3,7 +3,7 @@ import type { ClipModelConfig } from '../../core/model-config/config.ts';
 import type { ExecutionProvider } from '../engine/options.ts';
 import { exportImageEncoder, exportTextEncoder } from '../clip/export.ts';
 import { openSession, type EngineSession } from '../engine/session.ts';
-import type { StateDict } from '../../core/tensors/tensor.ts';
+import { concatArrays, type StateDict } from '../../core/tensors/tensor.ts';
 
 /**
  * Encoders for evaluating a saved model without building a training graph: the exported ONNX towers (static
@@ -30,13 +30,7 @@ async function runChunks(
     const emb = out.data as Float32Array;
     parts.push(emb.subarray(0, (emb.length / batch) * rows));
   }
-  const total = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    total.set(p, o);
-    o += p.length;
-  }
-  return total;
+  return concatArrays(parts, Float32Array);
 }
 
 export async function openEncoders(config: ClipModelConfig, params: StateDict, opts: { ep?: ExecutionProvider; batch?: number } = {}): Promise<Encoders> {
